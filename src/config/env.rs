@@ -1,0 +1,111 @@
+//! Where tokens come from: the process environment, filled in by a `.env`
+//! file beside the config for variables the environment does not set.
+//!
+//! The `.env` values are kept in this struct rather than written into the
+//! process environment: setting variables in a running multi-threaded
+//! process is unsound, and a reload must be able to read a changed file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::secret::Token;
+
+/// A view of the environment variables bots may name with `token_env`.
+#[derive(Clone, Default)]
+pub struct Environment {
+    dotenv: HashMap<String, String>,
+    dotenv_path: Option<PathBuf>,
+}
+
+/// Why a `.env` file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct DotenvError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl Environment {
+    /// The process environment only.
+    pub fn process() -> Environment {
+        Environment::default()
+    }
+
+    /// The process environment, filled in from `.env` in `config_dir` when
+    /// that file exists.
+    ///
+    /// # Errors
+    /// When `.env` exists but cannot be read or parsed. The message names the
+    /// file and line but never repeats a value, which may be a token.
+    pub fn with_dotenv(config_dir: &Path) -> Result<Environment, DotenvError> {
+        let path = config_dir.join(".env");
+        if !path.exists() {
+            return Ok(Environment::default());
+        }
+        let iter = dotenvy::from_path_iter(&path).map_err(|err| DotenvError {
+            path: path.clone(),
+            message: describe(&err),
+        })?;
+        let mut dotenv = HashMap::new();
+        for item in iter {
+            let (key, value) = item.map_err(|err| DotenvError {
+                path: path.clone(),
+                message: describe(&err),
+            })?;
+            dotenv.insert(key, value);
+        }
+        Ok(Environment {
+            dotenv,
+            dotenv_path: Some(path),
+        })
+    }
+
+    /// An environment made of the given variables only (for tests).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Environment
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Environment {
+            dotenv: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            dotenv_path: None,
+        }
+    }
+
+    /// The `.env` file that was read, if any.
+    pub fn dotenv_path(&self) -> Option<&Path> {
+        self.dotenv_path.as_deref()
+    }
+
+    /// The token in variable `name`: the process environment first, then
+    /// `.env`. An empty or blank value counts as unset.
+    pub fn token(&self, name: &str) -> Option<Token> {
+        let value = std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| {
+                self.dotenv
+                    .get(name)
+                    .filter(|v| !v.trim().is_empty())
+                    .cloned()
+            })?;
+        Some(Token::new(value.trim().to_owned()))
+    }
+}
+
+/// dotenvy's parse errors quote the offending line, which may hold a token;
+/// keep only the position.
+fn describe(err: &dotenvy::Error) -> String {
+    match err {
+        dotenvy::Error::LineParse(_, index) => {
+            format!("cannot parse the file near character {index}")
+        }
+        dotenvy::Error::Io(io) => format!("cannot read the file: {io}"),
+        dotenvy::Error::EnvVar(_) => "a variable is not valid unicode".to_owned(),
+        _ => "cannot read the file".to_owned(),
+    }
+}

@@ -1,0 +1,281 @@
+//! The validated configuration: what `supervisor.toml` means once it has been
+//! read, checked and given its defaults.
+//!
+//! Loading is two passes. `raw` turns the TOML text into loosely typed,
+//! span-carrying structs; `validate` turns those into the types below,
+//! collecting every problem with its file, line and column. Nothing outside
+//! this module sees TOML. Every default lives in the `Default` impls in this
+//! file (README.md documents the same values, and a test keeps the two
+//! honest). Tokens are not part of the config: a bot names the environment
+//! variable that holds its token, resolved by [`env::Environment`].
+
+pub mod env;
+mod raw;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+pub use env::Environment;
+
+/// Telegram's own Bot API server, the default `api_url`.
+pub const TELEGRAM_API_URL: &str = "https://api.telegram.org";
+
+/// A parsed, validated `supervisor.toml`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub supervisor: SupervisorSettings,
+    /// Every `[bot.<name>]` table, enabled or not, in the file's order.
+    pub bots: Vec<BotConfig>,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] when the file cannot be read, and
+    /// [`ConfigError::Invalid`] listing every problem found in it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_str(&text, path)
+    }
+
+    /// Validates config text as if it had been read from `path` (relative
+    /// paths in it resolve against `path`'s folder).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] listing every problem found.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        raw::parse(text, path).map_err(|problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// The folder relative paths resolve against.
+    pub fn dir(&self) -> &Path {
+        config_dir(&self.path)
+    }
+
+    /// The bot called `name`, if the config has one.
+    pub fn bot(&self, name: &str) -> Option<&BotConfig> {
+        self.bots.iter().find(|bot| bot.name == name)
+    }
+}
+
+/// The folder of a config file; `.` for a bare file name.
+pub fn config_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// The `[supervisor]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupervisorSettings {
+    /// How long a shutdown may take before running handlers are abandoned.
+    pub shutdown_timeout: Duration,
+    /// A tracing filter directive such as `info` or `botvisor=debug,info`.
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// When set, logs are also written to rolling files in this folder.
+    pub log_dir: Option<PathBuf>,
+    pub log_rotation: LogRotation,
+    /// The Bot API base URL, without a trailing slash.
+    pub api_url: Url,
+    /// The long-poll timeout sent with every `getUpdates`.
+    pub poll_timeout: Duration,
+    /// Restart defaults; each bot may override any of them.
+    pub restart: RestartPolicy,
+}
+
+impl Default for SupervisorSettings {
+    fn default() -> Self {
+        SupervisorSettings {
+            shutdown_timeout: Duration::from_secs(25),
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            log_dir: None,
+            log_rotation: LogRotation::Daily,
+            api_url: Url::parse(TELEGRAM_API_URL).expect("the default API URL is valid"),
+            poll_timeout: Duration::from_secs(30),
+            restart: RestartPolicy::default(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How often the log file in `log_dir` is rotated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogRotation {
+    Hourly,
+    Daily,
+    Never,
+}
+
+/// When and how often a failing bot is restarted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestartPolicy {
+    /// The wait before the first restart.
+    pub initial_backoff: Duration,
+    /// The longest wait between restarts.
+    pub max_backoff: Duration,
+    /// Each wait is the previous one times this (at least 1).
+    pub multiplier: f64,
+    /// Each wait is varied at random by up to this fraction (0 to 1).
+    pub jitter: f64,
+    /// More restarts than this within `window` park the bot.
+    pub max_restarts: u32,
+    pub window: Duration,
+    /// How long a parked bot waits before it is tried again.
+    pub park_for: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: 0.2,
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            park_for: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One `[bot.<name>]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BotConfig {
+    /// The table's name: `[a-z0-9_-]+`.
+    pub name: String,
+    pub kind: KindSettings,
+    /// The environment variable that holds the bot's token.
+    pub token_env: String,
+    pub enabled: bool,
+    /// The Bot API base URL for this bot (the supervisor's unless overridden).
+    pub api_url: Url,
+    /// The supervisor's restart policy with this bot's overrides applied.
+    pub restart: RestartPolicy,
+    /// Where `token_env` is written, for errors about the variable.
+    pub token_env_at: Location,
+}
+
+/// What a bot does, with the kind's own settings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KindSettings {
+    /// The FAQ bot (answers commands from content in the config).
+    Faq(FaqSettings),
+    /// The announcement relay.
+    Announcements(AnnouncementsSettings),
+}
+
+impl KindSettings {
+    /// The kind's name as written in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KindSettings::Faq(_) => "faq",
+            KindSettings::Announcements(_) => "announcements",
+        }
+    }
+}
+
+/// The names accepted for `kind`.
+pub const KINDS: &[&str] = &["faq", "announcements"];
+
+/// Settings of a `faq` bot. Its content arrives with the FAQ issue.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaqSettings {}
+
+/// Settings of an `announcements` bot. Its source arrives with the
+/// announcements issue.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnnouncementsSettings {}
+
+/// A position in the config file, 1-based.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Location {
+    /// The line and column of byte `offset` in `text` (columns count
+    /// characters, not bytes).
+    pub fn of_offset(text: &str, offset: usize) -> Location {
+        let offset = offset.min(text.len());
+        let before = text.get(..offset).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        Location { line, column }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// One thing wrong with a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub at: Location,
+    /// The dotted key it concerns (`bot.duyuru.token_env`), or empty for the
+    /// file as a whole.
+    pub key: String,
+    pub message: String,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the config file: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// Formats problems one per line as `file:line:column: key: message`.
+pub fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, problem) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{}:{}: ", path.display(), problem.at));
+        if !problem.key.is_empty() {
+            out.push_str(&problem.key);
+            out.push_str(": ");
+        }
+        out.push_str(&problem.message);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

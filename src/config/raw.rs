@@ -1,0 +1,519 @@
+//! The first pass over `supervisor.toml`: TOML text to span-carrying raw
+//! structs, then the validation pass that turns them into [`Config`].
+//!
+//! The document is parsed once into toml's spanned tree (`DeTable`), so that
+//! every table can be deserialized on its own and every error keeps the
+//! position it came from. Serde (with `deny_unknown_fields`) checks key names
+//! and types; the validation functions here check values. Problems are
+//! collected, not returned at the first one, so an operator sees them all.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use url::Url;
+
+use super::{
+    AnnouncementsSettings, BotConfig, Config, FaqSettings, KINDS, KindSettings, Location,
+    LogFormat, LogRotation, Problem, RestartPolicy, SupervisorSettings,
+};
+
+/// Something shaped like a Bot API token: digits, a colon, and a long tail of
+/// URL-safe characters.
+static TOKEN_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b[0-9]{5,16}:[A-Za-z0-9_-]{30,}").expect("the token pattern is valid")
+});
+static BOT_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9_-]+$").expect("the name pattern is valid"));
+static ENV_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("the env pattern is valid"));
+
+/// The keys of a `[bot.<name>]` table common to every kind; the others belong
+/// to the kind.
+const COMMON_BOT_KEYS: &[&str] = &["kind", "token_env", "enabled", "api_url", "restart"];
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawSupervisor {
+    shutdown_timeout: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
+    log_dir: Option<Spanned<String>>,
+    log_rotation: Option<Spanned<String>>,
+    api_url: Option<Spanned<String>>,
+    poll_timeout: Option<Spanned<String>>,
+    restart: Option<RawRestart>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawRestart {
+    initial_backoff: Option<Spanned<String>>,
+    max_backoff: Option<Spanned<String>>,
+    multiplier: Option<Spanned<Number>>,
+    jitter: Option<Spanned<Number>>,
+    max_restarts: Option<Spanned<i64>>,
+    window: Option<Spanned<String>>,
+    park_for: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBot {
+    kind: Spanned<String>,
+    token_env: Spanned<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    api_url: Option<Spanned<String>>,
+    #[serde(default)]
+    restart: Option<RawRestart>,
+}
+
+/// A kind's own settings; empty until the kind's issue lands.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFaq {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAnnouncements {}
+
+/// TOML keeps integers and floats apart; an operator writing `2` for a
+/// multiplier means `2.0`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    fn get(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+}
+
+/// Collects problems while the validation pass walks the document.
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn at(&self, span: Range<usize>) -> Location {
+        Location::of_offset(self.text, span.start)
+    }
+
+    fn report(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let at = self.at(span);
+        self.problems.push(Problem {
+            at,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserializes one table of the document, reporting a serde error (an
+    /// unknown key, a wrong type, a missing key) at its position.
+    fn table<T: DeserializeOwned>(
+        &mut self,
+        key: &str,
+        span: Range<usize>,
+        table: DeTable<'_>,
+    ) -> Option<T> {
+        let value = Spanned::new(span.clone(), DeValue::Table(table));
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(parsed) => Some(parsed),
+            Err(err) => {
+                let at = err.span().unwrap_or(span);
+                self.report(at, key, tidy_serde_message(err.message()));
+                None
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        value: &Option<Spanned<String>>,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.get_ref().trim()) {
+            Ok(d) if d.is_zero() => {
+                self.report(value.span(), key, "must be longer than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(err) => {
+                self.report(
+                    value.span(),
+                    key,
+                    format!(
+                        "`{}` is not a duration ({err}); write e.g. \"500ms\", \"25s\", \"10m\"",
+                        value.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn url(&mut self, key: &str, value: &Spanned<String>) -> Option<Url> {
+        match Url::parse(value.get_ref().trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(without_trailing_slash(url))
+            }
+            Ok(_) => {
+                self.report(value.span(), key, "must be an http:// or https:// URL");
+                None
+            }
+            Err(err) => {
+                self.report(value.span(), key, format!("is not a URL: {err}"));
+                None
+            }
+        }
+    }
+
+    fn restart(&mut self, prefix: &str, raw: &RawRestart, base: &RestartPolicy) -> RestartPolicy {
+        let key = |name: &str| format!("{prefix}.{name}");
+        let mut policy = RestartPolicy {
+            initial_backoff: self.duration(
+                &key("initial_backoff"),
+                &raw.initial_backoff,
+                base.initial_backoff,
+            ),
+            max_backoff: self.duration(&key("max_backoff"), &raw.max_backoff, base.max_backoff),
+            multiplier: base.multiplier,
+            jitter: base.jitter,
+            max_restarts: base.max_restarts,
+            window: self.duration(&key("window"), &raw.window, base.window),
+            park_for: self.duration(&key("park_for"), &raw.park_for, base.park_for),
+        };
+        if let Some(m) = &raw.multiplier {
+            let value = m.get_ref().get();
+            if value.is_finite() && value >= 1.0 {
+                policy.multiplier = value;
+            } else {
+                self.report(
+                    m.span(),
+                    &key("multiplier"),
+                    "must be a number of at least 1",
+                );
+            }
+        }
+        if let Some(j) = &raw.jitter {
+            let value = j.get_ref().get();
+            if (0.0..=1.0).contains(&value) {
+                policy.jitter = value;
+            } else {
+                self.report(j.span(), &key("jitter"), "must be between 0 and 1");
+            }
+        }
+        if let Some(n) = &raw.max_restarts {
+            match u32::try_from(*n.get_ref()) {
+                Ok(value) if value > 0 => policy.max_restarts = value,
+                _ => self.report(
+                    n.span(),
+                    &key("max_restarts"),
+                    "must be a whole number of at least 1",
+                ),
+            }
+        }
+        if policy.initial_backoff > policy.max_backoff {
+            let span = raw
+                .initial_backoff
+                .as_ref()
+                .or(raw.max_backoff.as_ref())
+                .map(Spanned::span);
+            if let Some(span) = span {
+                self.report(
+                    span,
+                    &key("initial_backoff"),
+                    "must not be longer than max_backoff",
+                );
+            }
+        }
+        policy
+    }
+}
+
+/// Parses and validates config text; the problems on failure.
+pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
+    let mut check = Checker {
+        text,
+        problems: Vec::new(),
+    };
+    for found in TOKEN_SHAPE.find_iter(text) {
+        check.report(
+            found.range(),
+            "",
+            "a bot token is written in the config file; put it in an environment variable \
+             and name that variable with `token_env`",
+        );
+    }
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(err) => {
+            let span = err.span().unwrap_or(0..0);
+            check.report(span, "", tidy_toml_message(err.message()));
+            return Err(check.problems);
+        }
+    };
+    let root = root.into_inner();
+
+    let mut supervisor_table = None;
+    let mut bot_table = None;
+    for (key, value) in root {
+        let span = value.span();
+        match (key.get_ref().as_ref(), value.into_inner()) {
+            ("supervisor", DeValue::Table(table)) => supervisor_table = Some((span, table)),
+            ("bot", DeValue::Table(table)) => bot_table = Some((span, table)),
+            ("supervisor" | "bot", _) => check.report(span, key.get_ref(), "must be a table"),
+            (other, _) => check.report(
+                key.span(),
+                other,
+                format!("unknown key `{other}`; the top level has `[supervisor]` and `[bot.<name>]` tables"),
+            ),
+        }
+    }
+
+    let raw_supervisor = match supervisor_table {
+        Some((span, table)) => check.table::<RawSupervisor>("supervisor", span, table),
+        None => Some(RawSupervisor::default()),
+    };
+    let supervisor = raw_supervisor.map(|raw| supervisor_settings(&mut check, &raw, path));
+    let supervisor_ok = supervisor.clone().unwrap_or_default();
+
+    let mut bots = Vec::new();
+    if let Some((_, table)) = bot_table {
+        for (name, value) in table {
+            if let Some(bot) = bot_config(&mut check, &supervisor_ok, name, value) {
+                bots.push(bot);
+            }
+        }
+    }
+
+    match supervisor {
+        Some(supervisor) if check.problems.is_empty() => Ok(Config {
+            path: path.to_path_buf(),
+            supervisor,
+            bots,
+        }),
+        _ => {
+            check.problems.sort_by_key(|p| (p.at.line, p.at.column));
+            Err(check.problems)
+        }
+    }
+}
+
+fn supervisor_settings(
+    check: &mut Checker<'_>,
+    raw: &RawSupervisor,
+    path: &Path,
+) -> SupervisorSettings {
+    let default = SupervisorSettings::default();
+    let mut settings = SupervisorSettings {
+        shutdown_timeout: check.duration(
+            "supervisor.shutdown_timeout",
+            &raw.shutdown_timeout,
+            default.shutdown_timeout,
+        ),
+        poll_timeout: check.duration(
+            "supervisor.poll_timeout",
+            &raw.poll_timeout,
+            default.poll_timeout,
+        ),
+        ..default.clone()
+    };
+    if let Some(poll) = &raw.poll_timeout
+        && settings.poll_timeout > Duration::from_secs(50)
+    {
+        check.report(
+            poll.span(),
+            "supervisor.poll_timeout",
+            "must be at most 50s (Telegram's longest long poll)",
+        );
+    }
+    if let Some(level) = &raw.log_level {
+        match tracing_subscriber::EnvFilter::builder().parse(level.get_ref()) {
+            Ok(_) => settings.log_level = level.get_ref().clone(),
+            Err(err) => check.report(
+                level.span(),
+                "supervisor.log_level",
+                format!(
+                    "is not a log filter ({err}); write e.g. \"info\" or \"botvisor=debug,info\""
+                ),
+            ),
+        }
+    }
+    if let Some(format) = &raw.log_format {
+        match format.get_ref().as_str() {
+            "text" => settings.log_format = LogFormat::Text,
+            "json" => settings.log_format = LogFormat::Json,
+            other => check.report(
+                format.span(),
+                "supervisor.log_format",
+                format!("`{other}` is not a log format; use \"text\" or \"json\""),
+            ),
+        }
+    }
+    if let Some(rotation) = &raw.log_rotation {
+        match rotation.get_ref().as_str() {
+            "hourly" => settings.log_rotation = LogRotation::Hourly,
+            "daily" => settings.log_rotation = LogRotation::Daily,
+            "never" => settings.log_rotation = LogRotation::Never,
+            other => check.report(
+                rotation.span(),
+                "supervisor.log_rotation",
+                format!("`{other}` is not a rotation; use \"hourly\", \"daily\" or \"never\""),
+            ),
+        }
+    }
+    if let Some(dir) = &raw.log_dir {
+        if dir.get_ref().trim().is_empty() {
+            check.report(dir.span(), "supervisor.log_dir", "must not be empty");
+        } else {
+            settings.log_dir = Some(resolve(path, dir.get_ref()));
+        }
+    }
+    if let Some(url) = &raw.api_url
+        && let Some(url) = check.url("supervisor.api_url", url)
+    {
+        settings.api_url = url;
+    }
+    if let Some(restart) = &raw.restart {
+        settings.restart = check.restart("supervisor.restart", restart, &default.restart);
+    }
+    settings
+}
+
+fn bot_config(
+    check: &mut Checker<'_>,
+    supervisor: &SupervisorSettings,
+    name: Spanned<toml::de::DeString<'_>>,
+    value: Spanned<DeValue<'_>>,
+) -> Option<BotConfig> {
+    let name_span = name.span();
+    let name = name.into_inner().into_owned();
+    let prefix = format!("bot.{name}");
+    if !BOT_NAME.is_match(&name) {
+        check.report(
+            name_span.clone(),
+            &prefix,
+            format!("`{name}` is not a bot name; use lowercase letters, digits, `_` and `-`"),
+        );
+    }
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        check.report(span, &prefix, "must be a table: write `[bot.<name>]`");
+        return None;
+    };
+    // Split the common keys from the kind's own, so each half can be checked
+    // strictly by serde with `deny_unknown_fields`.
+    let mut common = DeTable::new();
+    let mut own = DeTable::new();
+    for (key, value) in table {
+        if COMMON_BOT_KEYS.contains(&key.get_ref().as_ref()) {
+            common.insert(key, value);
+        } else {
+            own.insert(key, value);
+        }
+    }
+    let raw: RawBot = check.table(&prefix, name_span.clone(), common)?;
+
+    let kind_name = raw.kind.get_ref().as_str();
+    let kind_key = format!("{prefix}.kind");
+    let kind = match kind_name {
+        "faq" => check
+            .table::<RawFaq>(&prefix, span.clone(), own)
+            .map(|RawFaq {}| KindSettings::Faq(FaqSettings::default())),
+        "announcements" => check
+            .table::<RawAnnouncements>(&prefix, span.clone(), own)
+            .map(|RawAnnouncements {}| {
+                KindSettings::Announcements(AnnouncementsSettings::default())
+            }),
+        other => {
+            check.report(
+                raw.kind.span(),
+                &kind_key,
+                format!("unknown kind `{other}`; the kinds are {}", KINDS.join(", ")),
+            );
+            None
+        }
+    };
+
+    let token_env_key = format!("{prefix}.token_env");
+    let token_env = raw.token_env.get_ref().trim().to_owned();
+    // A token written here is already reported by the whole-file scan.
+    if !ENV_NAME.is_match(&token_env) && !TOKEN_SHAPE.is_match(&token_env) {
+        check.report(
+            raw.token_env.span(),
+            &token_env_key,
+            "must be the name of an environment variable (letters, digits and `_`), not the token itself",
+        );
+    }
+    let api_url = match &raw.api_url {
+        Some(url) => check.url(&format!("{prefix}.api_url"), url),
+        None => Some(supervisor.api_url.clone()),
+    };
+    let restart = match &raw.restart {
+        Some(restart) => check.restart(&format!("{prefix}.restart"), restart, &supervisor.restart),
+        None => supervisor.restart.clone(),
+    };
+    Some(BotConfig {
+        name,
+        kind: kind?,
+        token_env_at: check.at(raw.token_env.span()),
+        token_env,
+        enabled: raw.enabled.unwrap_or(true),
+        api_url: api_url?,
+        restart,
+    })
+}
+
+/// A path from the config, resolved against the config file's folder.
+fn resolve(config_path: &Path, value: &str) -> PathBuf {
+    let value = Path::new(value.trim());
+    if value.is_absolute() {
+        value.to_path_buf()
+    } else {
+        super::config_dir(config_path).join(value)
+    }
+}
+
+fn without_trailing_slash(url: Url) -> Url {
+    let text = url.as_str().trim_end_matches('/').to_owned();
+    Url::parse(&text).unwrap_or(url)
+}
+
+/// toml's messages end with a newline and sometimes repeat the position.
+fn tidy_toml_message(message: &str) -> String {
+    let message = message.trim().trim_end_matches('.');
+    if message == "duplicate key" {
+        "duplicate key: this table or key is defined twice".to_owned()
+    } else {
+        message.to_owned()
+    }
+}
+
+fn tidy_serde_message(message: &str) -> String {
+    let message = tidy_toml_message(message);
+    match message.strip_prefix("unknown field ") {
+        Some(rest) => format!("unknown key {rest}"),
+        None => match message.strip_prefix("missing field ") {
+            Some(rest) => format!("missing key {rest}"),
+            None => message,
+        },
+    }
+}

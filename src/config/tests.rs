@@ -1,0 +1,254 @@
+//! Config validation as a table: each case is config text and the problems
+//! an operator must see, as `line:column key: message fragment`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+/// A token-shaped string, built at run time so no token-shaped literal sits
+/// in the source.
+fn fake_token() -> String {
+    format!("{}:{}", "123456789", "AAH".to_owned() + &"x".repeat(32))
+}
+
+/// Validates `text` and compares its problems with `expected`, each
+/// `"line:column key: fragment"` (the key may be empty).
+fn check(text: &str, expected: &[&str]) {
+    let err =
+        Config::from_str(text, Path::new("test.toml")).expect_err("the config must be rejected");
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("expected Invalid, got {err}");
+    };
+    let got: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{} {}: {}", p.at, p.key, p.message))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "problems: {got:#?}");
+    for (got, expected) in got.iter().zip(expected) {
+        let (position, rest) = expected.split_once(' ').expect("expected has a position");
+        let (key, fragment) = rest
+            .split_once(": ")
+            .expect("expected has a key and message");
+        let prefix = format!("{position} {key}: ");
+        assert!(
+            got.starts_with(&prefix),
+            "got {got:?}, expected prefix {prefix:?}"
+        );
+        assert!(
+            got.contains(fragment),
+            "got {got:?}, expected it to contain {fragment:?}"
+        );
+    }
+    // Rendered as file:line:column, one line per problem, and never the token.
+    let rendered = err.to_string();
+    assert_eq!(rendered.lines().count(), expected.len());
+    assert!(
+        rendered.lines().all(|l| l.starts_with("test.toml:")),
+        "{rendered}"
+    );
+    assert!(!rendered.contains(&fake_token()), "{rendered}");
+}
+
+const BOT: &str = "[bot.a]\nkind = \"faq\"\ntoken_env = \"A_TOKEN\"\n";
+
+#[test]
+fn broken_configs_name_line_column_and_key() {
+    let token_case = format!(
+        "{BOT}[bot.b]\nkind = \"faq\"\ntoken_env = \"{}\"\n",
+        fake_token()
+    );
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        // Bad TOML.
+        ("[supervisor\nlog_level = \"info\"\n".into(), vec!["1:12 : unclosed table, expected `]`"]),
+        // An unknown key, in the supervisor and in a bot.
+        (
+            "[supervisor]\nshutdown_timout = \"5s\"\n".into(),
+            vec!["2:1 supervisor: unknown key `shutdown_timout`"],
+        ),
+        (
+            format!("{BOT}tokn_env = \"X\"\n"),
+            vec!["4:1 bot.a: unknown key `tokn_env`"],
+        ),
+        // An unknown top-level table.
+        ("[supervisr]\n".into(), vec!["1:2 supervisr: unknown key `supervisr`"]),
+        // An unknown kind.
+        (
+            "[bot.a]\nkind = \"weather\"\ntoken_env = \"A\"\n".into(),
+            vec!["2:8 bot.a.kind: unknown kind `weather`; the kinds are faq, announcements"],
+        ),
+        // A duplicate bot table.
+        (format!("{BOT}{BOT}"), vec!["4:6 : duplicate key: this table or key is defined twice"]),
+        // A bad duration, and a zero one.
+        (
+            "[supervisor]\nshutdown_timeout = \"25 parsecs\"\npoll_timeout = \"0s\"\n".into(),
+            vec![
+                "2:20 supervisor.shutdown_timeout: `25 parsecs` is not a duration",
+                "3:16 supervisor.poll_timeout: must be longer than zero",
+            ],
+        ),
+        // A literal token in the file.
+        (
+            token_case,
+            vec!["6:14 : a bot token is written in the config file"],
+        ),
+        // A missing token_env.
+        ("[bot.a]\nkind = \"faq\"\n".into(), vec!["1:6 bot.a: missing key `token_env`"]),
+        // Bad name characters.
+        (
+            "[bot.Tanitim]\nkind = \"faq\"\ntoken_env = \"T\"\n[bot.\"a b\"]\nkind = \"faq\"\ntoken_env = \"T\"\n".into(),
+            vec![
+                "1:6 bot.Tanitim: `Tanitim` is not a bot name",
+                "4:6 bot.a b: `a b` is not a bot name",
+            ],
+        ),
+        // Zero and negative limits.
+        (
+            "[supervisor.restart]\nmax_restarts = 0\nmultiplier = 0.5\njitter = -1\n".into(),
+            vec![
+                "2:16 supervisor.restart.max_restarts: must be a whole number of at least 1",
+                "3:14 supervisor.restart.multiplier: must be a number of at least 1",
+                "4:10 supervisor.restart.jitter: must be between 0 and 1",
+            ],
+        ),
+        (
+            format!("{BOT}[bot.a.restart]\nmax_restarts = -3\n"),
+            vec!["5:16 bot.a.restart.max_restarts: must be a whole number of at least 1"],
+        ),
+        // Wrong types.
+        (
+            format!("{BOT}enabled = \"yes\"\n"),
+            vec!["4:11 bot.a: invalid type: string \"yes\", expected a boolean"],
+        ),
+        (
+            "[supervisor]\nshutdown_timeout = 25\n".into(),
+            vec!["2:20 supervisor: invalid type: integer `25`, expected a string"],
+        ),
+        ("bot = 3\n".into(), vec!["1:7 bot: must be a table"]),
+        // Values that are not what they claim to be.
+        (
+            "[supervisor]\napi_url = \"not a url\"\nlog_format = \"xml\"\nlog_level = \"info,,=[\"\npoll_timeout = \"60s\"\n"
+                .into(),
+            vec![
+                "2:11 supervisor.api_url: is not a URL",
+                "3:14 supervisor.log_format: `xml` is not a log format",
+                "4:13 supervisor.log_level: is not a log filter",
+                "5:16 supervisor.poll_timeout: must be at most 50s",
+            ],
+        ),
+        (
+            "[supervisor.restart]\ninitial_backoff = \"2m\"\nmax_backoff = \"1m\"\n".into(),
+            vec!["2:19 supervisor.restart.initial_backoff: must not be longer than max_backoff"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, expected) in &cases {
+        if let Err(panic) = std::panic::catch_unwind(|| check(text, expected)) {
+            let got = Config::from_str(text, Path::new("test.toml"))
+                .err()
+                .map(|e| e.to_string());
+            failures.push(format!(
+                "{text:?}: {:?}\n  got: {got:?}",
+                panic.downcast_ref::<String>()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn an_empty_file_is_all_defaults() {
+    let config = Config::from_str("", Path::new("dir/supervisor.toml")).expect("empty is valid");
+    assert_eq!(config.supervisor, SupervisorSettings::default());
+    assert!(config.bots.is_empty());
+    let empty_tables =
+        Config::from_str("[supervisor]\n[supervisor.restart]\n", Path::new("x.toml"))
+            .expect("empty tables are valid");
+    assert_eq!(empty_tables.supervisor, SupervisorSettings::default());
+}
+
+#[test]
+fn bot_overrides_merge_over_supervisor_defaults() {
+    let text = "[supervisor]\napi_url = \"http://127.0.0.1:9/\"\n[supervisor.restart]\nmax_restarts = 9\n\
+                [bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n[bot.a.restart]\npark_for = \"1m\"\n\
+                [bot.b]\nkind = \"announcements\"\ntoken_env = \"B\"\nenabled = false\napi_url = \"http://127.0.0.1:8\"\n";
+    let config = Config::from_str(text, Path::new("x.toml")).expect("valid");
+    let a = config.bot("a").expect("bot a");
+    assert_eq!(a.restart.max_restarts, 9);
+    assert_eq!(a.restart.park_for, Duration::from_secs(60));
+    assert_eq!(a.api_url.as_str(), "http://127.0.0.1:9/");
+    assert!(a.enabled);
+    let b = config.bot("b").expect("bot b");
+    assert!(!b.enabled);
+    assert_eq!(b.restart.park_for, RestartPolicy::default().park_for);
+    assert_eq!(b.kind.name(), "announcements");
+    assert_eq!(
+        config
+            .bots
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    let config = Config::from_str(
+        "[supervisor]\nlog_dir = \"logs\"\n",
+        Path::new("/etc/botvisor/supervisor.toml"),
+    )
+    .expect("valid");
+    assert_eq!(
+        config.supervisor.log_dir.as_deref(),
+        Some(Path::new("/etc/botvisor/logs"))
+    );
+}
+
+/// The shipped file parses to what README.md documents.
+#[test]
+fn the_shipped_config_is_the_departments_two_bots() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml");
+    let config = Config::load(&path).expect("the shipped config is valid");
+    let bots: Vec<_> = config
+        .bots
+        .iter()
+        .map(|b| {
+            (
+                b.name.as_str(),
+                b.kind.name(),
+                b.token_env.as_str(),
+                b.enabled,
+            )
+        })
+        .collect();
+    assert_eq!(
+        bots,
+        [
+            ("tanitim", "faq", "TANITIM_TOKEN", true),
+            ("duyuru", "announcements", "DUYURU_TOKEN", true)
+        ]
+    );
+    assert_eq!(
+        config.supervisor,
+        SupervisorSettings::default(),
+        "the shipped values are the defaults"
+    );
+}
+
+#[test]
+fn locations_count_characters_not_bytes() {
+    let text = "ı = 1\nab";
+    assert_eq!(
+        Location::of_offset(text, 0),
+        Location { line: 1, column: 1 }
+    );
+    assert_eq!(
+        Location::of_offset(text, "ı".len()),
+        Location { line: 1, column: 2 }
+    );
+    assert_eq!(
+        Location::of_offset(text, text.len()),
+        Location { line: 2, column: 3 }
+    );
+}

@@ -1,0 +1,24 @@
+//! botvisor: runs every Telegram bot of a `supervisor.toml` as a supervised,
+//! restartable tokio task in one process.
+//!
+//! `main.rs` parses the command line and sets up logging; [`run`] is the
+//! daemon. See ARCHITECTURE.md for the map of the modules.
+
+pub mod bots;
+pub mod check;
+pub mod config;
+pub mod logging;
+pub mod restart;
+pub mod secret;
+pub mod signals;
+pub mod supervisor;
+pub mod telegram;
+
+pub use supervisor::{RunError, run};
+
+/// Exit code after a clean shutdown.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for any fatal error that is not a config error.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a config error (`EX_CONFIG` from sysexits.h).
+pub const EXIT_CONFIG: u8 = 78;

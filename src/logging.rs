@@ -1,0 +1,142 @@
+//! Log output: tracing to stdout (what Heroku collects) and, optionally, to
+//! rolling files, as text or JSON lines, with every line passed through the
+//! token [`Redactor`] before it is written.
+//!
+//! `RUST_LOG`, when set, overrides the configured level. The returned
+//! [`LogGuard`] flushes the file writer when dropped, so `main` holds it
+//! until the process exits.
+
+use std::io::{self, IsTerminal, Write};
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{LogFormat, LogRotation, SupervisorSettings};
+use crate::secret::Redactor;
+
+/// Keeps the file writer alive; dropping it flushes what is buffered.
+#[must_use = "dropping the guard stops file logging"]
+pub struct LogGuard {
+    _file: Option<WorkerGuard>,
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("RUST_LOG is not a valid log filter: {0}")]
+    Filter(String),
+    #[error("cannot write logs to {dir}: {message}")]
+    Dir { dir: String, message: String },
+    #[error("a logger is already installed")]
+    AlreadyInstalled,
+}
+
+/// Installs the global logger described by `settings`.
+///
+/// # Errors
+/// When `RUST_LOG` is not a valid filter or `log_dir` cannot be created.
+pub fn init(settings: &SupervisorSettings) -> Result<LogGuard, LogError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => EnvFilter::builder()
+            .parse(&env)
+            .map_err(|e| LogError::Filter(e.to_string()))?,
+        _ => EnvFilter::builder()
+            .parse(&settings.log_level)
+            .map_err(|e| LogError::Filter(e.to_string()))?,
+    };
+
+    let (file_writer, file_guard) = match &settings.log_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| LogError::Dir {
+                dir: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let rotation = match settings.log_rotation {
+                LogRotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
+                LogRotation::Daily => tracing_appender::rolling::Rotation::DAILY,
+                LogRotation::Never => tracing_appender::rolling::Rotation::NEVER,
+            };
+            let appender = tracing_appender::rolling::RollingFileAppender::builder()
+                .rotation(rotation)
+                .filename_prefix("botvisor")
+                .filename_suffix("log")
+                .build(dir)
+                .map_err(|e| LogError::Dir {
+                    dir: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (Some(Redacting(writer)), Some(guard))
+        }
+        None => (None, None),
+    };
+
+    let stdout = Redacting(io::stdout);
+    let ansi = io::stdout().is_terminal();
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match settings.log_format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(stdout),
+            )
+            .with(file_writer.map(|w| {
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(w)
+            }))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(stdout),
+            )
+            .with(file_writer.map(|w| {
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(w)
+            }))
+            .try_init(),
+    };
+    result.map_err(|_| LogError::AlreadyInstalled)?;
+    Ok(LogGuard { _file: file_guard })
+}
+
+/// A `MakeWriter` whose writers pass each formatted line through the global
+/// redactor. tracing-subscriber formats a whole event into one buffer and
+/// writes it with a single `write_all`, so a token is never split across two
+/// writes.
+#[derive(Clone)]
+struct Redacting<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter(self.0.make_writer())
+    }
+}
+
+struct RedactingWriter<W>(W);
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let clean = Redactor::global().redact(&text);
+        self.0.write_all(clean.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}

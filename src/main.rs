@@ -1,0 +1,126 @@
+//! The `botvisor` command: parses the command line, loads the config, sets
+//! up logging and runs the daemon, and turns the outcome into an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use botvisor::config::{Config, Environment};
+use botvisor::secret::Redactor;
+use botvisor::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, RunError};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   clean shutdown (or `check` found the config valid)
+  1   a fatal error that is not a config error
+  2   the command line is wrong
+  78  the config is invalid, or no bot can run (EX_CONFIG)";
+
+/// Runs every Telegram bot of a supervisor.toml as a supervised,
+/// restartable task in one process.
+#[derive(Parser)]
+#[command(name = "botvisor", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// The config file. Relative paths in it resolve against its folder.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "supervisor.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config and report each bot's token variable (never its
+    /// value), then exit: 0 when valid, 78 when not.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
+    };
+    let env = match Environment::with_dotenv(config.dir()) {
+        Ok(env) => env,
+        Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
+    };
+    match cli.command {
+        Some(Command::Check) => check(&config, &env),
+        None => daemon(config, env),
+    }
+}
+
+fn check(config: &Config, env: &Environment) -> ExitCode {
+    let report = botvisor::check::check(config, env);
+    for line in &report.lines {
+        println!("{line}");
+    }
+    if report.problems.is_empty() {
+        println!(
+            "{}: valid, {} bot(s)",
+            config.path.display(),
+            config.bots.len()
+        );
+        ExitCode::from(EXIT_OK)
+    } else {
+        fail(EXIT_CONFIG, &report.render_problems(config))
+    }
+}
+
+fn daemon(config: Config, env: Environment) -> ExitCode {
+    let _guard = match botvisor::logging::init(&config.supervisor) {
+        Ok(guard) => guard,
+        Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            return fail(
+                EXIT_FAILURE,
+                &format!("cannot start the async runtime: {err}"),
+            );
+        }
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.path.display(),
+        dotenv = ?env.dotenv_path(),
+        "botvisor starting"
+    );
+    let outcome = runtime.block_on(async {
+        let signals = botvisor::signals::listen()
+            .map_err(|err| (EXIT_FAILURE, format!("cannot listen for signals: {err}")))?;
+        botvisor::run(config, env, signals).await.map_err(|err| {
+            let code = match err {
+                RunError::NothingToRun(_) => EXIT_CONFIG,
+                _ => EXIT_FAILURE,
+            };
+            (code, err.to_string())
+        })
+    });
+    // Do not wait for tasks abandoned at the deadline.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err((code, text)) => {
+            tracing::error!("{text}");
+            fail(code, &text)
+        }
+    }
+}
+
+/// Prints `message` to stderr (tokens redacted) and returns `code`.
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("botvisor: {}", Redactor::global().redact(message));
+    ExitCode::from(code)
+}

@@ -1,0 +1,78 @@
+//! Everything that speaks HTTP to the Bot API: the shared HTTP client, the
+//! per-bot handle, the error classes and the polling loop.
+//!
+//! No other module builds a request URL or sees a raw token; they get a
+//! [`BotHandle`], whose `Debug` shows the bot's name and never its token.
+
+pub mod errors;
+pub mod polling;
+
+use std::fmt;
+use std::time::Duration;
+
+use teloxide::Bot;
+use url::Url;
+
+use crate::secret::{Redactor, Token};
+
+pub use errors::{ErrorClass, classify};
+
+/// Extra time the HTTP client allows a long poll beyond its own timeout, so
+/// the server's empty answer arrives before the client gives up.
+const LONG_POLL_GRACE: Duration = Duration::from_secs(15);
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(String);
+
+/// The one HTTP client every bot shares: one connection pool and one TLS
+/// set-up for the whole process.
+///
+/// # Errors
+/// When the TLS backend cannot be initialised.
+pub fn http_client(poll_timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    teloxide::net::default_reqwest_settings()
+        .timeout(poll_timeout + LONG_POLL_GRACE)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|err| ClientError(Redactor::global().redact(&err.to_string()).into_owned()))
+}
+
+/// One bot's connection to the Bot API.
+#[derive(Clone)]
+pub struct BotHandle {
+    name: String,
+    bot: Bot,
+}
+
+impl BotHandle {
+    /// A handle for bot `name` with `token`, sending to `api_url` through the
+    /// shared `client`. The token is registered with the global redactor.
+    pub fn new(name: &str, token: &Token, api_url: &Url, client: reqwest::Client) -> BotHandle {
+        Redactor::global().learn(token);
+        let bot = Bot::with_client(token.expose(), client).set_api_url(api_url.clone());
+        BotHandle {
+            name: name.to_owned(),
+            bot,
+        }
+    }
+
+    /// The bot's name in the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The teloxide bot, for building requests.
+    pub fn api(&self) -> &Bot {
+        &self.bot
+    }
+}
+
+impl fmt::Debug for BotHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BotHandle")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
