@@ -1,0 +1,207 @@
+//! Shared test harness: runs the real `botvisor` binary with a config written
+//! into a temporary folder, collects every line it prints, and lets a test
+//! wait for a line or for the process to exit, each bounded by a timeout.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// A generous ceiling for anything that should happen promptly; it only
+/// catches hangs.
+pub const PROMPT: Duration = Duration::from_secs(15);
+
+/// A token of Telegram's real shape (digits, colon, 35 characters), so that
+/// the redaction of real-shaped tokens is exercised too.
+pub const REAL_SHAPED_TOKEN: &str = "123456789:AAEhBP0av28GiHRuDu9OmTj-kYm3qB2CmTc";
+pub const SECOND_TOKEN: &str = "987654321:AAFqW9dX3k2LmNoPqRsTuVwXyZ0123456_-";
+
+/// The path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_botvisor")
+}
+
+/// A temporary folder holding a config file.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl ConfigDir {
+    /// Writes `text` as `supervisor.toml` in a new temporary folder.
+    pub fn new(text: &str) -> ConfigDir {
+        let dir = tempfile::tempdir().expect("create a temporary folder");
+        let path = dir.path().join("supervisor.toml");
+        std::fs::write(&path, text).expect("write the config");
+        ConfigDir { dir, path }
+    }
+
+    /// Writes another file beside the config.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write a file beside the config");
+        path
+    }
+
+    pub fn folder(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A `Command` for the binary with a clean environment: only `PATH` and
+/// `HOME` from the test's, plus `vars`.
+pub fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(binary());
+    command.args(args).env_clear().kill_on_drop(true);
+    for key in ["PATH", "HOME"] {
+        if let Ok(value) = std::env::var(key) {
+            command.env(key, value);
+        }
+    }
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    command
+}
+
+/// What a finished run printed.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Runs the binary to completion (bounded by [`PROMPT`]).
+pub async fn run_to_end(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let output = tokio::time::timeout(PROMPT, command(args, vars).output())
+        .await
+        .expect("botvisor finished in time")
+        .expect("botvisor ran");
+    Output {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A running daemon whose output is collected line by line.
+pub struct Daemon {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    count: watch::Receiver<usize>,
+}
+
+impl Daemon {
+    /// Starts `botvisor --config <config>` with `vars` as its environment.
+    pub fn start(config: &Path, vars: &[(&str, &str)]) -> Daemon {
+        let config = config.to_str().expect("a UTF-8 path");
+        let mut command = command(&["--config", config], vars);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start botvisor");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, count) = watch::channel(0usize);
+        let tx = Arc::new(tx);
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        spawn_reader(stdout, "", lines.clone(), tx.clone());
+        spawn_reader(stderr, "stderr: ", lines.clone(), tx);
+        Daemon { child, lines, count }
+    }
+
+    /// Everything printed so far, one line per entry (stderr lines start
+    /// with `stderr: `).
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines lock").clone()
+    }
+
+    pub fn output(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// Waits until a printed line contains `needle`; returns that line.
+    pub async fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                    return line;
+                }
+                if self.count.changed().await.is_err() {
+                    // Output closed: one last look, then give up.
+                    if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                        return line;
+                    }
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(line) => line,
+            Err(_) => panic!("no line containing {needle:?} within {timeout:?}; output:\n{}", self.output()),
+        }
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id().expect("the daemon is running");
+        let pid = i32::try_from(pid).expect("a pid fits in i32");
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the daemon to exit, at most `timeout`; returns its status
+    /// once its output has been read to the end.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let status = match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.expect("wait for botvisor"),
+            Err(_) => panic!("botvisor did not exit within {timeout:?}; output:\n{}", self.output()),
+        };
+        // The readers finish when the pipes close.
+        let _ = tokio::time::timeout(PROMPT, async {
+            while self.count.changed().await.is_ok() {}
+        })
+        .await;
+        status
+    }
+}
+
+fn spawn_reader(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    prefix: &'static str,
+    lines: Arc<Mutex<Vec<String>>>,
+    tx: Arc<watch::Sender<usize>>,
+) {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            let count = {
+                let mut lines = lines.lock().expect("lines lock");
+                lines.push(format!("{prefix}{line}"));
+                lines.len()
+            };
+            tx.send_replace(count);
+        }
+    });
+}
+
+/// A `[supervisor]` table pointing at the fake, with short backoffs so
+/// error paths run quickly.
+pub fn supervisor_table(api_url: &str, extra: &str) -> String {
+    format!(
+        "[supervisor]\napi_url = \"{api_url}\"\npoll_timeout = \"2s\"\nshutdown_timeout = \"5s\"\n{extra}\n\
+         [supervisor.restart]\ninitial_backoff = \"100ms\"\nmax_backoff = \"300ms\"\npark_for = \"300ms\"\n"
+    )
+}
