@@ -1,0 +1,509 @@
+//! [`FakeTelegram`], the cheap-to-clone handle a test holds: starting and
+//! stopping the server, registering bots, chats and users, injecting updates,
+//! scripting faults and rate limits, and reading (or waiting for) what the
+//! bots did. Every method locks the shared state only briefly; the waits are
+//! woken by events, never by polling on a timer.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use crate::faults::{Fault, MethodFilter};
+use crate::methods::default_commands_key;
+use crate::model::{
+    BotCommand, BotInfo, CallbackAnswer, Chat, MemberStatus, RecordedRequest, RequestEvent,
+    SentMessage, User, WaitTimeout,
+};
+use crate::ratelimit::RateLimits;
+use crate::server;
+use crate::state::{PollEnd, Shared, State, Webhook};
+
+/// A fake Telegram Bot API server on `127.0.0.1`. Clones share one server;
+/// it stops when the last clone is dropped or on [`shutdown`](Self::shutdown).
+#[derive(Clone)]
+pub struct FakeTelegram {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    url: String,
+    shutdown: watch::Sender<bool>,
+    closed: watch::Receiver<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+impl fmt::Debug for FakeTelegram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeTelegram")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeTelegram {
+    /// Binds `127.0.0.1:0` and starts serving on the current tokio runtime.
+    pub async fn start() -> io::Result<FakeTelegram> {
+        let shared = Arc::new(Shared::new());
+        let (tx, rx) = watch::channel(false);
+        let (addr, closed) = server::start(Arc::clone(&shared), rx).await?;
+        Ok(FakeTelegram {
+            inner: Arc::new(Inner {
+                shared,
+                addr,
+                url: format!("http://{addr}"),
+                shutdown: tx,
+                closed,
+            }),
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`, without a trailing slash: what
+    /// `teloxide::Bot::set_api_url` and botvisor's `api_url` take.
+    pub fn url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// Stops the server now: no new connections are accepted and open ones
+    /// (including held long polls) are closed. Idempotent.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// A future that completes once the server has stopped listening (after
+    /// [`shutdown`](Self::shutdown) or the drop of the last handle). It does
+    /// not keep the server alive.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closed = self.inner.closed.clone();
+        async move {
+            // Err: the listener task is gone, which also means closed.
+            let _ = closed.wait_for(|c| *c).await;
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.shared().lock())
+    }
+
+    // ----- bots, chats, users -------------------------------------------
+
+    /// Registers a bot token (or renames an existing one). Only registered
+    /// tokens work; others get 401 `Unauthorized`. The bot's user id is the
+    /// digits before `:` when they parse, else a generated id.
+    pub fn add_bot(&self, token: &str, username: &str) -> BotInfo {
+        self.with_state(|st| st.add_bot(token, username))
+    }
+
+    /// The bot registered with this token.
+    pub fn bot(&self, token: &str) -> Option<BotInfo> {
+        self.with_state(|st| st.bots.get(token).map(|b| b.info.clone()))
+    }
+
+    /// Makes a chat known (title, username) without sending anything in it;
+    /// used for `getChat`, `@username` chat ids and message shapes.
+    pub fn add_chat(&self, chat: &Chat) {
+        self.with_state(|st| st.remember_chat(chat));
+    }
+
+    /// Makes a user known (used by `getChatMember`).
+    pub fn add_user(&self, user: &User) {
+        self.with_state(|st| st.remember_user(user));
+    }
+
+    // ----- updates --------------------------------------------------------
+
+    /// Sets the id the next injected update of this bot gets (ids then go up
+    /// by one). Telegram picks a random new start after a week without
+    /// updates; use this to simulate that.
+    ///
+    /// # Panics
+    /// If the token is not registered.
+    pub fn set_next_update_id(&self, token: &str, id: u32) {
+        self.with_state(|st| st.bot_mut(token).next_update_id = id.max(1));
+    }
+
+    /// Queues a text message from `from` in `chat` and returns its update id.
+    /// A text starting with `/` gets a `bot_command` entity at offset 0
+    /// covering the command and any `@botname`. In a channel it becomes a
+    /// `channel_post` (with `sender_chat`, without `from`).
+    ///
+    /// # Panics
+    /// If the token is not registered.
+    pub fn inject_message(&self, token: &str, chat: &Chat, from: &User, text: &str) -> u32 {
+        self.with_state(|st| st.inject_message(token, chat, from, text))
+    }
+
+    /// Queues a callback query: `from` pressed a button with `data` on
+    /// message `message_id` in `chat`. The query carries that message (as the
+    /// bot sent it, when the fake has it), a `chat_instance` and a unique
+    /// `id`, which `answerCallbackQuery` then accepts. Returns the update id.
+    ///
+    /// # Panics
+    /// If the token is not registered.
+    pub fn inject_callback_query(
+        &self,
+        token: &str,
+        chat: &Chat,
+        from: &User,
+        message_id: i32,
+        data: &str,
+    ) -> u32 {
+        self.with_state(|st| st.inject_callback_query(token, chat, from, message_id, data))
+    }
+
+    /// Queues a `my_chat_member` update (the bot's own status in `chat`
+    /// changed from `old` to `new`, done by `from`) and records `new` as the
+    /// bot's status there. Returns the update id.
+    ///
+    /// # Panics
+    /// If the token is not registered.
+    pub fn inject_my_chat_member(
+        &self,
+        token: &str,
+        chat: &Chat,
+        from: &User,
+        old: MemberStatus,
+        new: MemberStatus,
+    ) -> u32 {
+        self.with_state(|st| st.inject_my_chat_member(token, chat, from, old, new))
+    }
+
+    /// Queues a raw update: a JSON object such as `{"edited_message": {...}}`.
+    /// The fake sets `update_id` (overwriting one given) and returns it. Its
+    /// type for `allowed_updates` is its first field other than `update_id`.
+    ///
+    /// # Panics
+    /// If the token is not registered or `update` is not a JSON object.
+    pub fn inject_update(&self, token: &str, update: Value) -> u32 {
+        let Value::Object(map) = update else {
+            panic!("fake-telegram: inject_update needs a JSON object, got {update}");
+        };
+        self.with_state(|st| st.bot_mut(token).enqueue(map))
+    }
+
+    /// The offset the bot last confirmed with getUpdates (0 before any).
+    pub fn confirmed_offset(&self, token: &str) -> i64 {
+        self.with_state(|st| st.bots.get(token).map_or(0, |b| b.confirmed_offset))
+    }
+
+    /// The updates not yet confirmed, oldest first.
+    pub fn pending_updates(&self, token: &str) -> Vec<Value> {
+        self.with_state(|st| {
+            st.bots.get(token).map_or_else(Vec::new, |b| {
+                b.queue
+                    .iter()
+                    .filter_map(|u| serde_json::from_str(&u.json).ok())
+                    .collect()
+            })
+        })
+    }
+
+    /// How many updates are not yet confirmed.
+    pub fn pending_update_count(&self, token: &str) -> usize {
+        self.with_state(|st| st.bots.get(token).map_or(0, |b| b.queue.len()))
+    }
+
+    /// The `allowed_updates` setting the bot last gave (`None`: the default).
+    pub fn allowed_updates(&self, token: &str) -> Option<Vec<String>> {
+        self.with_state(|st| st.bots.get(token).and_then(|b| b.allowed_updates.clone()))
+    }
+
+    /// Whether a getUpdates of this bot is being held (long polling) now.
+    pub fn is_polling(&self, token: &str) -> bool {
+        self.with_state(|st| st.bots.get(token).is_some_and(|b| b.held.is_some()))
+    }
+
+    /// Waits until a getUpdates of this bot is being held.
+    pub async fn wait_until_polling(
+        &self,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<(), WaitTimeout> {
+        self.wait_until(timeout, |st| {
+            let held = st.bots.get(token).is_some_and(|b| b.held.is_some());
+            (if held { Some(()) } else { None }, usize::from(held))
+        })
+        .await
+        .map_err(|(seen, timeout)| WaitTimeout {
+            waiting_for: format!("a held getUpdates of {}", redact(token)),
+            seen,
+            wanted: 1,
+            timeout,
+        })
+    }
+
+    // ----- webhook --------------------------------------------------------
+
+    /// Sets (or, with an empty `url`, deletes) the bot's webhook from the
+    /// test side, without the URL checks `setWebhook` makes. Setting one ends
+    /// a held getUpdates with 409 `Conflict: terminated by setWebhook request`.
+    /// The fake never calls the webhook.
+    ///
+    /// # Panics
+    /// If the token is not registered.
+    pub fn set_webhook(&self, token: &str, url: &str) {
+        self.with_state(|st| {
+            let bot = st.bot_mut(token);
+            if url.is_empty() {
+                bot.webhook = None;
+            } else {
+                bot.webhook = Some(Webhook {
+                    url: url.to_owned(),
+                    max_connections: 40,
+                    has_custom_certificate: false,
+                });
+                bot.end_held_poll(PollEnd::SetWebhook);
+            }
+        });
+    }
+
+    /// The bot's webhook URL, if one is set.
+    pub fn webhook_url(&self, token: &str) -> Option<String> {
+        self.with_state(|st| {
+            st.bots
+                .get(token)
+                .and_then(|b| b.webhook.as_ref().map(|w| w.url.clone()))
+        })
+    }
+
+    // ----- chat members ---------------------------------------------------
+
+    /// Sets a user's status in a chat, as `getChatMember` will report it
+    /// (default `member`). Setting the *bot's* own status to `kicked` makes
+    /// its sends to that chat fail with 403 (`bot was blocked by the user` in
+    /// a private chat, `bot was kicked from the … chat` elsewhere); `left`
+    /// gives `bot is not a member of the … chat`.
+    pub fn set_member_status(&self, chat_id: i64, user_id: u64, status: MemberStatus) {
+        self.with_state(|st| {
+            st.members.insert((chat_id, user_id), status);
+        });
+    }
+
+    /// A user's status in a chat.
+    pub fn member_status(&self, chat_id: i64, user_id: u64) -> MemberStatus {
+        self.with_state(|st| st.member_status(chat_id, user_id))
+    }
+
+    // ----- what bots sent -------------------------------------------------
+
+    /// The messages the bot sent with sendMessage, in order.
+    pub fn sent_messages(&self, token: &str) -> Vec<SentMessage> {
+        self.with_state(|st| st.bots.get(token).map_or_else(Vec::new, |b| b.sent.clone()))
+    }
+
+    /// The edits the bot made with editMessageText, in order.
+    pub fn edited_messages(&self, token: &str) -> Vec<SentMessage> {
+        self.with_state(|st| {
+            st.bots
+                .get(token)
+                .map_or_else(Vec::new, |b| b.edits.clone())
+        })
+    }
+
+    /// The bot's answerCallbackQuery calls, in order.
+    pub fn callback_answers(&self, token: &str) -> Vec<CallbackAnswer> {
+        self.with_state(|st| {
+            st.bots
+                .get(token)
+                .map_or_else(Vec::new, |b| b.callback_answers.clone())
+        })
+    }
+
+    /// The bot's commands for the default scope and no language.
+    pub fn commands(&self, token: &str) -> Vec<BotCommand> {
+        self.with_state(|st| {
+            st.bots
+                .get(token)
+                .and_then(|b| b.commands.get(&default_commands_key()).cloned())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Waits until the bot has sent at least `n` messages, and returns all it
+    /// has sent.
+    pub async fn wait_for_sent(
+        &self,
+        token: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<SentMessage>, WaitTimeout> {
+        self.wait_until(timeout, |st| {
+            let sent = st.bots.get(token).map_or(&[][..], |b| &b.sent[..]);
+            ((sent.len() >= n).then(|| sent.to_vec()), sent.len())
+        })
+        .await
+        .map_err(|(seen, timeout)| WaitTimeout {
+            waiting_for: format!("messages sent by {}", redact(token)),
+            seen,
+            wanted: n,
+            timeout,
+        })
+    }
+
+    // ----- requests -------------------------------------------------------
+
+    /// Every recorded request, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.with_state(|st| st.log.iter().cloned().collect())
+    }
+
+    /// The recorded requests of one token and method (case-insensitive).
+    pub fn requests_of(&self, token: &str, method: &str) -> Vec<RecordedRequest> {
+        let method = method.to_ascii_lowercase();
+        self.with_state(|st| {
+            st.log
+                .iter()
+                .filter(|r| r.token == token && r.method == method)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Forgets the recorded requests (sequence numbers keep counting).
+    pub fn clear_requests(&self) {
+        self.with_state(|st| st.log.clear());
+    }
+
+    /// Keeps at most this many recorded requests, forgetting the oldest
+    /// (for long benchmarks; unlimited by default).
+    pub fn set_request_log_capacity(&self, capacity: usize) {
+        self.with_state(|st| st.log.set_capacity(capacity));
+    }
+
+    /// Waits until the `n`-th (1-based) request of this token and method
+    /// (case-insensitive) has arrived, and returns it. It may still be
+    /// pending (a held long poll); its `outcome` is as of the return.
+    pub async fn wait_for_request(
+        &self,
+        token: &str,
+        method: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<RecordedRequest, WaitTimeout> {
+        let method = method.to_ascii_lowercase();
+        let wanted = n.max(1);
+        self.wait_until(timeout, |st| {
+            let mut seen = 0;
+            for r in st.log.iter() {
+                if r.token == token && r.method == method {
+                    seen += 1;
+                    if seen == wanted {
+                        return (Some(r.clone()), seen);
+                    }
+                }
+            }
+            (None, seen)
+        })
+        .await
+        .map_err(|(seen, timeout)| WaitTimeout {
+            waiting_for: format!("{method} requests of {}", redact(token)),
+            seen,
+            wanted,
+            timeout,
+        })
+    }
+
+    /// A subscription to request events (arrived, finished). Events sent
+    /// before the subscription are not seen; a slow subscriber may lag
+    /// (capacity 4096).
+    pub fn subscribe(&self) -> broadcast::Receiver<RequestEvent> {
+        self.shared().events.subscribe()
+    }
+
+    // ----- faults and limits ----------------------------------------------
+
+    /// Scripts a fault for the next requests of `token` to `method` (a name,
+    /// case-insensitive, or [`MethodFilter::Any`] / `"*"` for any method).
+    /// Faults for a named method are used before those for any method; each
+    /// list is first in, first out. Faults apply before the token check, so
+    /// they work for unregistered tokens too.
+    pub fn add_fault(&self, token: &str, method: impl Into<MethodFilter>, fault: Fault) {
+        let method = method.into();
+        self.with_state(|st| st.faults.add(token, method, fault));
+    }
+
+    /// Removes every fault scripted for `token`.
+    pub fn clear_faults(&self, token: &str) {
+        self.with_state(|st| st.faults.clear(Some(token)));
+    }
+
+    /// Removes every fault of every token.
+    pub fn clear_all_faults(&self) {
+        self.with_state(|st| st.faults.clear(None));
+    }
+
+    /// Turns rate limits on (`Some(limits)` or a `RateLimits`) or off
+    /// (`None`, [`RateLimits::disabled`]). Resets the windows.
+    pub fn set_rate_limits(&self, limits: impl Into<Option<RateLimits>>) {
+        let limits = limits.into().unwrap_or_default();
+        self.with_state(|st| st.limiter.set_limits(limits));
+    }
+
+    /// How many 429s the rate limits have answered to this bot.
+    pub fn too_many_requests_count(&self, token: &str) -> u64 {
+        self.with_state(|st| st.bots.get(token).map_or(0, |b| b.too_many_requests))
+    }
+
+    // ----- waiting ---------------------------------------------------------
+
+    /// Re-checks `check` each time the state changes until it yields a
+    /// value or the timeout passes. `check` returns the value (if ready) and
+    /// how many matching items it saw; on timeout, that count is returned.
+    async fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&State) -> (Option<T>, usize),
+    ) -> Result<T, (usize, Duration)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared().changed.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a change between the check and
+            // the await is not missed.
+            notified.as_mut().enable();
+            let seen = {
+                let st = self.shared().lock();
+                match check(&st) {
+                    (Some(v), _) => return Ok(v),
+                    (None, seen) => seen,
+                }
+            };
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                // One last look: a change may have landed right at the deadline.
+                let st = self.shared().lock();
+                return match check(&st) {
+                    (Some(v), _) => Ok(v),
+                    (None, last) => Err((last.max(seen), timeout)),
+                };
+            }
+        }
+    }
+}
+
+/// A token for messages: the bot id part only.
+fn redact(token: &str) -> String {
+    match token.split_once(':') {
+        Some((id, _)) => format!("bot {id}"),
+        None => "a bot".to_owned(),
+    }
+}

@@ -1,0 +1,260 @@
+//! The HTTP side: a listener on `127.0.0.1:0`, one task per connection
+//! served by hyper's HTTP/1 (keep-alive on), routing `/bot<TOKEN>/<method>`,
+//! reading the body, recording the request, applying a scripted fault, and
+//! writing the answer. A "dropped connection" fault is an `Err` from the
+//! service, on which hyper closes the connection without a response.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::faults::{FaultKind, html_page};
+use crate::methods;
+use crate::model::Outcome;
+use crate::params::Params;
+use crate::reply::ApiError;
+use crate::state::Shared;
+
+/// Largest request body accepted (Telegram's own limit for JSON is far lower
+/// than file uploads, which the fake does not support).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The service's error: close the connection without answering.
+#[derive(Debug)]
+struct DropConnection;
+
+impl fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection dropped by a scripted fault")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+/// Binds `127.0.0.1:0` and serves until `shutdown` turns true (or its sender
+/// is dropped). Returns the bound address and a receiver that turns true once
+/// the listener is closed.
+pub(crate) async fn start(
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<(SocketAddr, watch::Receiver<bool>)> {
+    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    let (closed_tx, closed_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        accept_loop(listener, shared, shutdown).await;
+        closed_tx.send_replace(true);
+    });
+    Ok((addr, closed_rx))
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // Err means every handle is gone: stop as well.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Accepts connections until shutdown; the listener is closed on return.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = stopped(&mut shutdown) => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_connection(stream, Arc::clone(&shared), shutdown.clone()));
+                }
+                Err(_) => {
+                    // Out of file descriptors or similar: back off briefly
+                    // instead of spinning on the error.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { handle(shared, req).await }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .header_read_timeout(None::<Duration>)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = conn => {}
+        () = stopped(&mut shutdown) => {}
+    }
+}
+
+/// Records the end of a request exactly once; if the request future is
+/// dropped first (the client went away), records it as abandoned.
+struct Finish {
+    shared: Arc<Shared>,
+    seq: u64,
+    token: String,
+    method: String,
+    done: bool,
+}
+
+impl Finish {
+    fn finish(&mut self, outcome: Outcome) {
+        self.done = true;
+        self.shared
+            .finish(self.seq, &self.token, &self.method, outcome);
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared
+                .finish(self.seq, &self.token, &self.method, Outcome::Abandoned);
+        }
+    }
+}
+
+/// Splits `/bot<TOKEN>/<method>` into the token and the lowercased method.
+fn route(path: &str) -> Option<(&str, String)> {
+    let rest = path.strip_prefix("/bot")?;
+    let (token, method) = rest.split_once('/')?;
+    if token.is_empty() || method.is_empty() || method.contains('/') {
+        return None;
+    }
+    Some((token, method.to_ascii_lowercase()))
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, DropConnection> {
+    let arrived = Instant::now();
+    let (parts, body) = req.into_parts();
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (token, method) = match route(parts.uri.path()) {
+        Some((t, m)) => (t.to_owned(), m),
+        None => (String::new(), String::new()),
+    };
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            // Too large, or the client went away mid-body: record it anyway.
+            let (seq, _) = shared.arrive(&token, &method, serde_json::Value::Null, arrived);
+            let err = ApiError::new(413, "Request Entity Too Large");
+            shared.finish(seq, &token, &method, Outcome::Status(err.code));
+            return Ok(json_response(&err));
+        }
+    };
+    let parsed = Params::parse(parts.uri.query(), content_type.as_deref(), &body);
+    let (seq, fault) = shared.arrive(&token, &method, parsed.recorded, arrived);
+    let mut finish = Finish {
+        shared: Arc::clone(&shared),
+        seq,
+        token,
+        method,
+        done: false,
+    };
+    if finish.token.is_empty() {
+        let err = ApiError::not_found();
+        finish.finish(Outcome::Status(err.code));
+        return Ok(json_response(&err));
+    }
+
+    if let Some(fault) = fault {
+        if let Some(d) = fault.delay {
+            tokio::time::sleep(d).await;
+        }
+        return match fault.kind {
+            FaultKind::DropConnection => {
+                finish.finish(Outcome::Dropped);
+                Err(DropConnection)
+            }
+            FaultKind::HtmlPage => {
+                finish.finish(Outcome::Status(fault.status));
+                Ok(response(
+                    fault.status,
+                    "text/html",
+                    html_page(fault.status).into(),
+                ))
+            }
+            FaultKind::Ok => {
+                finish.finish(Outcome::Status(200));
+                let body = format!("{{\"ok\":true,\"result\":{}}}", fault.description);
+                Ok(response(200, "application/json", body.into()))
+            }
+            FaultKind::JsonError => {
+                let err = ApiError {
+                    code: fault.status,
+                    description: fault.description.into(),
+                    parameters: fault.parameters,
+                };
+                finish.finish(Outcome::Status(err.code));
+                Ok(json_response(&err))
+            }
+        };
+    }
+
+    let result = methods::dispatch(&shared, &finish.token, &finish.method, parsed.params).await;
+    let (status, body) = match result {
+        Ok(success) => (200, success.body()),
+        Err(err) => (err.code, err.body()),
+    };
+    finish.finish(Outcome::Status(status));
+    Ok(response(status, "application/json", body.into()))
+}
+
+fn json_response(err: &ApiError) -> HttpResponse {
+    response(err.code, "application/json", err.body().into())
+}
+
+fn response(status: u16, content_type: &'static str, body: Bytes) -> HttpResponse {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            route("/bot1:abc/GetMe"),
+            Some(("1:abc", "getme".to_owned()))
+        );
+        assert_eq!(route("/bot1:abc/"), None);
+        assert_eq!(route("/foo"), None);
+        assert_eq!(route("/bot/getMe"), None);
+    }
+}
