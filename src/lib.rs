@@ -11,10 +11,12 @@ pub mod logging;
 pub mod restart;
 pub mod secret;
 pub mod signals;
+pub mod status;
 pub mod supervisor;
 pub mod telegram;
+pub mod worker;
 
-pub use supervisor::{RunError, run};
+pub use supervisor::{RunError, StatusBoard, run, run_with_board};
 
 /// Exit code after a clean shutdown.
 pub const EXIT_OK: u8 = 0;

@@ -91,6 +91,9 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
             );
         }
     };
+    // A panic is logged like any other error (so it passes the redactor and
+    // lands in the log stream), not printed raw to stderr.
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %config.path.display(),

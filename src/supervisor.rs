@@ -1,30 +1,36 @@
-//! The supervisor: turns a validated config into one worker task per
-//! runnable bot, and stops them all within the shutdown deadline.
+//! The supervisor: turns a validated config into one worker per runnable
+//! bot, reloads on SIGHUP, reports status on SIGUSR1, and stops every worker
+//! within the shutdown deadline.
 //!
-//! Workers share no mutable state; each has its own cancellation token (a
-//! child of the supervisor's), so one bot can later be stopped alone. Every
-//! event a worker logs carries `bot=<name>` through its span.
+//! Workers share no mutable state. Each has its own cancellation token (a
+//! child of the supervisor's root token, so a reload can stop one bot alone)
+//! and publishes its status on a `watch` channel the supervisor reads. The
+//! main loop `select!`s over one stream of [`Signal`]s. Every event a worker
+//! logs carries `bot=<name>` through its span.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use teloxide::requests::Requester;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, warn};
 
-use crate::bots::Kind;
 use crate::config::{BotConfig, Config, Environment};
-use crate::restart::Backoff;
 use crate::secret::Token;
 use crate::signals::Signal;
-use crate::telegram::polling::Poller;
-use crate::telegram::{self, BotHandle, ErrorClass};
+use crate::status::{BotStatus, StatusSender, WorkerState};
+use crate::telegram;
+use crate::worker::Worker;
 
-/// How long the final offset confirmation may take at shutdown.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
-/// The first wait after a 409 Conflict; Telegram sends at most one per 3 s.
-const CONFLICT_WAIT: Duration = Duration::from_secs(3);
+/// Time kept back from the shutdown deadline for confirming offsets after
+/// the handlers stop.
+const CONFIRM_BUDGET: Duration = Duration::from_secs(2);
+/// The supervisor gives up this long before the deadline, so the process
+/// is gone before whoever set the deadline kills it.
+const EXIT_MARGIN: Duration = Duration::from_millis(250);
 
 /// Why the supervisor could not run or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +45,38 @@ pub enum RunError {
     Forced,
 }
 
+/// Every worker's status, readable from outside the supervisor.
+#[derive(Clone, Default)]
+pub struct StatusBoard {
+    bots: Arc<RwLock<BTreeMap<String, watch::Receiver<BotStatus>>>>,
+}
+
+impl StatusBoard {
+    /// The current status of every bot, by name.
+    pub fn snapshot(&self) -> Vec<BotStatus> {
+        let bots = self.bots.read().unwrap_or_else(|e| e.into_inner());
+        bots.values().map(|rx| rx.borrow().clone()).collect()
+    }
+
+    fn insert(&self, name: &str, rx: watch::Receiver<BotStatus>) {
+        let mut bots = self.bots.write().unwrap_or_else(|e| e.into_inner());
+        bots.insert(name.to_owned(), rx);
+    }
+
+    fn remove(&self, name: &str) {
+        let mut bots = self.bots.write().unwrap_or_else(|e| e.into_inner());
+        bots.remove(name);
+    }
+
+    /// One compact line: `name=state(age, …)` for every bot.
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = self.snapshot().iter().map(BotStatus::compact).collect();
+        parts.join(" ")
+    }
+}
+
 /// A bot that is enabled and has a token: what a worker needs.
+#[derive(Clone)]
 struct Runnable {
     config: BotConfig,
     token: Token,
@@ -62,6 +99,83 @@ fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<Stri
     (runnable, missing)
 }
 
+/// What a reload changes, by bot name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+impl ReloadPlan {
+    /// A one-line summary for the log.
+    pub fn summary(&self) -> String {
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        format!(
+            "added: {}; removed: {}; restarted: {}; unchanged: {}",
+            list(&self.added),
+            list(&self.removed),
+            list(&self.restarted),
+            list(&self.unchanged)
+        )
+    }
+}
+
+/// Compares the running bots with the bots a new config would run. A bot is
+/// restarted when its own settings or its token changed, or when a setting
+/// every bot shares (`shared_changed`) did.
+fn plan_reload(
+    running: &BTreeMap<String, Runnable>,
+    wanted: &[Runnable],
+    shared_changed: bool,
+) -> ReloadPlan {
+    let mut plan = ReloadPlan::default();
+    for bot in wanted {
+        let name = &bot.config.name;
+        match running.get(name) {
+            None => plan.added.push(name.clone()),
+            Some(old)
+                if shared_changed
+                    || !old.config.runs_like(&bot.config)
+                    || old.token != bot.token =>
+            {
+                plan.restarted.push(name.clone());
+            }
+            Some(_) => plan.unchanged.push(name.clone()),
+        }
+    }
+    for name in running.keys() {
+        if !wanted.iter().any(|b| &b.config.name == name) {
+            plan.removed.push(name.clone());
+        }
+    }
+    plan
+}
+
+/// A running worker, as the supervisor tracks it.
+struct Entry {
+    bot: Runnable,
+    cancel: CancellationToken,
+    /// Cancelled when the worker's task has ended.
+    stopped: CancellationToken,
+}
+
+struct Supervisor {
+    config: Config,
+    client: reqwest::Client,
+    root: CancellationToken,
+    tracker: TaskTracker,
+    workers: BTreeMap<String, Entry>,
+    board: StatusBoard,
+}
+
 /// Runs every runnable bot until `signals` asks for a shutdown, then stops
 /// them within the configured deadline.
 ///
@@ -71,7 +185,20 @@ fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<Stri
 pub async fn run(
     config: Config,
     env: Environment,
+    signals: impl Stream<Item = Signal> + Unpin,
+) -> Result<(), RunError> {
+    run_with_board(config, env, signals, StatusBoard::default()).await
+}
+
+/// [`run`], publishing every worker's status on `board`.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_board(
+    config: Config,
+    env: Environment,
     mut signals: impl Stream<Item = Signal> + Unpin,
+    board: StatusBoard,
 ) -> Result<(), RunError> {
     let (runnable, missing) = runnable_bots(&config, &env);
     for reason in &missing {
@@ -86,53 +213,185 @@ pub async fn run(
         return Err(RunError::NothingToRun(reason));
     }
     let client = telegram::http_client(config.supervisor.poll_timeout)?;
-
-    let root = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let mut supervisor = Supervisor {
+        config,
+        client,
+        root: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        workers: BTreeMap::new(),
+        board,
+    };
     for bot in runnable {
-        let handle = BotHandle::new(
-            &bot.config.name,
-            &bot.token,
-            &bot.config.api_url,
-            client.clone(),
-        );
-        let worker = Worker {
-            kind: Kind::new(&bot.config.kind),
-            bot: handle,
-            config: bot.config,
-            poll_timeout: config.supervisor.poll_timeout,
-            cancel: root.child_token(),
-        };
-        let span = tracing::info_span!("bot", bot = %worker.config.name);
-        tracker.spawn(worker.run().instrument(span));
+        supervisor.start(bot, None);
     }
-    tracker.close();
-    info!(bots = tracker.len(), "botvisor is running");
+    info!(bots = supervisor.workers.len(), "botvisor is running");
 
     loop {
         match signals.next().await {
             Some(Signal::Shutdown) | None => break,
-            Some(Signal::Reload) => {
-                warn!("SIGHUP: reloading is not implemented yet; nothing changed")
-            }
-            Some(Signal::Status) => info!(bots = tracker.len(), "status: workers running"),
+            Some(Signal::Reload) => supervisor.reload(),
+            Some(Signal::Status) => info!("status: {}", supervisor.board.line()),
         }
     }
+    supervisor.shutdown(&mut signals).await
+}
 
-    let deadline = config.supervisor.shutdown_timeout;
-    info!(deadline = ?deadline, "shutting down");
-    let started = Instant::now();
-    root.cancel();
-    let outcome = tokio::select! {
-        () = tracker.wait() => Ok(()),
-        () = tokio::time::sleep(deadline) => {
-            error!(still_running = tracker.len(), "shutdown deadline reached; abandoning the workers still running");
-            Ok(())
+impl Supervisor {
+    /// Starts a worker for `bot`; with `after`, only once that token is
+    /// cancelled (the previous worker for the same bot has stopped, so the
+    /// two never poll at once).
+    fn start(&mut self, bot: Runnable, after: Option<CancellationToken>) {
+        let name = bot.config.name.clone();
+        let (status, rx) = StatusSender::new(&name, bot.config.kind.name());
+        self.board.insert(&name, rx);
+        let cancel = self.root.child_token();
+        let stopped = CancellationToken::new();
+        let shutdown_timeout = self.config.supervisor.shutdown_timeout;
+        let worker = Worker {
+            config: bot.config.clone(),
+            token: bot.token.clone(),
+            client: self.client.clone(),
+            poll_timeout: self.config.supervisor.poll_timeout,
+            stop_grace: shutdown_timeout.saturating_sub(CONFIRM_BUDGET + EXIT_MARGIN),
+            status,
+            cancel: cancel.clone(),
+        };
+        let done = stopped.clone().drop_guard();
+        let span = tracing::info_span!("bot", bot = %name);
+        self.tracker.spawn(
+            async move {
+                let _done = done;
+                if let Some(previous) = after {
+                    previous.cancelled().await;
+                }
+                worker.run().await;
+            }
+            .instrument(span),
+        );
+        self.workers.insert(
+            name,
+            Entry {
+                bot,
+                cancel,
+                stopped,
+            },
+        );
+    }
+
+    /// Stops the worker of bot `name`; returns the token cancelled once it
+    /// has stopped.
+    fn stop(&mut self, name: &str) -> Option<CancellationToken> {
+        let entry = self.workers.remove(name)?;
+        entry.cancel.cancel();
+        Some(entry.stopped)
+    }
+
+    /// Re-reads the config file and applies the difference. An invalid
+    /// config changes nothing.
+    fn reload(&mut self) {
+        let path = self.config.path.clone();
+        info!(config = %path.display(), "SIGHUP: reloading the config");
+        let config = match Config::load(&path) {
+            Ok(config) => config,
+            Err(err) => {
+                error!("reload: the config is invalid; keeping the running config\n{err}");
+                return;
+            }
+        };
+        let env = match Environment::with_dotenv(config.dir()) {
+            Ok(env) => env,
+            Err(err) => {
+                error!("reload: {err}; keeping the running config");
+                return;
+            }
+        };
+        let (mut wanted, missing) = runnable_bots(&config, &env);
+        // A bot whose token went missing keeps its running worker: the
+        // environment, not the config, is wrong.
+        for reason in &missing {
+            error!("reload: {reason}; the bot keeps its running worker if it has one");
         }
-        () = second_shutdown(&mut signals) => Err(RunError::Forced),
-    };
-    info!(took_ms = started.elapsed().as_millis() as u64, "stopped");
-    outcome
+        for bot in config.bots.iter().filter(|b| b.enabled) {
+            if env.token(&bot.token_env).is_none()
+                && let Some(entry) = self.workers.get(&bot.name)
+            {
+                wanted.push(entry.bot.clone());
+            }
+        }
+        let shared_changed = config.supervisor.poll_timeout != self.config.supervisor.poll_timeout
+            || config.supervisor.shutdown_timeout != self.config.supervisor.shutdown_timeout;
+        let running: BTreeMap<String, Runnable> = self
+            .workers
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.bot.clone()))
+            .collect();
+        let plan = plan_reload(&running, &wanted, shared_changed);
+        if config.supervisor.log_level != self.config.supervisor.log_level
+            || config.supervisor.log_format != self.config.supervisor.log_format
+            || config.supervisor.log_dir != self.config.supervisor.log_dir
+        {
+            warn!("reload: log settings take effect at the next start");
+        }
+        self.config = config;
+        for name in &plan.removed {
+            self.stop(name);
+            self.board.remove(name);
+        }
+        for bot in wanted {
+            let name = bot.config.name.clone();
+            if plan.added.contains(&name) {
+                self.start(bot, None);
+            } else if plan.restarted.contains(&name) {
+                let after = self.stop(&name);
+                self.start(bot, after);
+            }
+        }
+        info!("reload: {}", plan.summary());
+    }
+
+    /// Stops every worker within the deadline.
+    async fn shutdown(
+        mut self,
+        signals: &mut (impl Stream<Item = Signal> + Unpin),
+    ) -> Result<(), RunError> {
+        let deadline = self
+            .config
+            .supervisor
+            .shutdown_timeout
+            .saturating_sub(EXIT_MARGIN);
+        info!(
+            bots = self.workers.len(),
+            deadline = %crate::status::short(self.config.supervisor.shutdown_timeout),
+            "shutting down"
+        );
+        let started = Instant::now();
+        self.root.cancel();
+        self.tracker.close();
+        let outcome = tokio::select! {
+            () = self.tracker.wait() => Ok(()),
+            () = tokio::time::sleep(deadline) => {
+                let stuck: Vec<String> = self
+                    .board
+                    .snapshot()
+                    .into_iter()
+                    .filter(|s| s.state != WorkerState::Stopped)
+                    .map(|s| s.name)
+                    .collect();
+                error!(bots = %stuck.join(", "), "shutdown deadline reached; abandoning the workers still running");
+                Ok(())
+            }
+            () = second_shutdown(signals) => {
+                warn!("second shutdown signal: exiting at once");
+                Err(RunError::Forced)
+            }
+        };
+        self.workers.clear();
+        info!(
+            took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "stopped"
+        );
+        outcome
+    }
 }
 
 /// Resolves when another shutdown signal arrives.
@@ -146,135 +405,69 @@ async fn second_shutdown(signals: &mut (impl Stream<Item = Signal> + Unpin)) {
     }
 }
 
-/// One bot's task.
-struct Worker {
-    config: BotConfig,
-    bot: BotHandle,
-    kind: Kind,
-    poll_timeout: Duration,
-    cancel: CancellationToken,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
 
-impl Worker {
-    async fn run(self) {
-        let mut backoff = Backoff::new(self.config.restart.clone());
-        loop {
-            let me = tokio::select! {
-                () = self.cancel.cancelled() => return,
-                me = self.bot.api().get_me() => me,
-            };
-            match me {
-                Ok(me) => {
-                    info!(username = %me.username(), kind = self.kind_name(), "connected to Telegram");
-                    break;
-                }
-                Err(err) => {
-                    if !self.wait_after(&err, &mut backoff).await {
-                        return;
-                    }
-                }
-            }
-        }
-        backoff.reset();
-
-        let mut poller = Poller::new(
-            self.bot.clone(),
-            self.poll_timeout,
-            self.kind.allowed_updates(),
-        );
-        let mut confirmed = poller.offset();
-        loop {
-            // Cancel-safe: an abandoned poll loses nothing; the offset only
-            // moves after an update has been handled.
-            let result = tokio::select! {
-                () = self.cancel.cancelled() => break,
-                result = poller.poll() => result,
-            };
-            match result {
-                Ok(updates) => {
-                    backoff.reset();
-                    confirmed = poller.offset();
-                    for update in &updates {
-                        if self.cancel.is_cancelled() {
-                            break;
-                        }
-                        self.kind.handle(&self.bot, update).await;
-                        poller.handled(update);
-                    }
-                }
-                Err(err) => {
-                    if !self.wait_after(&err, &mut backoff).await {
-                        break;
-                    }
-                }
-            }
-        }
-        if poller.offset() != confirmed {
-            self.confirm(&poller).await;
-        }
-        info!("stopped");
+    fn bots(text: &str) -> Vec<Runnable> {
+        let config = Config::from_str(text, Path::new("x.toml")).expect("valid config");
+        config
+            .bots
+            .into_iter()
+            .map(|config| Runnable {
+                token: Token::new(format!("1:{}", config.token_env)),
+                config,
+            })
+            .collect()
     }
 
-    /// Tells Telegram which updates were handled, so a restart does not see
-    /// them again.
-    async fn confirm(&self, poller: &Poller) {
-        let Some(offset) = poller.offset() else {
-            return;
-        };
-        use teloxide::payloads::GetUpdatesSetters;
-        let request = self
-            .bot
-            .api()
-            .get_updates()
-            .offset(offset)
-            .limit(1)
-            .timeout(0);
-        match tokio::time::timeout(CONFIRM_TIMEOUT, request).await {
-            Ok(Ok(_)) => info!(offset, "confirmed handled updates"),
-            Ok(Err(err)) => {
-                warn!(offset, error = %telegram::errors::describe(&err), "could not confirm handled updates")
-            }
-            Err(_) => warn!(offset, "could not confirm handled updates in time"),
-        }
-    }
-
-    fn kind_name(&self) -> &'static str {
-        self.config.kind.name()
-    }
-
-    /// Logs a failed request and waits as its class requires. False when the
-    /// worker was cancelled while waiting.
-    async fn wait_after(&self, err: &teloxide::RequestError, backoff: &mut Backoff) -> bool {
-        let class = telegram::classify(err);
-        let text = telegram::errors::describe(err);
-        let wait = match &class {
-            ErrorClass::ConflictOtherPoller => {
-                warn!(error_class = %class, "another process is polling with this bot's token ({}); retrying", self.config.token_env);
-                CONFLICT_WAIT.max(backoff.next_delay())
-            }
-            ErrorClass::RateLimited(retry_after) => {
-                warn!(error_class = %class, retry_after = ?retry_after, "Telegram asked to slow down");
-                *retry_after
-            }
-            ErrorClass::Unauthorized => {
-                let park = self.config.restart.park_for;
-                error!(
-                    error_class = %class,
-                    park_for = ?park,
-                    "Telegram rejected the token in {}: it is wrong or revoked; trying again after the park period",
-                    self.config.token_env
-                );
-                park
-            }
-            _ => {
-                let wait = backoff.next_delay();
-                warn!(error_class = %class, error = %text, retry_in = ?wait, "request failed");
-                wait
-            }
-        };
-        tokio::select! {
-            () = self.cancel.cancelled() => false,
-            () = tokio::time::sleep(wait) => true,
+    #[test]
+    fn reload_plans_only_what_changed() {
+        let base = "[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n";
+        let running: BTreeMap<String, Runnable> = bots(base)
+            .into_iter()
+            .map(|b| (b.config.name.clone(), b))
+            .collect();
+        let cases: &[(&str, bool, [&[&str]; 4])] = &[
+            // (new config, shared settings changed, [added, removed, restarted, unchanged])
+            (base, false, [&[], &[], &[], &["a", "b"]]),
+            // The same bots, moved around in the file with comments: nothing changes.
+            (
+                "# moved\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n\n[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n",
+                false,
+                [&[], &[], &[], &["b", "a"]],
+            ),
+            (
+                "[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\nslow_on = \"x\"\n",
+                false,
+                [&[], &[], &["b"], &["a"]],
+            ),
+            (
+                "[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n[bot.c]\nkind = \"echo\"\ntoken_env = \"C\"\n",
+                false,
+                [&["c"], &["b"], &[], &["a"]],
+            ),
+            (
+                "[bot.a]\nkind = \"faq\"\ntoken_env = \"A2\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n[bot.b.restart]\npark_for = \"1s\"\n",
+                false,
+                [&[], &[], &["a", "b"], &[]],
+            ),
+            (base, true, [&[], &[], &["a", "b"], &[]]),
+        ];
+        for (text, shared, [added, removed, restarted, unchanged]) in cases {
+            let plan = plan_reload(&running, &bots(text), *shared);
+            let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+            assert_eq!(
+                plan,
+                ReloadPlan {
+                    added: names(added),
+                    removed: names(removed),
+                    restarted: names(restarted),
+                    unchanged: names(unchanged),
+                },
+                "config:\n{text}"
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use teloxide::types::{AllowedUpdate, Update};
 
+use super::Context;
 use crate::config::AnnouncementsSettings;
-use crate::telegram::BotHandle;
 
 /// The update types this kind handles.
 pub const ALLOWED_UPDATES: &[AllowedUpdate] =
@@ -19,7 +19,7 @@ impl Announcements {
     }
 
     /// Ignores the update: this kind is not implemented yet.
-    pub async fn handle(&self, _bot: &BotHandle, update: &Update) {
+    pub async fn handle(&self, _ctx: &Context, update: &Update) {
         tracing::debug!(
             update_id = update.id.0,
             "update ignored: the announcements kind is not implemented yet"

@@ -1,10 +1,13 @@
 //! The bot kinds: what a bot does with the updates its worker receives.
 //!
 //! A kind is code, chosen by `kind` in the config. Each kind says which
-//! update types it wants (sent to Telegram as `allowed_updates`) and handles
-//! one update at a time. Kinds never poll and never see a token.
+//! update types it wants (sent to Telegram as `allowed_updates`), may do
+//! something once at start (register its commands), and handles one update
+//! at a time. Kinds never poll and never see a token: they get a
+//! [`Context`] holding the bot's handle.
 
 pub mod announcements;
+pub mod echo;
 pub mod faq;
 
 use teloxide::types::{AllowedUpdate, Update};
@@ -12,10 +15,24 @@ use teloxide::types::{AllowedUpdate, Update};
 use crate::config::KindSettings;
 use crate::telegram::BotHandle;
 
+/// What a handler knows about the bot it runs for.
+#[derive(Debug)]
+pub struct Context {
+    pub bot: BotHandle,
+    /// The bot's username from `getMe`, without `@` (for `/cmd@name`).
+    pub username: String,
+}
+
+/// Why a kind could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
 /// A configured bot kind, ready to handle updates.
 pub enum Kind {
     Faq(faq::Faq),
     Announcements(announcements::Announcements),
+    Echo(echo::Echo),
 }
 
 impl Kind {
@@ -26,6 +43,7 @@ impl Kind {
             KindSettings::Announcements(s) => {
                 Kind::Announcements(announcements::Announcements::new(s))
             }
+            KindSettings::Echo(s) => Kind::Echo(echo::Echo::new(s)),
         }
     }
 
@@ -34,14 +52,24 @@ impl Kind {
         match self {
             Kind::Faq(_) => faq::ALLOWED_UPDATES.to_vec(),
             Kind::Announcements(_) => announcements::ALLOWED_UPDATES.to_vec(),
+            Kind::Echo(_) => echo::ALLOWED_UPDATES.to_vec(),
         }
     }
 
+    /// Runs once each time the worker (re)connects, before polling.
+    ///
+    /// # Errors
+    /// When the kind cannot work; the worker is then restarted with backoff.
+    pub async fn start(&self, _ctx: &Context) -> Result<(), StartError> {
+        Ok(())
+    }
+
     /// Handles one update.
-    pub async fn handle(&self, bot: &BotHandle, update: &Update) {
+    pub async fn handle(&self, ctx: &Context, update: &Update) {
         match self {
-            Kind::Faq(k) => k.handle(bot, update).await,
-            Kind::Announcements(k) => k.handle(bot, update).await,
+            Kind::Faq(k) => k.handle(ctx, update).await,
+            Kind::Announcements(k) => k.handle(ctx, update).await,
+            Kind::Echo(k) => k.handle(ctx, update).await,
         }
     }
 }

@@ -145,6 +145,22 @@ pub struct RestartPolicy {
     pub window: Duration,
     /// How long a parked bot waits before it is tried again.
     pub park_for: Duration,
+    /// The longest wait between two polls while Telegram answers 409
+    /// Conflict (the first wait is about 3 s).
+    pub conflict_max_backoff: Duration,
+    /// A conflict lasting longer than this is logged as an error.
+    pub conflict_alert_after: Duration,
+    /// What to do when Telegram says a webhook is set.
+    pub on_webhook: OnWebhook,
+}
+
+/// What a bot does when `getUpdates` fails because a webhook is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnWebhook {
+    /// Call `deleteWebhook` (keeping pending updates) and poll again.
+    Delete,
+    /// Park the bot: someone else wants this token on a webhook.
+    Park,
 }
 
 impl Default for RestartPolicy {
@@ -157,6 +173,9 @@ impl Default for RestartPolicy {
             max_restarts: 5,
             window: Duration::from_secs(60),
             park_for: Duration::from_secs(600),
+            conflict_max_backoff: Duration::from_secs(60),
+            conflict_alert_after: Duration::from_secs(300),
+            on_webhook: OnWebhook::Delete,
         }
     }
 }
@@ -178,6 +197,28 @@ pub struct BotConfig {
     pub token_env_at: Location,
 }
 
+impl BotConfig {
+    /// True when `other` would run exactly like this bot: every setting is
+    /// equal. Where the table sits in the file does not matter.
+    pub fn runs_like(&self, other: &BotConfig) -> bool {
+        let BotConfig {
+            name,
+            kind,
+            token_env,
+            enabled,
+            api_url,
+            restart,
+            token_env_at: _,
+        } = self;
+        *name == other.name
+            && *kind == other.kind
+            && *token_env == other.token_env
+            && *enabled == other.enabled
+            && *api_url == other.api_url
+            && *restart == other.restart
+    }
+}
+
 /// What a bot does, with the kind's own settings.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KindSettings {
@@ -185,6 +226,8 @@ pub enum KindSettings {
     Faq(FaqSettings),
     /// The announcement relay.
     Announcements(AnnouncementsSettings),
+    /// A diagnostic bot that echoes text back.
+    Echo(EchoSettings),
 }
 
 impl KindSettings {
@@ -193,12 +236,13 @@ impl KindSettings {
         match self {
             KindSettings::Faq(_) => "faq",
             KindSettings::Announcements(_) => "announcements",
+            KindSettings::Echo(_) => "echo",
         }
     }
 }
 
 /// The names accepted for `kind`.
-pub const KINDS: &[&str] = &["faq", "announcements"];
+pub const KINDS: &[&str] = &["faq", "announcements", "echo"];
 
 /// Settings of a `faq` bot. Its content arrives with the FAQ issue.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -208,6 +252,29 @@ pub struct FaqSettings {}
 /// announcements issue.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AnnouncementsSettings {}
+
+/// Settings of an `echo` bot, a diagnostic kind that replies to each text
+/// message with the same text. The two fault settings make it misbehave on
+/// purpose, to try supervision; they are off unless set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EchoSettings {
+    /// A message with exactly this text makes the handler panic.
+    pub panic_on: Option<String>,
+    /// A message with exactly this text makes the handler take `slow_for`
+    /// before it replies.
+    pub slow_on: Option<String>,
+    pub slow_for: Duration,
+}
+
+impl Default for EchoSettings {
+    fn default() -> Self {
+        EchoSettings {
+            panic_on: None,
+            slow_on: None,
+            slow_for: Duration::from_secs(3),
+        }
+    }
+}
 
 /// A position in the config file, 1-based.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use url::Url;
 
 use super::{
-    AnnouncementsSettings, BotConfig, Config, FaqSettings, KINDS, KindSettings, Location,
-    LogFormat, LogRotation, Problem, RestartPolicy, SupervisorSettings,
+    AnnouncementsSettings, BotConfig, Config, EchoSettings, FaqSettings, KINDS, KindSettings,
+    Location, LogFormat, LogRotation, OnWebhook, Problem, RestartPolicy, SupervisorSettings,
 };
 
 /// Something shaped like a Bot API token: digits, a colon, and a long tail of
@@ -61,6 +61,9 @@ struct RawRestart {
     max_restarts: Option<Spanned<i64>>,
     window: Option<Spanned<String>>,
     park_for: Option<Spanned<String>>,
+    conflict_max_backoff: Option<Spanned<String>>,
+    conflict_alert_after: Option<Spanned<String>>,
+    on_webhook: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +87,14 @@ struct RawFaq {}
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawAnnouncements {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEcho {
+    panic_on: Option<String>,
+    slow_on: Option<String>,
+    slow_for: Option<Spanned<String>>,
+}
 
 /// TOML keeps integers and floats apart; an operator writing `2` for a
 /// multiplier means `2.0`.
@@ -199,7 +210,29 @@ impl Checker<'_> {
             max_restarts: base.max_restarts,
             window: self.duration(&key("window"), &raw.window, base.window),
             park_for: self.duration(&key("park_for"), &raw.park_for, base.park_for),
+            conflict_max_backoff: self.duration(
+                &key("conflict_max_backoff"),
+                &raw.conflict_max_backoff,
+                base.conflict_max_backoff,
+            ),
+            conflict_alert_after: self.duration(
+                &key("conflict_alert_after"),
+                &raw.conflict_alert_after,
+                base.conflict_alert_after,
+            ),
+            on_webhook: base.on_webhook,
         };
+        if let Some(on_webhook) = &raw.on_webhook {
+            match on_webhook.get_ref().as_str() {
+                "delete" => policy.on_webhook = OnWebhook::Delete,
+                "park" => policy.on_webhook = OnWebhook::Park,
+                other => self.report(
+                    on_webhook.span(),
+                    &key("on_webhook"),
+                    format!("`{other}` is not a choice; use \"delete\" or \"park\""),
+                ),
+            }
+        }
         if let Some(m) = &raw.multiplier {
             let value = m.get_ref().get();
             if value.is_finite() && value >= 1.0 {
@@ -336,14 +369,21 @@ fn supervisor_settings(
         ),
         ..default.clone()
     };
-    if let Some(poll) = &raw.poll_timeout
-        && settings.poll_timeout > Duration::from_secs(50)
-    {
-        check.report(
-            poll.span(),
-            "supervisor.poll_timeout",
-            "must be at most 50s (Telegram's longest long poll)",
-        );
+    if let Some(poll) = &raw.poll_timeout {
+        if settings.poll_timeout > Duration::from_secs(50) {
+            check.report(
+                poll.span(),
+                "supervisor.poll_timeout",
+                "must be at most 50s (Telegram's longest long poll)",
+            );
+        } else if settings.poll_timeout < Duration::from_secs(1) && !settings.poll_timeout.is_zero()
+        {
+            check.report(
+                poll.span(),
+                "supervisor.poll_timeout",
+                "must be at least 1s (shorter polls are not long polling)",
+            );
+        }
     }
     if let Some(level) = &raw.log_level {
         match tracing_subscriber::EnvFilter::builder().parse(level.get_ref()) {
@@ -442,6 +482,20 @@ fn bot_config(
             .table::<RawAnnouncements>(&prefix, span.clone(), own)
             .map(|RawAnnouncements {}| {
                 KindSettings::Announcements(AnnouncementsSettings::default())
+            }),
+        "echo" => check
+            .table::<RawEcho>(&prefix, span.clone(), own)
+            .map(|raw| {
+                let default = EchoSettings::default();
+                KindSettings::Echo(EchoSettings {
+                    slow_for: check.duration(
+                        &format!("{prefix}.slow_for"),
+                        &raw.slow_for,
+                        default.slow_for,
+                    ),
+                    panic_on: raw.panic_on,
+                    slow_on: raw.slow_on,
+                })
             }),
         other => {
             check.report(

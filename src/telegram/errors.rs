@@ -58,6 +58,9 @@ pub fn classify(err: &RequestError) -> ErrorClass {
     match err {
         RequestError::RetryAfter(secs) => ErrorClass::RateLimited(secs.duration()),
         RequestError::MigrateToChatId(chat) => ErrorClass::Migrated(*chat),
+        RequestError::Api(ApiError::InvalidToken) => ErrorClass::Unauthorized,
+        RequestError::Api(ApiError::TerminatedByOtherGetUpdates) => ErrorClass::ConflictOtherPoller,
+        RequestError::Api(ApiError::CantGetUpdates) => ErrorClass::ConflictWebhook,
         RequestError::Api(api) => classify_description(&description(api)),
         RequestError::Network(_) | RequestError::InvalidJson { .. } | RequestError::Io(_) => {
             ErrorClass::Transient

@@ -1,18 +1,38 @@
-//! The long-polling loop: `getUpdates` with a timeout, the next offset kept
-//! by the caller, every wait cancellable.
+//! botvisor's own long-polling loop: `getUpdates` with a timeout, each batch
+//! handed to the bot kind with per-chat order and bounded concurrency, and an
+//! offset that only moves past an update once it has been handled.
 //!
-//! This is botvisor's own loop rather than teloxide's dispatcher, which can
-//! miss a shutdown, dies with a handler panic and confirms updates before
-//! they are handled (see ARCHITECTURE.md).
+//! Not teloxide's dispatcher, which can miss a shutdown, dies with a handler
+//! panic and confirms updates before they are handled (see ARCHITECTURE.md).
+//!
+//! A batch is finished before the next `getUpdates` is sent: the offset that
+//! request carries confirms every update below it, so it must not be sent
+//! while one of them is still running. A slow handler therefore delays its
+//! own bot's next batch, never another bot.
 
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use teloxide::RequestError;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::requests::Requester;
-use teloxide::types::{AllowedUpdate, Update};
+use teloxide::types::{AllowedUpdate, Update, UpdateKind};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, warn};
 
 use super::BotHandle;
+use crate::bots::{Context, Kind};
+
+/// At most this many polls per second while the server answers empty
+/// batches much faster than the long-poll timeout.
+const MIN_FAST_POLL_INTERVAL: Duration = Duration::from_millis(334);
+/// Handlers of one bot that may run at once (one per chat at most).
+pub const MAX_CONCURRENT_HANDLERS: usize = 32;
 
 /// One bot's position in its update stream.
 pub struct Poller {
@@ -21,6 +41,10 @@ pub struct Poller {
     allowed_updates: Vec<AllowedUpdate>,
     /// The next update id to ask for; every update below it is handled.
     offset: Option<i32>,
+    /// The offset the last request carried: what Telegram knows is handled.
+    sent_offset: Option<i32>,
+    /// When the last poll started, if it came back empty much too early.
+    last_fast_empty: Option<Instant>,
 }
 
 impl Poller {
@@ -30,16 +54,25 @@ impl Poller {
             timeout,
             allowed_updates,
             offset: None,
+            sent_offset: None,
+            last_fast_empty: None,
         }
     }
 
-    /// Long-polls once. The offset sent confirms every update handled so
-    /// far. Cancel-safe: dropping the future loses nothing, since the offset
-    /// only moves in [`Poller::handled`].
+    /// Long-polls once, confirming every update handled so far.
+    ///
+    /// Cancel-safe: dropping the future loses nothing, since the offset
+    /// only moves in [`Poller::advance`]. When the previous poll came back
+    /// empty long before its timeout (a misbehaving server or proxy), it
+    /// first waits so that such polls run at most about three times a
+    /// second.
     ///
     /// # Errors
     /// The request's error, to be sorted with [`super::classify`].
-    pub async fn poll(&self) -> Result<Vec<Update>, RequestError> {
+    pub async fn poll(&mut self) -> Result<Vec<Update>, RequestError> {
+        if let Some(last) = self.last_fast_empty {
+            tokio::time::sleep_until((last + MIN_FAST_POLL_INTERVAL).into()).await;
+        }
         let timeout = u32::try_from(self.timeout.as_secs()).unwrap_or(50);
         let mut request = self
             .bot
@@ -50,21 +83,239 @@ impl Poller {
         if let Some(offset) = self.offset {
             request = request.offset(offset);
         }
-        request.await
+        let started = Instant::now();
+        let sent = self.offset;
+        let updates = request.await?;
+        self.sent_offset = sent;
+        let fast = started.elapsed() < self.timeout / 2;
+        self.last_fast_empty = (updates.is_empty() && fast).then_some(started);
+        Ok(updates)
     }
 
-    /// Records that `update` has been handled, so the next poll confirms it.
-    pub fn handled(&mut self, update: &Update) {
-        let next = i32::try_from(update.id.0)
-            .unwrap_or(i32::MAX)
-            .saturating_add(1);
+    /// Moves the offset to `next`: every update below it has been handled.
+    pub fn advance(&mut self, next: u32) {
+        let next = i32::try_from(next).unwrap_or(i32::MAX);
         if self.offset.is_none_or(|current| next > current) {
             self.offset = Some(next);
         }
     }
 
-    /// The next update id to ask for, if any update has been handled.
-    pub fn offset(&self) -> Option<i32> {
+    /// The offset to confirm when the last request did not carry it.
+    pub fn unconfirmed(&self) -> Option<i32> {
         self.offset
+            .filter(|offset| Some(*offset) != self.sent_offset)
+    }
+
+    /// Tells Telegram the updates below the offset are handled, with one
+    /// short `getUpdates` (`limit=1`, `timeout=0`), as a clean stop does.
+    ///
+    /// # Errors
+    /// The request's error.
+    pub async fn confirm(&mut self) -> Result<(), RequestError> {
+        let Some(offset) = self.unconfirmed() else {
+            return Ok(());
+        };
+        self.bot
+            .api()
+            .get_updates()
+            .offset(offset)
+            .limit(1)
+            .timeout(0)
+            .allowed_updates(self.allowed_updates.clone())
+            .await?;
+        self.sent_offset = Some(offset);
+        Ok(())
+    }
+}
+
+/// What became of one batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Updates whose handler ran to the end (or panicked, which counts as
+    /// handled: a poison update must not come back for ever).
+    pub handled: u64,
+    /// The next offset: the lowest update not handled, or one past the last.
+    pub next_offset: Option<u32>,
+    /// Updates whose handler was still running at the stop deadline.
+    pub abandoned: Vec<u32>,
+    /// Updates not started because the stop came first; Telegram will
+    /// deliver them again.
+    pub not_started: Vec<u32>,
+}
+
+/// Runs a bot kind's handler over batches of updates.
+pub struct Dispatcher {
+    kind: Arc<Kind>,
+    ctx: Arc<Context>,
+    limit: Arc<Semaphore>,
+}
+
+/// The lane an update belongs to: updates of one chat are handled in order.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum Lane {
+    Chat(i64),
+    User(u64),
+    Other,
+}
+
+fn lane_of(update: &Update) -> Lane {
+    if let Some(chat) = update.chat() {
+        return Lane::Chat(chat.id.0);
+    }
+    match &update.kind {
+        UpdateKind::InlineQuery(q) => Lane::User(q.from.id.0),
+        UpdateKind::ChosenInlineResult(r) => Lane::User(r.from.id.0),
+        UpdateKind::CallbackQuery(q) => Lane::User(q.from.id.0),
+        _ => Lane::Other,
+    }
+}
+
+impl Dispatcher {
+    pub fn new(kind: Arc<Kind>, ctx: Arc<Context>) -> Dispatcher {
+        Dispatcher {
+            kind,
+            ctx,
+            limit: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)),
+        }
+    }
+
+    /// Handles a batch: one task per chat, in order within the chat, at most
+    /// [`MAX_CONCURRENT_HANDLERS`] at once. When `stop` is cancelled no new
+    /// update starts; the running ones get `grace` to finish and are then
+    /// abandoned.
+    pub async fn run_batch(
+        &self,
+        updates: Vec<Update>,
+        stop: &CancellationToken,
+        grace: Duration,
+    ) -> BatchOutcome {
+        let Some(last) = updates.iter().map(|u| u.id.0).max() else {
+            return BatchOutcome::default();
+        };
+        let mut lanes: Vec<Vec<Update>> = Vec::new();
+        let mut index: HashMap<Lane, usize> = HashMap::new();
+        for update in updates {
+            let lane = lane_of(&update);
+            let i = *index.entry(lane).or_insert_with(|| {
+                lanes.push(Vec::new());
+                lanes.len() - 1
+            });
+            lanes[i].push(update);
+        }
+
+        let running: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
+        let not_started: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        for lane in lanes {
+            let lane_task = run_lane(
+                lane,
+                self.kind.clone(),
+                self.ctx.clone(),
+                self.limit.clone(),
+                stop.clone(),
+                running.clone(),
+                not_started.clone(),
+            );
+            tasks.spawn(lane_task.in_current_span());
+        }
+
+        let mut handled = 0u64;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut abandoned = Vec::new();
+        loop {
+            let sleep_until = deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    Some(Ok(count)) => handled += count,
+                    Some(Err(err)) => error!(error = %err, "a handler lane failed"),
+                    None => break,
+                },
+                () = stop.cancelled(), if deadline.is_none() => {
+                    deadline = Some(tokio::time::Instant::now() + grace);
+                }
+                () = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
+                    abandoned = lock(&running).iter().copied().collect();
+                    for update_id in &abandoned {
+                        error!(update_id, "abandoned a handler still running at the stop deadline");
+                    }
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+
+        let not_started = std::mem::take(&mut *lock(&not_started));
+        let lowest_open = not_started.iter().chain(abandoned.iter()).min().copied();
+        let next_offset = Some(lowest_open.unwrap_or(last.saturating_add(1)));
+        if !not_started.is_empty() {
+            warn!(
+                count = not_started.len(),
+                "stopping: updates not started will be delivered again"
+            );
+        }
+        BatchOutcome {
+            handled,
+            next_offset,
+            abandoned,
+            not_started,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Handles one chat's updates in order; returns how many were handled.
+async fn run_lane(
+    lane: Vec<Update>,
+    kind: Arc<Kind>,
+    ctx: Arc<Context>,
+    limit: Arc<Semaphore>,
+    stop: CancellationToken,
+    running: Arc<Mutex<BTreeSet<u32>>>,
+    not_started: Arc<Mutex<Vec<u32>>>,
+) -> u64 {
+    let mut handled = 0;
+    let mut updates = lane.into_iter();
+    while let Some(update) = updates.next() {
+        let id = update.id.0;
+        let permit = tokio::select! {
+            biased;
+            () = stop.cancelled() => None,
+            permit = limit.acquire() => permit.ok(),
+        };
+        let Some(_permit) = permit else {
+            let mut not_started = lock(&not_started);
+            not_started.push(id);
+            not_started.extend(updates.map(|u| u.id.0));
+            return handled;
+        };
+        lock(&running).insert(id);
+        debug!(update_id = id, "handling an update");
+        let result = AssertUnwindSafe(kind.handle(&ctx, &update))
+            .catch_unwind()
+            .await;
+        lock(&running).remove(&id);
+        if let Err(panic) = result {
+            error!(update_id = id, panic = %panic_message(&panic), "a handler panicked; going on with the next update");
+        }
+        handled += 1;
+    }
+    handled
+}
+
+/// The text of a panic payload.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }

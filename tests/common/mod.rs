@@ -117,7 +117,11 @@ impl Daemon {
         let stderr = child.stderr.take().expect("piped stderr");
         spawn_reader(stdout, "", lines.clone(), tx.clone());
         spawn_reader(stderr, "stderr: ", lines.clone(), tx);
-        Daemon { child, lines, count }
+        Daemon {
+            child,
+            lines,
+            count,
+        }
     }
 
     /// Everything printed so far, one line per entry (stderr lines start
@@ -149,8 +153,16 @@ impl Daemon {
         .await;
         match waited {
             Ok(line) => line,
-            Err(_) => panic!("no line containing {needle:?} within {timeout:?}; output:\n{}", self.output()),
+            Err(_) => panic!(
+                "no line containing {needle:?} within {timeout:?}; output:\n{}",
+                self.output()
+            ),
         }
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends a signal to the daemon.
@@ -167,7 +179,10 @@ impl Daemon {
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let status = match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(status) => status.expect("wait for botvisor"),
-            Err(_) => panic!("botvisor did not exit within {timeout:?}; output:\n{}", self.output()),
+            Err(_) => panic!(
+                "botvisor did not exit within {timeout:?}; output:\n{}",
+                self.output()
+            ),
         };
         // The readers finish when the pipes close.
         let _ = tokio::time::timeout(PROMPT, async {

@@ -1,0 +1,54 @@
+//! The `echo` kind: a diagnostic bot that answers each text message with the
+//! same text. Operators use it to check a token and a deployment; the tests
+//! use its opt-in faults (`panic_on`, `slow_on`) to try supervision.
+
+use teloxide::requests::Requester;
+use teloxide::types::{AllowedUpdate, Update, UpdateKind};
+use tracing::warn;
+
+use super::Context;
+use crate::config::EchoSettings;
+use crate::telegram::{self, ErrorClass};
+
+/// The update types this kind handles.
+pub const ALLOWED_UPDATES: &[AllowedUpdate] = &[AllowedUpdate::Message];
+
+/// An `echo` bot.
+pub struct Echo {
+    settings: EchoSettings,
+}
+
+impl Echo {
+    pub fn new(settings: &EchoSettings) -> Echo {
+        Echo {
+            settings: settings.clone(),
+        }
+    }
+
+    /// Replies to a text message with its text.
+    pub async fn handle(&self, ctx: &Context, update: &Update) {
+        let UpdateKind::Message(message) = &update.kind else {
+            return;
+        };
+        let Some(text) = message.text() else { return };
+        if self.settings.panic_on.as_deref() == Some(text) {
+            panic!("echo: received the configured panic_on text");
+        }
+        if self.settings.slow_on.as_deref() == Some(text) {
+            tokio::time::sleep(self.settings.slow_for).await;
+        }
+        let mut chat = message.chat.id;
+        for _ in 0..2 {
+            match ctx.bot.api().send_message(chat, text).await {
+                Ok(_) => return,
+                Err(err) => match telegram::classify(&err) {
+                    ErrorClass::Migrated(new_chat) => chat = new_chat,
+                    class => {
+                        warn!(update_id = update.id.0, error_class = %class, error = %telegram::errors::describe(&err), "could not send the reply");
+                        return;
+                    }
+                },
+            }
+        }
+    }
+}

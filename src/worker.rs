@@ -1,0 +1,364 @@
+//! One bot's life: connect, poll, handle, and when something fails, back off,
+//! restart, or park, without touching any other bot.
+//!
+//! A worker is a restart loop around a *session* (`getMe`, the kind's start,
+//! then the polling loop). Telegram's conditions that are states rather than
+//! crashes (409 Conflict, 429, a webhook) are handled inside the session;
+//! anything else that ends a session, a panic included, is a failure that
+//! the restart loop answers with exponential backoff, and with a park when
+//! failures come faster than the restart intensity allows. A rejected token
+//! parks the bot at once. Every wait sits in a `select!` with the worker's
+//! cancellation token.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use teloxide::payloads::DeleteWebhookSetters;
+use teloxide::requests::Requester;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::bots::{Context, Kind};
+use crate::config::{BotConfig, OnWebhook};
+use crate::restart::{Backoff, Intensity, conflict_delay};
+use crate::secret::Token;
+use crate::status::{StatusSender, WorkerState, short};
+use crate::telegram::polling::{Dispatcher, Poller, panic_message};
+use crate::telegram::{self, BotHandle, ErrorClass};
+
+/// How long the last offset confirmation may take when a worker stops.
+const CONFIRM_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How often a conflict that goes on is logged again.
+const CONFLICT_REMINDER: Duration = Duration::from_secs(300);
+/// The most extra time added to a 429's `retry_after`.
+const RATE_LIMIT_JITTER_MS: u64 = 250;
+
+/// Everything a worker needs, decided by the supervisor.
+pub struct Worker {
+    pub config: BotConfig,
+    pub token: Token,
+    pub client: reqwest::Client,
+    pub poll_timeout: Duration,
+    /// How long running handlers may go on after a stop is requested.
+    pub stop_grace: Duration,
+    pub status: StatusSender,
+    pub cancel: CancellationToken,
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// The worker was asked to stop.
+    Stopped,
+    /// A failure: restart with backoff (counted against the intensity).
+    Failed(String),
+    /// Not worth retrying soon: park at once.
+    Park(String),
+}
+
+/// Conflict bookkeeping for the log policy: warn when it starts, remind
+/// every few minutes, raise to an error once it lasts too long.
+#[derive(Default)]
+struct ConflictLog {
+    started: Option<Instant>,
+    count: u32,
+    last_reminder: Option<Instant>,
+    alerted: bool,
+}
+
+impl Worker {
+    /// Runs the bot until its cancellation token is cancelled.
+    pub async fn run(self) {
+        let bot = BotHandle::new(
+            &self.config.name,
+            &self.token,
+            &self.config.api_url,
+            self.client.clone(),
+        );
+        let kind = Arc::new(Kind::new(&self.config.kind));
+        let policy = self.config.restart.clone();
+        let mut backoff = Backoff::new(policy.clone());
+        let mut intensity = Intensity::new(&policy);
+        loop {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            self.status
+                .set(WorkerState::Starting, "connecting to Telegram", None);
+            let started = Instant::now();
+            let end = AssertUnwindSafe(self.session(&bot, &kind))
+                .catch_unwind()
+                .await;
+            let end = end.unwrap_or_else(|panic| {
+                SessionEnd::Failed(format!("the worker panicked: {}", panic_message(&panic)))
+            });
+            let wait = match end {
+                SessionEnd::Stopped => break,
+                SessionEnd::Park(reason) => {
+                    self.status
+                        .set(WorkerState::Parked, reason, Some(policy.park_for));
+                    intensity.clear();
+                    backoff.reset();
+                    policy.park_for
+                }
+                SessionEnd::Failed(reason) => {
+                    self.status.restarted();
+                    if started.elapsed() >= policy.window {
+                        // It ran long enough to count as healthy.
+                        backoff.reset();
+                    }
+                    if intensity.record(Instant::now()) {
+                        let reason = format!(
+                            "more than {} restarts within {}; last failure: {reason}",
+                            policy.max_restarts,
+                            short(policy.window)
+                        );
+                        self.status
+                            .set(WorkerState::Parked, reason, Some(policy.park_for));
+                        intensity.clear();
+                        backoff.reset();
+                        policy.park_for
+                    } else {
+                        let wait = backoff.next_delay();
+                        self.status.set(WorkerState::BackingOff, reason, Some(wait));
+                        wait
+                    }
+                }
+            };
+            if !self.sleep(wait).await {
+                break;
+            }
+        }
+        self.status.set(WorkerState::Stopped, "stopped", None);
+    }
+
+    /// Sleeps unless cancelled first; false when cancelled.
+    async fn sleep(&self, wait: Duration) -> bool {
+        tokio::select! {
+            () = self.cancel.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
+        }
+    }
+
+    async fn session(&self, bot: &BotHandle, kind: &Arc<Kind>) -> SessionEnd {
+        let me = tokio::select! {
+            () = self.cancel.cancelled() => return SessionEnd::Stopped,
+            me = bot.api().get_me() => me,
+        };
+        let me = match me {
+            Ok(me) => me,
+            Err(err) => return self.request_failed("getMe", &err),
+        };
+        let ctx = Arc::new(Context {
+            bot: bot.clone(),
+            username: me.username().to_owned(),
+        });
+        let started = tokio::select! {
+            () = self.cancel.cancelled() => return SessionEnd::Stopped,
+            started = kind.start(&ctx) => started,
+        };
+        if let Err(err) = started {
+            return SessionEnd::Failed(format!(
+                "the {} kind could not start: {err}",
+                self.config.kind.name()
+            ));
+        }
+        self.status.set(
+            WorkerState::Running,
+            format!("polling as @{} ({})", ctx.username, self.config.kind.name()),
+            None,
+        );
+
+        let dispatcher = Dispatcher::new(kind.clone(), ctx.clone());
+        let mut poller = Poller::new(bot.clone(), self.poll_timeout, kind.allowed_updates());
+        let mut conflict = ConflictLog::default();
+        let mut webhook_deleted = false;
+        loop {
+            // Cancel-safe: an abandoned poll loses nothing, the offset only
+            // moves after a batch has been handled.
+            let result = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => break,
+                result = poller.poll() => result,
+            };
+            let updates = match result {
+                Ok(updates) => updates,
+                Err(err) => {
+                    let class = telegram::classify(&err);
+                    self.status.error(&class);
+                    let wait = match class {
+                        ErrorClass::ConflictOtherPoller => self.conflict_wait(&mut conflict),
+                        ErrorClass::ConflictWebhook => match self.config.restart.on_webhook {
+                            OnWebhook::Park => {
+                                return SessionEnd::Park(
+                                    "a webhook is set for this token (on_webhook = \"park\")"
+                                        .to_owned(),
+                                );
+                            }
+                            OnWebhook::Delete if webhook_deleted => {
+                                return SessionEnd::Failed(
+                                    "a webhook was set again after botvisor deleted it".to_owned(),
+                                );
+                            }
+                            OnWebhook::Delete => {
+                                webhook_deleted = true;
+                                if let Err(end) = self.delete_webhook(bot).await {
+                                    return end;
+                                }
+                                continue;
+                            }
+                        },
+                        ErrorClass::RateLimited(retry_after) => {
+                            let jitter =
+                                Duration::from_millis(rand::random_range(0..=RATE_LIMIT_JITTER_MS));
+                            let wait = retry_after + jitter;
+                            self.status.set(
+                                WorkerState::BackingOff,
+                                format!(
+                                    "Telegram asked to wait {} (429) before polling again",
+                                    short(retry_after)
+                                ),
+                                Some(wait),
+                            );
+                            wait
+                        }
+                        _ => return self.request_failed("getUpdates", &err),
+                    };
+                    if !self.sleep(wait).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            self.status.polled();
+            if let Some(started) = conflict.started.take() {
+                let lasted = short(started.elapsed());
+                self.status.set(
+                    WorkerState::Running,
+                    format!("the conflict is over after {lasted}; polling again"),
+                    None,
+                );
+                conflict = ConflictLog::default();
+            } else if self.status.state() != WorkerState::Running {
+                self.status.set(WorkerState::Running, "polling again", None);
+            }
+            if updates.is_empty() {
+                continue;
+            }
+            let batch = dispatcher.run_batch(updates, &self.cancel, self.stop_grace);
+            tokio::pin!(batch);
+            let outcome = tokio::select! {
+                outcome = &mut batch => outcome,
+                () = self.cancel.cancelled() => {
+                    self.status.set(WorkerState::Stopping, "finishing the handlers that are running", None);
+                    batch.await
+                }
+            };
+            self.status.handled(outcome.handled);
+            if let Some(next) = outcome.next_offset {
+                poller.advance(next);
+            }
+        }
+        self.status
+            .set(WorkerState::Stopping, "stop requested", None);
+        self.confirm(&mut poller).await;
+        SessionEnd::Stopped
+    }
+
+    /// Sorts a failed request into how the session ends.
+    fn request_failed(&self, method: &str, err: &teloxide::RequestError) -> SessionEnd {
+        let class = telegram::classify(err);
+        self.status.error(&class);
+        match class {
+            ErrorClass::Unauthorized => SessionEnd::Park(format!(
+                "Telegram rejected the token in {} ({method}: unauthorized): it is wrong or revoked; \
+                 set a valid token and send SIGHUP, or wait for the next attempt",
+                self.config.token_env
+            )),
+            class => SessionEnd::Failed(format!(
+                "{method} failed ({class}): {}",
+                telegram::errors::describe(err)
+            )),
+        }
+    }
+
+    /// The wait after a 409 from another poller, logging as the conflict
+    /// policy says.
+    fn conflict_wait(&self, conflict: &mut ConflictLog) -> Duration {
+        let now = Instant::now();
+        let started = *conflict.started.get_or_insert(now);
+        let lasted = now.duration_since(started);
+        let wait = conflict_delay(
+            conflict.count,
+            self.config.restart.conflict_max_backoff,
+            rand::random(),
+        );
+        conflict.count = conflict.count.saturating_add(1);
+        let reason = format!(
+            "another process is polling with this bot's token ({}); conflict for {}",
+            self.config.token_env,
+            short(lasted)
+        );
+        if self.status.state() != WorkerState::Conflict {
+            conflict.last_reminder = Some(now);
+            self.status.set(WorkerState::Conflict, reason, Some(wait));
+            return wait;
+        }
+        self.status
+            .set(WorkerState::Conflict, reason.clone(), Some(wait));
+        if !conflict.alerted && lasted >= self.config.restart.conflict_alert_after {
+            conflict.alerted = true;
+            conflict.last_reminder = Some(now);
+            error!(
+                state = "conflict",
+                lasted = %short(lasted),
+                "{reason}: stop the other copy of this bot (another botvisor, a laptop, an old script)"
+            );
+        } else if conflict
+            .last_reminder
+            .is_none_or(|last| now.duration_since(last) >= CONFLICT_REMINDER)
+        {
+            conflict.last_reminder = Some(now);
+            warn!(state = "conflict", lasted = %short(lasted), retry_in = %short(wait), "still in conflict: {reason}");
+        }
+        wait
+    }
+
+    /// Deletes the webhook that blocks polling, keeping pending updates.
+    async fn delete_webhook(&self, bot: &BotHandle) -> Result<(), SessionEnd> {
+        let request = bot.api().delete_webhook().drop_pending_updates(false);
+        let result = tokio::select! {
+            () = self.cancel.cancelled() => return Err(SessionEnd::Stopped),
+            result = request => result,
+        };
+        match result {
+            Ok(_) => {
+                warn!(
+                    "a webhook was set for this token; deleted it (pending updates kept) and polling again"
+                );
+                Ok(())
+            }
+            Err(err) => Err(self.request_failed("deleteWebhook", &err)),
+        }
+    }
+
+    /// Confirms the handled updates at a stop, bounded in time.
+    async fn confirm(&self, poller: &mut Poller) {
+        let Some(offset) = poller.unconfirmed() else {
+            return;
+        };
+        match tokio::time::timeout(CONFIRM_TIMEOUT, poller.confirm()).await {
+            Ok(Ok(())) => info!(offset, "confirmed the handled updates"),
+            Ok(Err(err)) => warn!(
+                offset,
+                error = %telegram::errors::describe(&err),
+                "could not confirm the handled updates; Telegram will deliver them again"
+            ),
+            Err(_) => warn!(
+                offset,
+                "could not confirm the handled updates in time; Telegram will deliver them again"
+            ),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! SIGHUP against the fake, running the real binary: only the bots whose
+//! config changed restart, an invalid config changes nothing, and bots can
+//! be added and removed while the others keep polling without a break.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ConfigDir, Daemon, PROMPT, supervisor_table};
+use fake_telegram::{Chat, FakeTelegram, Outcome, User};
+
+const TOKEN_A: &str = "404:token-of-bot-a";
+const TOKEN_B: &str = "505:token-of-bot-b";
+const TOKEN_C: &str = "606:token-of-bot-c";
+const VARS: &[(&str, &str)] = &[
+    ("A_TOKEN", TOKEN_A),
+    ("B_TOKEN", TOKEN_B),
+    ("C_TOKEN", TOKEN_C),
+];
+
+/// A supervisor table whose long polls last 30 s, so that an interrupted
+/// poll would show as an extra getUpdates.
+fn supervisor(api_url: &str) -> String {
+    supervisor_table(api_url, "").replace("poll_timeout = \"2s\"", "poll_timeout = \"30s\"")
+}
+
+fn bot(name: &str, extra: &str) -> String {
+    format!(
+        "[bot.{name}]\nkind = \"echo\"\ntoken_env = \"{}_TOKEN\"\n{extra}\n",
+        name.to_uppercase()
+    )
+}
+
+async fn assert_echoes(tg: &FakeTelegram, token: &str, text: &str) {
+    let user = User::new(77, "Tester");
+    let before = tg.sent_messages(token).len();
+    tg.inject_message(token, &Chat::private(&user), &user, text);
+    let sent = tg
+        .wait_for_sent(token, before + 1, PROMPT)
+        .await
+        .expect("an echo");
+    assert_eq!(sent[before].text, text);
+}
+
+#[tokio::test]
+async fn changing_one_bot_restarts_only_that_bot() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    let head = supervisor(&tg.url());
+    let config = ConfigDir::new(&format!("{head}{}{}", bot("a", ""), bot("b", "")));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    tg.wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("a polls");
+    tg.wait_for_request(&b.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("b polls");
+
+    // b changes; a moves in the file but is the same.
+    config.write(
+        "supervisor.toml",
+        &format!(
+            "{head}# b first now\n{}{}",
+            bot("b", "slow_on = \"wait\""),
+            bot("a", "")
+        ),
+    );
+    daemon.signal(libc::SIGHUP);
+    daemon
+        .wait_for_line(
+            "reload: added: none; removed: none; restarted: b; unchanged: a",
+            PROMPT,
+        )
+        .await;
+    tg.wait_for_request(&b.token, "getUpdates", 2, PROMPT)
+        .await
+        .expect("b polls again");
+    assert_eq!(tg.requests_of(&b.token, "getMe").len(), 2, "b reconnected");
+
+    // a's long poll was never interrupted: still its first, still held.
+    let a_polls = tg.requests_of(&a.token, "getUpdates");
+    assert_eq!(a_polls.len(), 1, "a polled again: {a_polls:?}");
+    assert_eq!(a_polls[0].outcome, Outcome::Pending);
+    assert_eq!(tg.requests_of(&a.token, "getMe").len(), 1);
+    // b's old worker stopped before its new one polled: no self-inflicted 409.
+    assert!(
+        tg.requests_of(&b.token, "getUpdates")
+            .iter()
+            .all(|r| r.status() != Some(409))
+    );
+
+    assert_echoes(&tg, &a.token, "a works").await;
+    assert_echoes(&tg, &b.token, "b works").await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn an_invalid_config_keeps_everything_running() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let head = supervisor(&tg.url());
+    let config = ConfigDir::new(&format!("{head}{}", bot("a", "")));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    tg.wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("a polls");
+
+    config.write(
+        "supervisor.toml",
+        &format!("{head}{}colour = \"red\"\n", bot("a", "")),
+    );
+    daemon.signal(libc::SIGHUP);
+    daemon
+        .wait_for_line(
+            "reload: the config is invalid; keeping the running config",
+            PROMPT,
+        )
+        .await;
+    let problem = daemon
+        .wait_for_line("bot.a: unknown key `colour`", PROMPT)
+        .await;
+    assert!(problem.contains("supervisor.toml:"), "{problem}");
+
+    let a_polls = tg.requests_of(&a.token, "getUpdates");
+    assert_eq!(a_polls.len(), 1);
+    assert_eq!(a_polls[0].outcome, Outcome::Pending);
+    assert_echoes(&tg, &a.token, "still answering").await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn bots_can_be_added_and_removed() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    let c = tg.add_bot(TOKEN_C, "c_bot");
+    let head = supervisor(&tg.url());
+    let config = ConfigDir::new(&format!("{head}{}{}", bot("a", ""), bot("b", "")));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    tg.wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("a polls");
+    tg.wait_for_request(&b.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("b polls");
+
+    config.write(
+        "supervisor.toml",
+        &format!("{head}{}{}", bot("a", ""), bot("c", "")),
+    );
+    daemon.signal(libc::SIGHUP);
+    daemon
+        .wait_for_line(
+            "reload: added: c; removed: b; restarted: none; unchanged: a",
+            PROMPT,
+        )
+        .await;
+    tg.wait_for_request(&c.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("c polls");
+    let stopped = daemon.wait_for_line("stopped: stopped", PROMPT).await;
+    assert!(stopped.contains("bot=b"), "{stopped}");
+    assert_echoes(&tg, &c.token, "c is new").await;
+    assert_echoes(&tg, &a.token, "a stays").await;
+
+    // b no longer polls: a message to it waits unanswered.
+    let user = User::new(78, "Left behind");
+    tg.inject_message(&b.token, &Chat::private(&user), &user, "anyone?");
+    assert_eq!(tg.requests_of(&b.token, "getUpdates").len(), 1);
+    assert!(
+        tg.wait_for_sent(&b.token, 1, Duration::from_millis(500))
+            .await
+            .is_err()
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}

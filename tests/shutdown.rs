@@ -1,0 +1,140 @@
+//! Shutdown against the fake, running the real binary: running handlers
+//! finish and their updates are confirmed, a handler past the deadline is
+//! abandoned with a log line, and a second signal exits at once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ConfigDir, Daemon, PROMPT, supervisor_table};
+use fake_telegram::{Chat, FakeTelegram, User};
+
+const TOKEN: &str = "303:token-of-the-slow-bot";
+
+fn slow_bot(api_url: &str, shutdown_timeout: &str, slow_for: &str) -> ConfigDir {
+    let supervisor = supervisor_table(api_url, "").replace(
+        "shutdown_timeout = \"5s\"",
+        &format!("shutdown_timeout = \"{shutdown_timeout}\""),
+    );
+    ConfigDir::new(&format!(
+        "{supervisor}[bot.slow]\nkind = \"echo\"\ntoken_env = \"SLOW_TOKEN\"\nslow_on = \"slow\"\nslow_for = \"{slow_for}\"\n"
+    ))
+}
+
+const VARS: &[(&str, &str)] = &[("SLOW_TOKEN", TOKEN), ("RUST_LOG", "botvisor=debug,info")];
+
+#[tokio::test]
+async fn sigterm_lets_a_running_handler_finish_and_confirms_its_update() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let bot = tg.add_bot(TOKEN, "slow_bot");
+    let config = slow_bot(&tg.url(), "8s", "3s");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    let user = User::new(21, "Patient");
+    let id = tg.inject_message(&bot.token, &Chat::private(&user), &user, "slow");
+    daemon
+        .wait_for_line(&format!("handling an update update_id={id}"), PROMPT)
+        .await;
+
+    let signalled = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(8)).await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.output());
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "exit after the deadline: {took:?}"
+    );
+
+    let sent = tg.sent_messages(&bot.token);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].text, "slow");
+    assert_eq!(
+        tg.confirmed_offset(&bot.token),
+        i64::from(id) + 1,
+        "the handled update is confirmed"
+    );
+    assert!(
+        daemon
+            .output()
+            .contains("stopping: finishing the handlers that are running")
+    );
+}
+
+#[tokio::test]
+async fn a_handler_past_the_deadline_is_abandoned_and_logged() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let bot = tg.add_bot(TOKEN, "slow_bot");
+    let config = slow_bot(&tg.url(), "3s", "60s");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    let user = User::new(22, "Impatient");
+    let other = User::new(23, "Other");
+    let slow = tg.inject_message(&bot.token, &Chat::private(&user), &user, "slow");
+    // Queued behind the slow one in the same chat: must not start after the stop.
+    let queued = tg.inject_message(&bot.token, &Chat::private(&user), &user, "queued");
+    daemon
+        .wait_for_line(&format!("handling an update update_id={slow}"), PROMPT)
+        .await;
+
+    let signalled = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(PROMPT).await;
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", daemon.output());
+    assert!(
+        took < Duration::from_secs(3),
+        "the process must exit before the 3 s deadline, took {took:?}"
+    );
+    let line = daemon
+        .wait_for_line(
+            "abandoned a handler still running at the stop deadline",
+            PROMPT,
+        )
+        .await;
+    assert!(
+        line.contains("bot=slow") && line.contains(&format!("update_id={slow}")),
+        "{line}"
+    );
+
+    // Neither the abandoned nor the queued update was confirmed: Telegram
+    // will deliver both again to the next run.
+    assert!(tg.sent_messages(&bot.token).is_empty());
+    assert!(
+        tg.confirmed_offset(&bot.token) <= i64::from(slow),
+        "offset {}",
+        tg.confirmed_offset(&bot.token)
+    );
+    let pending: Vec<u64> = tg
+        .pending_updates(&bot.token)
+        .iter()
+        .filter_map(|u| u["update_id"].as_u64())
+        .collect();
+    assert_eq!(pending, [u64::from(slow), u64::from(queued)]);
+    // A message arriving after the stop is not started either.
+    tg.inject_message(&bot.token, &Chat::private(&other), &other, "too late");
+    assert!(tg.sent_messages(&bot.token).is_empty());
+}
+
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let bot = tg.add_bot(TOKEN, "slow_bot");
+    let config = slow_bot(&tg.url(), "20s", "60s");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    let user = User::new(24, "Hasty");
+    let id = tg.inject_message(&bot.token, &Chat::private(&user), &user, "slow");
+    daemon
+        .wait_for_line(&format!("handling an update update_id={id}"), PROMPT)
+        .await;
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_for_line("shutting down", PROMPT).await;
+    let second = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(PROMPT).await;
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{}", daemon.output());
+    assert!(daemon.output().contains("second shutdown signal"));
+}

@@ -1,0 +1,435 @@
+//! Supervision against the fake Telegram, running the real binary: 409
+//! storms, a second botvisor, webhooks, 429, a rejected token, panicking and
+//! failing workers. One bot's trouble never stops another bot or the process.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ConfigDir, Daemon, PROMPT, supervisor_table};
+use fake_telegram::{Chat, FakeTelegram, Fault, Outcome, User};
+
+const TOKEN_A: &str = "101:token-of-bot-a";
+const TOKEN_B: &str = "202:token-of-bot-b";
+
+fn two_echo_bots(api_url: &str, supervisor_extra: &str, a_extra: &str) -> String {
+    format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n{a_extra}\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B_TOKEN\"\n",
+        supervisor_table(api_url, supervisor_extra)
+    )
+}
+
+const TOKENS: &[(&str, &str)] = &[("A_TOKEN", TOKEN_A), ("B_TOKEN", TOKEN_B)];
+
+/// Sends `text` to bot `token` in a private chat and waits for the echo.
+async fn assert_echoes(tg: &FakeTelegram, token: &str, user_id: u64, text: &str) {
+    let user = User::new(user_id, "Tester");
+    let before = tg.sent_messages(token).len();
+    tg.inject_message(token, &Chat::private(&user), &user, text);
+    let sent = tg
+        .wait_for_sent(token, before + 1, PROMPT)
+        .await
+        .unwrap_or_else(|e| panic!("no echo of {text:?}: {e:?}"));
+    assert!(sent[before..].iter().any(|m| m.text == text), "{sent:?}");
+}
+
+fn still_running(daemon: &mut Daemon) {
+    assert!(daemon.is_running(), "botvisor exited:\n{}", daemon.output());
+}
+
+#[tokio::test]
+async fn a_409_storm_on_one_bot_leaves_the_other_answering() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    let config = ConfigDir::new(&two_echo_bots(
+        &tg.url(),
+        "",
+        "[bot.a.restart]\nconflict_max_backoff = \"6s\"\n",
+    ));
+    tg.add_fault(
+        &a.token,
+        "getUpdates",
+        Fault::conflict_other_poller().forever(),
+    );
+    let storm = Instant::now();
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+
+    let line = daemon
+        .wait_for_line(
+            "conflict: another process is polling with this bot's token (A_TOKEN)",
+            PROMPT,
+        )
+        .await;
+    assert!(line.contains("bot=a"), "{line}");
+    // The other bot answers throughout the storm.
+    let mut n = 0;
+    while storm.elapsed() < Duration::from_secs(20) {
+        n += 1;
+        assert_echoes(&tg, &b.token, 5, &format!("during the storm {n}")).await;
+        still_running(&mut daemon);
+        tg.wait_for_request(
+            &a.token,
+            "getUpdates",
+            tg.requests_of(&a.token, "getUpdates").len() + 1,
+            PROMPT,
+        )
+        .await
+        .expect("a keeps trying");
+    }
+    tg.clear_faults(&a.token);
+    let storm_over = Instant::now();
+
+    // At most one getUpdates per 3 s after the first one.
+    let polls: Vec<Instant> = tg
+        .requests_of(&a.token, "getUpdates")
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    assert!(polls.len() >= 3, "{} polls", polls.len());
+    for pair in polls.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(
+            gap >= Duration::from_secs(3),
+            "two polls {gap:?} apart during the conflict"
+        );
+    }
+    // Polling again within the conflict cap (6 s, +20 % jitter) of the storm's end.
+    daemon
+        .wait_for_line("the conflict is over", Duration::from_secs(10))
+        .await;
+    assert!(
+        storm_over.elapsed() < Duration::from_secs(9),
+        "took {:?}",
+        storm_over.elapsed()
+    );
+    assert_echoes(&tg, &a.token, 6, "after the storm").await;
+    still_running(&mut daemon);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn two_botvisors_with_one_token_both_survive_and_one_takes_over() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let text = format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n[bot.a.restart]\nconflict_max_backoff = \"4s\"\n",
+        supervisor_table(&tg.url(), "")
+    );
+    let first_config = ConfigDir::new(&text);
+    let second_config = ConfigDir::new(&text);
+    let mut first = Daemon::start(&first_config.path, TOKENS);
+    tg.wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("the first polls");
+    let mut second = Daemon::start(&second_config.path, TOKENS);
+
+    // Each long poll ends the other's: at least one of them sees the conflict.
+    let needle = "another process is polling with this bot's token (A_TOKEN)";
+    tokio::select! {
+        _ = first.wait_for_line(needle, PROMPT) => {}
+        _ = second.wait_for_line(needle, PROMPT) => {}
+    }
+    still_running(&mut first);
+    still_running(&mut second);
+
+    first.signal(libc::SIGTERM);
+    assert_eq!(
+        first.wait_exit(PROMPT).await.code(),
+        Some(0),
+        "{}",
+        first.output()
+    );
+    // The second one now polls alone and answers.
+    assert_echoes(&tg, &a.token, 9, "who answers?").await;
+    still_running(&mut second);
+    second.signal(libc::SIGTERM);
+    assert_eq!(second.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_webhook_is_deleted_once_and_polling_resumes() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    tg.set_webhook(&a.token, "https://example.invalid/hook");
+    let user = User::new(3, "Early");
+    tg.inject_message(
+        &a.token,
+        &Chat::private(&user),
+        &user,
+        "sent while the webhook was set",
+    );
+    let config = ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n",
+        supervisor_table(&tg.url(), "")
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+
+    let sent = tg
+        .wait_for_sent(&a.token, 1, PROMPT)
+        .await
+        .expect("the pending update is answered");
+    assert_eq!(sent[0].text, "sent while the webhook was set");
+    let deletes = tg.requests_of(&a.token, "deleteWebhook");
+    assert_eq!(deletes.len(), 1);
+    assert_ne!(
+        deletes[0].body["drop_pending_updates"],
+        serde_json::json!(true),
+        "pending updates are kept"
+    );
+    daemon
+        .wait_for_line("a webhook was set for this token; deleted it", PROMPT)
+        .await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_webhook_parks_the_bot_when_configured_so() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    tg.set_webhook(&a.token, "https://example.invalid/hook");
+    let config = ConfigDir::new(&two_echo_bots(
+        &tg.url(),
+        "",
+        "[bot.a.restart]\non_webhook = \"park\"\npark_for = \"1h\"\n",
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    let line = daemon
+        .wait_for_line("parked: a webhook is set for this token", PROMPT)
+        .await;
+    assert!(line.contains("bot=a"), "{line}");
+    assert!(tg.requests_of(&a.token, "deleteWebhook").is_empty());
+    assert_echoes(&tg, &b.token, 4, "b is fine").await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_exactly() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    tg.add_fault(&a.token, "getUpdates", Fault::retry_after(3).times(1));
+    let config = ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n",
+        supervisor_table(&tg.url(), "")
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    let limited = tg
+        .wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("first poll");
+    let next = tg
+        .wait_for_request(&a.token, "getUpdates", 2, PROMPT)
+        .await
+        .expect("second poll");
+    assert_eq!(
+        tg.requests_of(&a.token, "getUpdates")[0].status(),
+        Some(429)
+    );
+    let gap = next.at.duration_since(limited.at);
+    assert!(
+        gap >= Duration::from_secs(3),
+        "polled again after {gap:?}, before retry_after"
+    );
+    // Nothing else was sent to Telegram for this bot in between either.
+    let between = tg
+        .requests()
+        .into_iter()
+        .filter(|r| r.token == a.token && r.at > limited.at && r.at < next.at)
+        .count();
+    assert_eq!(between, 0);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_rejected_token_parks_its_bot_only() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    tg.add_fault(&a.token, "*", Fault::unauthorized().forever());
+    let config = ConfigDir::new(&two_echo_bots(
+        &tg.url(),
+        "",
+        "[bot.a.restart]\npark_for = \"1h\"\n",
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    let line = daemon
+        .wait_for_line("parked: Telegram rejected the token in A_TOKEN", PROMPT)
+        .await;
+    assert!(
+        line.contains("bot=a") && line.contains("next attempt in 60m"),
+        "{line}"
+    );
+    assert_echoes(&tg, &b.token, 4, "b is fine").await;
+    // Parked means parked: one getMe, no retry storm.
+    assert_eq!(tg.requests_of(&a.token, "getMe").len(), 1);
+    still_running(&mut daemon);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_panicking_handler_does_not_stop_the_bot() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let config = ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\npanic_on = \"boom\"\n",
+        supervisor_table(&tg.url(), "")
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    let alice = User::new(11, "Alice");
+    let bob = User::new(12, "Bob");
+    let boom = tg.inject_message(&a.token, &Chat::private(&alice), &alice, "boom");
+    tg.inject_message(
+        &a.token,
+        &Chat::private(&alice),
+        &alice,
+        "same chat, next message",
+    );
+    tg.inject_message(&a.token, &Chat::private(&bob), &bob, "another chat");
+    let sent = tg
+        .wait_for_sent(&a.token, 2, PROMPT)
+        .await
+        .expect("both other messages answered");
+    let texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+    assert!(
+        texts.contains(&"same chat, next message") && texts.contains(&"another chat"),
+        "{texts:?}"
+    );
+    let line = daemon.wait_for_line("a handler panicked", PROMPT).await;
+    assert!(
+        line.contains("bot=a") && line.contains(&format!("update_id={boom}")),
+        "{line}"
+    );
+    // And the bot keeps going.
+    assert_echoes(&tg, &a.token, 11, "still here").await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_failing_worker_backs_off_longer_each_time_then_parks() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    tg.add_fault(&a.token, "getMe", Fault::drop_connection().forever());
+    let restart = "[bot.a.restart]\ninitial_backoff = \"200ms\"\nmultiplier = 2\njitter = 0\nmax_backoff = \"10s\"\nmax_restarts = 3\nwindow = \"1m\"\npark_for = \"1h\"\n";
+    let config = ConfigDir::new(&two_echo_bots(&tg.url(), "", restart));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+
+    let line = daemon
+        .wait_for_line("parked: more than 3 restarts within 60.0s", PROMPT)
+        .await;
+    assert!(line.contains("bot=a"), "{line}");
+    let attempts: Vec<Instant> = tg
+        .requests_of(&a.token, "getMe")
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(
+        attempts.len(),
+        4,
+        "the first try and three restarts, then parked"
+    );
+    // Waits of at least 200 ms, 400 ms, 800 ms: growing.
+    for (i, pair) in attempts.windows(2).enumerate() {
+        let gap = pair[1].duration_since(pair[0]);
+        let floor = Duration::from_millis(200 << i);
+        assert!(
+            gap >= floor,
+            "restart {} came after {gap:?}, before {floor:?}",
+            i + 1
+        );
+    }
+    assert_echoes(&tg, &b.token, 4, "b is unaffected").await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sigusr1_logs_a_status_line() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let config = ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n",
+        supervisor_table(&tg.url(), "")
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    assert_echoes(&tg, &a.token, 1, "count me").await;
+    daemon
+        .wait_for_line("running: polling as @a_bot", PROMPT)
+        .await;
+    daemon.signal(libc::SIGUSR1);
+    let line = daemon.wait_for_line("status: a=running(", PROMPT).await;
+    assert!(line.contains("handled=1"), "{line}");
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn an_abandoned_long_poll_is_visible_to_the_fake() {
+    // SIGTERM drops the long poll at once rather than waiting for it.
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let config = ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n",
+        supervisor_table(&tg.url(), "").replace("poll_timeout = \"2s\"", "poll_timeout = \"30s\"")
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    tg.wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("polling");
+    daemon
+        .wait_for_line("running: polling as @a_bot", PROMPT)
+        .await;
+    let signalled = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    let took = signalled.elapsed();
+    eprintln!("SIGTERM to exit while idle in a 30 s long poll: {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let poll = &tg.requests_of(&a.token, "getUpdates")[0];
+    assert_ne!(
+        poll.outcome,
+        Outcome::Status(200),
+        "the long poll was not awaited"
+    );
+}
+
+#[tokio::test]
+async fn empty_answers_much_faster_than_the_timeout_do_not_make_it_spin() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    // A misbehaving proxy: every getUpdates answered `[]` at once.
+    tg.add_fault(
+        &a.token,
+        "getUpdates",
+        Fault::ok(serde_json::json!([])).forever(),
+    );
+    let config = ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n",
+        supervisor_table(&tg.url(), "").replace("poll_timeout = \"2s\"", "poll_timeout = \"30s\"")
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    let first = tg
+        .wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("polls");
+    let tenth = tg
+        .wait_for_request(&a.token, "getUpdates", 10, PROMPT)
+        .await
+        .expect("keeps polling");
+    let span = tenth.at.duration_since(first.at);
+    // Nine intervals at no more than three polls a second.
+    assert!(
+        span >= Duration::from_millis(2900),
+        "10 polls within {span:?}: spinning"
+    );
+    still_running(&mut daemon);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
