@@ -49,6 +49,7 @@ pub fn check(config: &Config, env: &Environment) -> Report {
         if bot.enabled && !set {
             problems.push(Problem {
                 at: bot.token_env_at,
+                file: None,
                 key: format!("bot.{}.token_env", bot.name),
                 message: format!("the environment variable {} is not set", bot.token_env),
             });

@@ -22,5 +22,7 @@ pub use supervisor::{RunError, StatusBoard, run, run_with_board};
 pub const EXIT_OK: u8 = 0;
 /// Exit code for any fatal error that is not a config error.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a wrong command line (clap's own code for usage errors).
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a config error (`EX_CONFIG` from sysexits.h).
 pub const EXIT_CONFIG: u8 = 78;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use botvisor::config::{Config, Environment};
+use botvisor::config::{Config, Environment, KindSettings};
 use botvisor::secret::Redactor;
-use botvisor::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, RunError};
+use botvisor::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RunError};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -39,6 +39,15 @@ enum Command {
     /// Validate the config and report each bot's token variable (never its
     /// value), then exit: 0 when valid, 78 when not.
     Check,
+    /// Print what a faq bot would answer (text and buttons), without
+    /// Telegram and without a token.
+    FaqPreview {
+        /// The bot's name in the config.
+        #[arg(long)]
+        bot: String,
+        /// One command, e.g. `erasmus` or `/help`; all of them when left out.
+        command: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +62,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => check(&config, &env),
+        Some(Command::FaqPreview { bot, command }) => {
+            faq_preview(&config, &bot, command.as_deref())
+        }
         None => daemon(config, env),
     }
 }
@@ -72,6 +84,31 @@ fn check(config: &Config, env: &Environment) -> ExitCode {
     } else {
         fail(EXIT_CONFIG, &report.render_problems(config))
     }
+}
+
+fn faq_preview(config: &Config, name: &str, command: Option<&str>) -> ExitCode {
+    let Some(bot) = config.bot(name) else {
+        let names: Vec<&str> = config.bots.iter().map(|b| b.name.as_str()).collect();
+        return fail(
+            EXIT_USAGE,
+            &format!(
+                "{}: no bot `{name}`; the bots are: {}",
+                config.path.display(),
+                names.join(", ")
+            ),
+        );
+    };
+    let KindSettings::Faq(settings) = &bot.kind else {
+        return fail(
+            EXIT_USAGE,
+            &format!("bot `{name}` is of kind `{}`, not `faq`", bot.kind.name()),
+        );
+    };
+    println!(
+        "{}",
+        botvisor::bots::faq::Faq::new(settings).preview(command)
+    );
+    ExitCode::from(EXIT_OK)
 }
 
 fn daemon(config: Config, env: Environment) -> ExitCode {

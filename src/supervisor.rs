@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn reload_plans_only_what_changed() {
-        let base = "[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n";
+        let base = "[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n";
         let running: BTreeMap<String, Runnable> = bots(base)
             .into_iter()
             .map(|b| (b.config.name.clone(), b))
@@ -434,22 +434,22 @@ mod tests {
             (base, false, [&[], &[], &[], &["a", "b"]]),
             // The same bots, moved around in the file with comments: nothing changes.
             (
-                "# moved\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n\n[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n",
+                "# moved\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n\n[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n",
                 false,
                 [&[], &[], &[], &["b", "a"]],
             ),
             (
-                "[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\nslow_on = \"x\"\n",
+                "[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\nslow_on = \"x\"\n",
                 false,
                 [&[], &[], &["b"], &["a"]],
             ),
             (
-                "[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n[bot.c]\nkind = \"echo\"\ntoken_env = \"C\"\n",
+                "[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n[bot.c]\nkind = \"echo\"\ntoken_env = \"C\"\n",
                 false,
                 [&["c"], &["b"], &[], &["a"]],
             ),
             (
-                "[bot.a]\nkind = \"faq\"\ntoken_env = \"A2\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n[bot.b.restart]\npark_for = \"1s\"\n",
+                "[bot.a]\nkind = \"echo\"\ntoken_env = \"A2\"\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n[bot.b.restart]\npark_for = \"1s\"\n",
                 false,
                 [&[], &[], &["a", "b"], &[]],
             ),

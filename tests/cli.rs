@@ -104,7 +104,7 @@ async fn check_reports_a_missing_token_with_its_position() {
 /// messages in detail; this checks what the operator sees from the binary.)
 #[tokio::test]
 async fn check_rejects_broken_configs_with_line_and_column() {
-    let bot = "[bot.a]\nkind = \"faq\"\ntoken_env = \"A_TOKEN\"\n";
+    let bot = "[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n";
     let cases: Vec<(&str, String, &str)> = vec![
         ("bad TOML", "[supervisor\n".into(), "1:12: unclosed table"),
         (
@@ -134,12 +134,12 @@ async fn check_rejects_broken_configs_with_line_and_column() {
         ),
         (
             "missing token_env",
-            "[bot.a]\nkind = \"faq\"\n".into(),
+            "[bot.a]\nkind = \"echo\"\n".into(),
             "1:6: bot.a: missing key `token_env`",
         ),
         (
             "bad name characters",
-            "[bot.\"Tanıtım\"]\nkind = \"faq\"\ntoken_env = \"A\"\n".into(),
+            "[bot.\"Tanıtım\"]\nkind = \"echo\"\ntoken_env = \"A\"\n".into(),
             "1:6: bot.Tanıtım: `Tanıtım` is not a bot name",
         ),
         (
@@ -235,7 +235,7 @@ async fn the_daemon_without_any_token_exits_78_with_one_line() {
 
 #[tokio::test]
 async fn a_config_enabling_no_bot_exits_78() {
-    let dir = ConfigDir::new("[bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\nenabled = false\n");
+    let dir = ConfigDir::new("[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\nenabled = false\n");
     let path = dir.path.to_str().expect("utf-8 path");
     let out = run_to_end(&["--config", path], &[("A", "1:x")]).await;
     assert_eq!(out.code(), Some(78));

@@ -14,7 +14,7 @@ async fn runs_the_bots_that_have_tokens_and_reports_the_others() {
     let tg = FakeTelegram::start().await.expect("start the fake");
     let bot = tg.add_bot(TOKEN_A, "echo_a_bot");
     let config = ConfigDir::new(&format!(
-        "{}[bot.echo]\nkind = \"echo\"\ntoken_env = \"ECHO_TOKEN\"\n\n[bot.other]\nkind = \"faq\"\ntoken_env = \"OTHER_TOKEN\"\n",
+        "{}[bot.echo]\nkind = \"echo\"\ntoken_env = \"ECHO_TOKEN\"\n\n[bot.other]\nkind = \"echo\"\ntoken_env = \"OTHER_TOKEN\"\n",
         supervisor_table(&tg.url(), "")
     ));
     let mut daemon = Daemon::start(&config.path, &[("ECHO_TOKEN", TOKEN_A)]);

@@ -45,7 +45,7 @@ async fn a_409_storm_on_one_bot_leaves_the_other_answering() {
     let config = ConfigDir::new(&two_echo_bots(
         &tg.url(),
         "",
-        "[bot.a.restart]\nconflict_max_backoff = \"6s\"\n",
+        "[bot.a.restart]\nconflict_max_backoff = \"6s\"\nconflict_alert_after = \"8s\"\n",
     ));
     tg.add_fault(
         &a.token,
@@ -79,6 +79,24 @@ async fn a_409_storm_on_one_bot_leaves_the_other_answering() {
     }
     tg.clear_faults(&a.token);
     let storm_over = Instant::now();
+    // Warned once at the start, raised to an error once after 8 s, not
+    // logged at every 409.
+    let output = daemon.output();
+    let started = output
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("conflict: another process"))
+        .count();
+    let alerts: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("stop the other copy"))
+        .collect();
+    assert_eq!(started, 1, "{output}");
+    assert_eq!(alerts.len(), 1, "{output}");
+    assert!(
+        alerts[0].contains("ERROR") && alerts[0].contains("bot=a"),
+        "{}",
+        alerts[0]
+    );
 
     // At most one getUpdates per 3 s after the first one.
     let polls: Vec<Instant> = tg
@@ -430,6 +448,37 @@ async fn empty_answers_much_faster_than_the_timeout_do_not_make_it_spin() {
         "10 polls within {span:?}: spinning"
     );
     still_running(&mut daemon);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_migrated_group_gets_the_reply_at_its_new_id() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    tg.add_fault(
+        &a.token,
+        "sendMessage",
+        Fault::migrate(-1001234567890).times(1),
+    );
+    let config = ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n",
+        supervisor_table(&tg.url(), "")
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    let user = User::new(31, "Member");
+    tg.inject_message(
+        &a.token,
+        &Chat::group(-4242, "Old group"),
+        &user,
+        "hello group",
+    );
+    let sent = tg
+        .wait_for_sent(&a.token, 1, PROMPT)
+        .await
+        .expect("the reply is resent");
+    assert_eq!(sent[0].chat_id, -1001234567890);
+    assert_eq!(sent[0].text, "hello group");
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
 }

@@ -2,13 +2,12 @@
 //! same text. Operators use it to check a token and a deployment; the tests
 //! use its opt-in faults (`panic_on`, `slow_on`) to try supervision.
 
-use teloxide::requests::Requester;
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use tracing::warn;
 
 use super::Context;
 use crate::config::EchoSettings;
-use crate::telegram::{self, ErrorClass};
+use crate::telegram::send;
 
 /// The update types this kind handles.
 pub const ALLOWED_UPDATES: &[AllowedUpdate] = &[AllowedUpdate::Message];
@@ -37,18 +36,8 @@ impl Echo {
         if self.settings.slow_on.as_deref() == Some(text) {
             tokio::time::sleep(self.settings.slow_for).await;
         }
-        let mut chat = message.chat.id;
-        for _ in 0..2 {
-            match ctx.bot.api().send_message(chat, text).await {
-                Ok(_) => return,
-                Err(err) => match telegram::classify(&err) {
-                    ErrorClass::Migrated(new_chat) => chat = new_chat,
-                    class => {
-                        warn!(update_id = update.id.0, error_class = %class, error = %telegram::errors::describe(&err), "could not send the reply");
-                        return;
-                    }
-                },
-            }
+        if let Err(err) = send::send_text(&ctx.bot, message.chat.id, text, None).await {
+            warn!(update_id = update.id.0, error_class = %err.class, error = %err.text, "could not send the reply");
         }
     }
 }

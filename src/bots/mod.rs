@@ -60,8 +60,11 @@ impl Kind {
     ///
     /// # Errors
     /// When the kind cannot work; the worker is then restarted with backoff.
-    pub async fn start(&self, _ctx: &Context) -> Result<(), StartError> {
-        Ok(())
+    pub async fn start(&self, ctx: &Context) -> Result<(), StartError> {
+        match self {
+            Kind::Faq(k) => k.start(ctx).await,
+            Kind::Announcements(_) | Kind::Echo(_) => Ok(()),
+        }
     }
 
     /// Handles one update.

@@ -10,6 +10,7 @@
 //! variable that holds its token, resolved by [`env::Environment`].
 
 pub mod env;
+pub mod faq;
 mod raw;
 
 use std::fmt;
@@ -244,9 +245,13 @@ impl KindSettings {
 /// The names accepted for `kind`.
 pub const KINDS: &[&str] = &["faq", "announcements", "echo"];
 
-/// Settings of a `faq` bot. Its content arrives with the FAQ issue.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FaqSettings {}
+/// Settings of a `faq` bot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaqSettings {
+    pub content: faq::FaqContent,
+    /// The file the content was read from, if not inline.
+    pub content_file: Option<PathBuf>,
+}
 
 /// Settings of an `announcements` bot. Its source arrives with the
 /// announcements issue.
@@ -306,6 +311,8 @@ impl fmt::Display for Location {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     pub at: Location,
+    /// The file it is in, when not the config file itself (a content file).
+    pub file: Option<PathBuf>,
     /// The dotted key it concerns (`bot.duyuru.token_env`), or empty for the
     /// file as a whole.
     pub key: String,
@@ -334,7 +341,8 @@ pub fn render_problems(path: &Path, problems: &[Problem]) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&format!("{}:{}: ", path.display(), problem.at));
+        let file = problem.file.as_deref().unwrap_or(path);
+        out.push_str(&format!("{}:{}: ", file.display(), problem.at));
         if !problem.key.is_empty() {
             out.push_str(&problem.key);
             out.push_str(": ");

@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use url::Url;
 
+use super::faq;
 use super::{
     AnnouncementsSettings, BotConfig, Config, EchoSettings, FaqSettings, KINDS, KindSettings,
     Location, LogFormat, LogRotation, OnWebhook, Problem, RestartPolicy, SupervisorSettings,
@@ -79,10 +80,12 @@ struct RawBot {
     restart: Option<RawRestart>,
 }
 
-/// A kind's own settings; empty until the kind's issue lands.
+/// A kind's own settings, besides what is taken out by hand.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawFaq {}
+struct RawFaq {
+    content_file: Option<Spanned<String>>,
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -114,21 +117,49 @@ impl Number {
     }
 }
 
-/// Collects problems while the validation pass walks the document.
-struct Checker<'a> {
+/// Collects problems while the validation pass walks a document.
+pub(super) struct Checker<'a> {
     text: &'a str,
-    problems: Vec<Problem>,
+    /// The file this text came from, when it is not the config file itself.
+    file: Option<PathBuf>,
+    pub(super) problems: Vec<Problem>,
 }
 
-impl Checker<'_> {
-    fn at(&self, span: Range<usize>) -> Location {
+impl<'a> Checker<'a> {
+    pub(super) fn new(text: &'a str, file: Option<PathBuf>) -> Checker<'a> {
+        Checker {
+            text,
+            file,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Reports every token-shaped string in the text.
+    pub(super) fn scan_for_tokens(&mut self) {
+        for found in TOKEN_SHAPE.find_iter(self.text) {
+            self.report(
+                found.range(),
+                "",
+                "a bot token is written in the config file; put it in an environment variable \
+                 and name that variable with `token_env`",
+            );
+        }
+    }
+
+    /// Takes over the problems another checker found.
+    pub(super) fn absorb(&mut self, other: Checker<'_>) {
+        self.problems.extend(other.problems);
+    }
+
+    pub(super) fn at(&self, span: Range<usize>) -> Location {
         Location::of_offset(self.text, span.start)
     }
 
-    fn report(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+    pub(super) fn report(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
         let at = self.at(span);
         self.problems.push(Problem {
             at,
+            file: self.file.clone(),
             key: key.to_owned(),
             message: message.into(),
         });
@@ -136,7 +167,7 @@ impl Checker<'_> {
 
     /// Deserializes one table of the document, reporting a serde error (an
     /// unknown key, a wrong type, a missing key) at its position.
-    fn table<T: DeserializeOwned>(
+    pub(super) fn table<T: DeserializeOwned>(
         &mut self,
         key: &str,
         span: Range<usize>,
@@ -283,18 +314,8 @@ impl Checker<'_> {
 
 /// Parses and validates config text; the problems on failure.
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
-    let mut check = Checker {
-        text,
-        problems: Vec::new(),
-    };
-    for found in TOKEN_SHAPE.find_iter(text) {
-        check.report(
-            found.range(),
-            "",
-            "a bot token is written in the config file; put it in an environment variable \
-             and name that variable with `token_env`",
-        );
-    }
+    let mut check = Checker::new(text, None);
+    check.scan_for_tokens();
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(err) => {
@@ -331,7 +352,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
     let mut bots = Vec::new();
     if let Some((_, table)) = bot_table {
         for (name, value) in table {
-            if let Some(bot) = bot_config(&mut check, &supervisor_ok, name, value) {
+            if let Some(bot) = bot_config(&mut check, &supervisor_ok, name, value, path) {
                 bots.push(bot);
             }
         }
@@ -344,7 +365,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
             bots,
         }),
         _ => {
-            check.problems.sort_by_key(|p| (p.at.line, p.at.column));
+            check.problems.sort_by(|a, b| {
+                (&a.file, a.at.line, a.at.column).cmp(&(&b.file, b.at.line, b.at.column))
+            });
             Err(check.problems)
         }
     }
@@ -443,6 +466,7 @@ fn bot_config(
     supervisor: &SupervisorSettings,
     name: Spanned<toml::de::DeString<'_>>,
     value: Spanned<DeValue<'_>>,
+    path: &Path,
 ) -> Option<BotConfig> {
     let name_span = name.span();
     let name = name.into_inner().into_owned();
@@ -475,9 +499,7 @@ fn bot_config(
     let kind_name = raw.kind.get_ref().as_str();
     let kind_key = format!("{prefix}.kind");
     let kind = match kind_name {
-        "faq" => check
-            .table::<RawFaq>(&prefix, span.clone(), own)
-            .map(|RawFaq {}| KindSettings::Faq(FaqSettings::default())),
+        "faq" => faq_settings(check, &prefix, span.clone(), name_span.clone(), own, path),
         "announcements" => check
             .table::<RawAnnouncements>(&prefix, span.clone(), own)
             .map(|RawAnnouncements {}| {
@@ -537,7 +559,7 @@ fn bot_config(
 }
 
 /// A path from the config, resolved against the config file's folder.
-fn resolve(config_path: &Path, value: &str) -> PathBuf {
+pub(super) fn resolve(config_path: &Path, value: &str) -> PathBuf {
     let value = Path::new(value.trim());
     if value.is_absolute() {
         value.to_path_buf()
@@ -552,7 +574,7 @@ fn without_trailing_slash(url: Url) -> Url {
 }
 
 /// toml's messages end with a newline and sometimes repeat the position.
-fn tidy_toml_message(message: &str) -> String {
+pub(super) fn tidy_toml_message(message: &str) -> String {
     let message = message.trim().trim_end_matches('.');
     if message == "duplicate key" {
         "duplicate key: this table or key is defined twice".to_owned()
@@ -570,4 +592,52 @@ fn tidy_serde_message(message: &str) -> String {
             None => message,
         },
     }
+}
+
+/// A `faq` bot's settings: its content, inline or from a file.
+fn faq_settings(
+    check: &mut Checker<'_>,
+    prefix: &str,
+    span: Range<usize>,
+    name_span: Range<usize>,
+    own: DeTable<'_>,
+    path: &Path,
+) -> Option<KindSettings> {
+    // The inline content table is taken out before serde sees the rest, so
+    // it can be validated with its own positions.
+    let mut rest = DeTable::new();
+    let mut inline = None;
+    for (key, value) in own {
+        if key.get_ref() == "content" {
+            inline = Some(value);
+        } else {
+            rest.insert(key, value);
+        }
+    }
+    let raw: RawFaq = check.table(prefix, span, rest)?;
+    let content_key = format!("{prefix}.content");
+    let content = match (inline, &raw.content_file) {
+        (Some(_), Some(file)) => {
+            check.report(
+                file.span(),
+                &format!("{prefix}.content_file"),
+                "give the content either inline in `[bot.<name>.content]` or in `content_file`, not both",
+            );
+            None
+        }
+        (Some(value), None) => faq::inline(check, &content_key, value),
+        (None, Some(file)) => faq::load_file(check, &format!("{prefix}.content_file"), file, path),
+        (None, None) => {
+            check.report(
+                name_span,
+                prefix,
+                "a faq bot needs its content: `content_file = \"<file>\"` or a `[bot.<name>.content]` table",
+            );
+            None
+        }
+    }?;
+    Some(KindSettings::Faq(FaqSettings {
+        content,
+        content_file: raw.content_file.map(|f| resolve(path, f.get_ref())),
+    }))
 }

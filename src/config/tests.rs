@@ -50,12 +50,12 @@ fn check(text: &str, expected: &[&str]) {
     assert!(!rendered.contains(&fake_token()), "{rendered}");
 }
 
-const BOT: &str = "[bot.a]\nkind = \"faq\"\ntoken_env = \"A_TOKEN\"\n";
+const BOT: &str = "[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n";
 
 #[test]
 fn broken_configs_name_line_column_and_key() {
     let token_case = format!(
-        "{BOT}[bot.b]\nkind = \"faq\"\ntoken_env = \"{}\"\n",
+        "{BOT}[bot.b]\nkind = \"echo\"\ntoken_env = \"{}\"\n",
         fake_token()
     );
     let cases: Vec<(String, Vec<&str>)> = vec![
@@ -93,10 +93,10 @@ fn broken_configs_name_line_column_and_key() {
             vec!["6:14 : a bot token is written in the config file"],
         ),
         // A missing token_env.
-        ("[bot.a]\nkind = \"faq\"\n".into(), vec!["1:6 bot.a: missing key `token_env`"]),
+        ("[bot.a]\nkind = \"echo\"\n".into(), vec!["1:6 bot.a: missing key `token_env`"]),
         // Bad name characters.
         (
-            "[bot.Tanitim]\nkind = \"faq\"\ntoken_env = \"T\"\n[bot.\"a b\"]\nkind = \"faq\"\ntoken_env = \"T\"\n".into(),
+            "[bot.Tanitim]\nkind = \"echo\"\ntoken_env = \"T\"\n[bot.\"a b\"]\nkind = \"echo\"\ntoken_env = \"T\"\n".into(),
             vec![
                 "1:6 bot.Tanitim: `Tanitim` is not a bot name",
                 "4:6 bot.a b: `a b` is not a bot name",
@@ -170,7 +170,7 @@ fn an_empty_file_is_all_defaults() {
 #[test]
 fn bot_overrides_merge_over_supervisor_defaults() {
     let text = "[supervisor]\napi_url = \"http://127.0.0.1:9/\"\n[supervisor.restart]\nmax_restarts = 9\n\
-                [bot.a]\nkind = \"faq\"\ntoken_env = \"A\"\n[bot.a.restart]\npark_for = \"1m\"\n\
+                [bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n[bot.a.restart]\npark_for = \"1m\"\n\
                 [bot.b]\nkind = \"announcements\"\ntoken_env = \"B\"\nenabled = false\napi_url = \"http://127.0.0.1:8\"\n";
     let config = Config::from_str(text, Path::new("x.toml")).expect("valid");
     let a = config.bot("a").expect("bot a");
@@ -250,5 +250,48 @@ fn locations_count_characters_not_bytes() {
     assert_eq!(
         Location::of_offset(text, text.len()),
         Location { line: 2, column: 3 }
+    );
+}
+
+const CONTENT: &str = "greeting = \"Merhaba\"\nhelp_header = \"Komutlar\"\nclosing_question = \"Başka?\"\n\
+                       yes_label = \"Evet\"\nno_label = \"Hayır\"\ngoodbye = \"Güle güle\"\n\
+                       unknown_command = \"Bilinmeyen komut\"\ncontact = \"@kisi\"\n\
+                       [[bot.f.content.command]]\nname = \"staj\"\ndescription = \"Staj\"\nanswer = \"İki staj; soru: {contact}\"\n";
+
+#[test]
+fn faq_content_can_be_inline() {
+    let text = format!("[bot.f]\nkind = \"faq\"\ntoken_env = \"F\"\n[bot.f.content]\n{CONTENT}");
+    let config = Config::from_str(&text, Path::new("x.toml")).expect("valid");
+    let KindSettings::Faq(settings) = &config.bot("f").expect("bot f").kind else {
+        panic!("not faq");
+    };
+    assert_eq!(settings.content.greeting, "Merhaba");
+    assert_eq!(settings.content.commands[0].name, "staj");
+    assert_eq!(settings.content.commands[0].answer, "İki staj; soru: @kisi");
+    assert_eq!(settings.content_file, None);
+}
+
+#[test]
+fn faq_content_problems_in_inline_tables_and_choices() {
+    check(
+        &format!(
+            "[bot.f]\nkind = \"faq\"\ntoken_env = \"F\"\ncontent_file = \"c.toml\"\n[bot.f.content]\n{CONTENT}"
+        ),
+        &["4:16 bot.f.content_file: give the content either inline"],
+    );
+    check(
+        "[bot.f]\nkind = \"faq\"\ntoken_env = \"F\"\n",
+        &["1:6 bot.f: a faq bot needs its content"],
+    );
+    check(
+        &format!(
+            "[bot.f]\nkind = \"faq\"\ntoken_env = \"F\"\n[bot.f.content]\n{}",
+            CONTENT.replace("name = \"staj\"", "name = \"start\"")
+        ),
+        &["14:8 bot.f.content.command[0].name: /start is built in"],
+    );
+    check(
+        "[bot.f]\nkind = \"faq\"\ntoken_env = \"F\"\ncontent_file = \"/nonexistent/c.toml\"\n",
+        &["4:16 bot.f.content_file: cannot read the content file /nonexistent/c.toml"],
     );
 }

@@ -6,6 +6,7 @@
 
 pub mod errors;
 pub mod polling;
+pub mod send;
 
 use std::fmt;
 use std::time::Duration;
