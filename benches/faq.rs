@@ -59,7 +59,9 @@ impl Daemon {
             .kill_on_drop(true)
             .spawn()
             .expect("start botvisor");
-        tg.wait_for_request(TOKEN, "getUpdates", 1, LIMIT).await.expect("botvisor polls");
+        tg.wait_for_request(TOKEN, "getUpdates", 1, LIMIT)
+            .await
+            .expect("botvisor polls");
         Daemon { child, _dir: dir }
     }
 
@@ -68,15 +70,19 @@ impl Daemon {
             // SAFETY: kill(2) on the child we spawned.
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         }
-        let status = tokio::time::timeout(LIMIT, self.child.wait()).await.expect("exit").expect("wait");
+        let status = tokio::time::timeout(LIMIT, self.child.wait())
+            .await
+            .expect("exit")
+            .expect("wait");
         assert!(status.success(), "botvisor exited with {status}");
     }
 }
 
 /// The commands cycled through, with the answer each must get.
 fn commands() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml"))
-        .expect("read the shipped config");
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml"))
+            .expect("read the shipped config");
     let config = botvisor::config::Config::from_str(
         &text,
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml"),
@@ -133,7 +139,12 @@ async fn fake_capacity() -> f64 {
 fn check_replies(tg: &FakeTelegram, expected: &HashMap<i64, Vec<String>>) {
     let sent = tg.sent_messages(TOKEN);
     let total: usize = expected.values().map(Vec::len).sum();
-    assert_eq!(sent.len(), total, "replies: {} for {total} commands", sent.len());
+    assert_eq!(
+        sent.len(),
+        total,
+        "replies: {} for {total} commands",
+        sent.len()
+    );
     let mut got: HashMap<i64, Vec<&str>> = HashMap::new();
     for message in &sent {
         got.entry(message.chat_id).or_default().push(&message.text);
@@ -142,7 +153,10 @@ fn check_replies(tg: &FakeTelegram, expected: &HashMap<i64, Vec<String>>) {
         let texts = got.get(chat).map(Vec::as_slice).unwrap_or_default();
         assert_eq!(texts.len(), answers.len(), "chat {chat}");
         for (text, answer) in texts.iter().zip(answers) {
-            assert!(text.starts_with(answer.as_str()), "chat {chat}: wrong or out of order");
+            assert!(
+                text.starts_with(answer.as_str()),
+                "chat {chat}: wrong or out of order"
+            );
         }
     }
 }
@@ -153,17 +167,24 @@ async fn burst(commands: &[(String, String)]) -> (f64, f64) {
     tg.add_bot(TOKEN, "tanitim_bot");
     let daemon = Daemon::start(&tg).await;
     let mut expected: HashMap<i64, Vec<String>> = HashMap::new();
-    let users: Vec<User> = (0..BURST_CHATS).map(|i| User::new(100_000 + i, "Aday")).collect();
+    let users: Vec<User> = (0..BURST_CHATS)
+        .map(|i| User::new(100_000 + i, "Aday"))
+        .collect();
     let started = Instant::now();
     for round in 0..BURST_PER_CHAT {
         for (i, user) in users.iter().enumerate() {
             let (command, answer) = &commands[(i + round) % commands.len()];
             tg.inject_message(TOKEN, &Chat::private(user), user, command);
-            expected.entry(user.id as i64).or_default().push(answer.clone());
+            expected
+                .entry(user.id as i64)
+                .or_default()
+                .push(answer.clone());
         }
     }
     let total = BURST_CHATS as usize * BURST_PER_CHAT;
-    tg.wait_for_sent(TOKEN, total, LIMIT).await.expect("every command answered");
+    tg.wait_for_sent(TOKEN, total, LIMIT)
+        .await
+        .expect("every command answered");
     let seconds = started.elapsed().as_secs_f64();
     daemon.stop().await;
     check_replies(&tg, &expected);
@@ -184,18 +205,26 @@ async fn steady(commands: &[(String, String)]) -> (f64, f64) {
         ticker.tick().await;
         let user = User::new(200_000 + (i as u64 % 100), "Aday");
         let (command, answer) = &commands[i % commands.len()];
-        expected.entry(user.id as i64).or_default().push(answer.clone());
+        expected
+            .entry(user.id as i64)
+            .or_default()
+            .push(answer.clone());
         injected.push((user.id as i64, Instant::now()));
         tg.inject_message(TOKEN, &Chat::private(&user), &user, command);
     }
-    tg.wait_for_sent(TOKEN, total, LIMIT).await.expect("every command answered");
+    tg.wait_for_sent(TOKEN, total, LIMIT)
+        .await
+        .expect("every command answered");
     daemon.stop().await;
     check_replies(&tg, &expected);
     // Replies of one chat arrive in order: pair them with that chat's
     // injections in order.
     let mut sent_by_chat: HashMap<i64, Vec<Instant>> = HashMap::new();
     for message in tg.sent_messages(TOKEN) {
-        sent_by_chat.entry(message.chat_id).or_default().push(message.at);
+        sent_by_chat
+            .entry(message.chat_id)
+            .or_default()
+            .push(message.at);
     }
     let mut next: HashMap<i64, usize> = HashMap::new();
     let mut latencies: Vec<f64> = injected
@@ -214,7 +243,11 @@ async fn steady(commands: &[(String, String)]) -> (f64, f64) {
 
 fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
-    (values[0], values[values.len() / 2], values[values.len() - 1])
+    (
+        values[0],
+        values[values.len() / 2],
+        values[values.len() - 1],
+    )
 }
 
 fn row(name: &str, unit: &str, values: Vec<f64>, target: &str) {
@@ -242,9 +275,24 @@ async fn main() {
     println!("\nbotvisor FAQ benchmark ({RUNS} runs; release build; fake Telegram on 127.0.0.1)\n");
     println!("| scenario | min | median | max | unit | target |");
     println!("|---|---|---|---|---|---|");
-    row("fake capacity, trivial client, 64 at once", "requests/s", capacity, "(ruler)");
-    row("burst: 10,000 commands from 1,000 chats, total time", "s", burst_seconds, "");
-    row("burst: replies per second", "replies/s", burst_rate, "≥ 5,000");
+    row(
+        "fake capacity, trivial client, 64 at once",
+        "requests/s",
+        capacity,
+        "(ruler)",
+    );
+    row(
+        "burst: 10,000 commands from 1,000 chats, total time",
+        "s",
+        burst_seconds,
+        "",
+    );
+    row(
+        "burst: replies per second",
+        "replies/s",
+        burst_rate,
+        "≥ 5,000",
+    );
     row("steady 200 commands/s: latency p50", "ms", p50, "");
     row("steady 200 commands/s: latency p99", "ms", p99, "≤ 5");
 }

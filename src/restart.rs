@@ -83,14 +83,14 @@ impl Intensity {
 }
 
 /// The wait after the `n`-th consecutive 409 Conflict (0-based): from 3 s,
-/// doubling, capped at `cap`, moved by up to ±20 % (`unit` in `[0, 1)`), and
+/// doubling, moved by up to ±20 % (`unit` in `[0, 1)`), capped at `cap`, and
 /// never under the 3 s Telegram itself waits between two 409s.
 pub fn conflict_delay(n: u32, cap: Duration, unit: f64) -> Duration {
     const FIRST: f64 = 3.0;
     let exponent = i32::try_from(n.min(30)).unwrap_or(30);
     let base = (FIRST * 2f64.powi(exponent)).min(cap.as_secs_f64().max(FIRST));
     let jittered = base * (1.0 + 0.2 * (2.0 * unit.clamp(0.0, 1.0) - 1.0));
-    Duration::from_secs_f64(jittered.max(FIRST))
+    Duration::from_secs_f64(jittered.min(cap.as_secs_f64()).max(FIRST))
 }
 
 #[cfg(test)]
@@ -173,7 +173,8 @@ mod tests {
             (5, 0.5, 60.0),
             (9, 0.5, 60.0),
             (0, 0.0, 3.0),
-            (5, 1.0, 72.0),
+            (5, 1.0, 60.0),
+            (4, 1.0, 57.6),
             (5, 0.0, 48.0),
         ];
         for (n, unit, expected) in cases {

@@ -31,6 +31,9 @@ const CONFIRM_BUDGET: Duration = Duration::from_secs(2);
 /// The supervisor gives up this long before the deadline, so the process
 /// is gone before whoever set the deadline kills it.
 const EXIT_MARGIN: Duration = Duration::from_millis(250);
+/// A second shutdown signal this soon after the first is a repeat, not a
+/// request to exit at once.
+const REPEAT_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the supervisor could not run or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,19 @@ fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<Stri
     let mut missing = Vec::new();
     for bot in config.bots.iter().filter(|b| b.enabled) {
         match env.token(&bot.token_env) {
+            // Two workers with one token would end each other's long polls.
+            Some(token) if runnable.iter().any(|r: &Runnable| r.token == token) => {
+                let first = runnable
+                    .iter()
+                    .find(|r| r.token == token)
+                    .map(|r| r.config.name.clone());
+                missing.push(format!(
+                    "{}: {} holds the same token as bot {}",
+                    bot.name,
+                    bot.token_env,
+                    first.unwrap_or_default()
+                ));
+            }
             Some(token) => runnable.push(Runnable {
                 config: bot.clone(),
                 token,
@@ -173,6 +189,9 @@ struct Supervisor {
     root: CancellationToken,
     tracker: TaskTracker,
     workers: BTreeMap<String, Entry>,
+    /// Workers told to stop that may still be running, by token: a new
+    /// worker for the same token waits for them, whatever its bot's name.
+    stopping: Vec<(Token, CancellationToken)>,
     board: StatusBoard,
 }
 
@@ -219,10 +238,11 @@ pub async fn run_with_board(
         root: CancellationToken::new(),
         tracker: TaskTracker::new(),
         workers: BTreeMap::new(),
+        stopping: Vec::new(),
         board,
     };
     for bot in runnable {
-        supervisor.start(bot, None);
+        supervisor.start(bot);
     }
     info!(bots = supervisor.workers.len(), "botvisor is running");
 
@@ -237,10 +257,16 @@ pub async fn run_with_board(
 }
 
 impl Supervisor {
-    /// Starts a worker for `bot`; with `after`, only once that token is
-    /// cancelled (the previous worker for the same bot has stopped, so the
-    /// two never poll at once).
-    fn start(&mut self, bot: Runnable, after: Option<CancellationToken>) {
+    /// Starts a worker for `bot`, once every worker still stopping with the
+    /// same token has stopped, so botvisor never polls one token twice.
+    fn start(&mut self, bot: Runnable) {
+        self.stopping.retain(|(_, stopped)| !stopped.is_cancelled());
+        let after: Vec<CancellationToken> = self
+            .stopping
+            .iter()
+            .filter(|(token, _)| *token == bot.token)
+            .map(|(_, stopped)| stopped.clone())
+            .collect();
         let name = bot.config.name.clone();
         let (status, rx) = StatusSender::new(&name, bot.config.kind.name());
         self.board.insert(&name, rx);
@@ -261,7 +287,7 @@ impl Supervisor {
         self.tracker.spawn(
             async move {
                 let _done = done;
-                if let Some(previous) = after {
+                for previous in after {
                     previous.cancelled().await;
                 }
                 worker.run().await;
@@ -278,12 +304,13 @@ impl Supervisor {
         );
     }
 
-    /// Stops the worker of bot `name`; returns the token cancelled once it
-    /// has stopped.
-    fn stop(&mut self, name: &str) -> Option<CancellationToken> {
-        let entry = self.workers.remove(name)?;
-        entry.cancel.cancel();
-        Some(entry.stopped)
+    /// Stops the worker of bot `name`; it is remembered until it has
+    /// stopped, so no worker with its token starts before.
+    fn stop(&mut self, name: &str) {
+        if let Some(entry) = self.workers.remove(name) {
+            entry.cancel.cancel();
+            self.stopping.push((entry.bot.token, entry.stopped));
+        }
     }
 
     /// Re-reads the config file and applies the difference. An invalid
@@ -332,18 +359,27 @@ impl Supervisor {
         {
             warn!("reload: log settings take effect at the next start");
         }
+        if config.supervisor.poll_timeout != self.config.supervisor.poll_timeout {
+            // The client's timeout must stay above the long poll's.
+            match telegram::http_client(config.supervisor.poll_timeout) {
+                Ok(client) => self.client = client,
+                Err(err) => {
+                    error!("reload: {err}; keeping the running config");
+                    return;
+                }
+            }
+        }
         self.config = config;
-        for name in &plan.removed {
+        for name in plan.removed.iter().chain(&plan.restarted) {
             self.stop(name);
+        }
+        for name in &plan.removed {
             self.board.remove(name);
         }
         for bot in wanted {
             let name = bot.config.name.clone();
-            if plan.added.contains(&name) {
-                self.start(bot, None);
-            } else if plan.restarted.contains(&name) {
-                let after = self.stop(&name);
-                self.start(bot, after);
+            if plan.added.contains(&name) || plan.restarted.contains(&name) {
+                self.start(bot);
             }
         }
         info!("reload: {}", plan.summary());
@@ -394,11 +430,17 @@ impl Supervisor {
     }
 }
 
-/// Resolves when another shutdown signal arrives.
+/// Resolves when another shutdown signal arrives, except within
+/// [`REPEAT_GRACE`] of the first: Heroku may send SIGTERM more than once to
+/// the same process, and that must not cut a clean shutdown short.
 async fn second_shutdown(signals: &mut (impl Stream<Item = Signal> + Unpin)) {
+    let first = Instant::now();
     loop {
         match signals.next().await {
-            Some(Signal::Shutdown) => return,
+            Some(Signal::Shutdown) if first.elapsed() >= REPEAT_GRACE => return,
+            Some(Signal::Shutdown) => {
+                info!("a repeated shutdown signal right after the first; ignored")
+            }
             Some(_) => {}
             None => std::future::pending::<()>().await,
         }

@@ -55,6 +55,14 @@ enum SessionEnd {
     Failed(String),
     /// Not worth retrying soon: park at once.
     Park(String),
+    /// Telegram asked to wait (429 outside the polling loop): wait exactly
+    /// that long, not counted as a failure.
+    Wait(Duration, String),
+}
+
+/// A little extra time after a 429's `retry_after`, never less than it.
+fn rate_limit_jitter() -> Duration {
+    Duration::from_millis(rand::random_range(0..=RATE_LIMIT_JITTER_MS))
 }
 
 /// Conflict bookkeeping for the log policy: warn when it starts, remind
@@ -62,6 +70,7 @@ enum SessionEnd {
 #[derive(Default)]
 struct ConflictLog {
     started: Option<Instant>,
+    last_409: Option<Instant>,
     count: u32,
     last_reminder: Option<Instant>,
     alerted: bool,
@@ -77,6 +86,9 @@ impl Worker {
             self.client.clone(),
         );
         let kind = Arc::new(Kind::new(&self.config.kind));
+        // The offset outlives a session: a restart after a failed poll must
+        // not ask again for the updates already handled.
+        let mut poller = Poller::new(bot.clone(), self.poll_timeout, kind.allowed_updates());
         let policy = self.config.restart.clone();
         let mut backoff = Backoff::new(policy.clone());
         let mut intensity = Intensity::new(&policy);
@@ -87,7 +99,7 @@ impl Worker {
             self.status
                 .set(WorkerState::Starting, "connecting to Telegram", None);
             let started = Instant::now();
-            let end = AssertUnwindSafe(self.session(&bot, &kind))
+            let end = AssertUnwindSafe(self.session(&bot, &kind, &mut poller))
                 .catch_unwind()
                 .await;
             let end = end.unwrap_or_else(|panic| {
@@ -95,6 +107,10 @@ impl Worker {
             });
             let wait = match end {
                 SessionEnd::Stopped => break,
+                SessionEnd::Wait(wait, reason) => {
+                    self.status.set(WorkerState::BackingOff, reason, Some(wait));
+                    wait
+                }
                 SessionEnd::Park(reason) => {
                     self.status
                         .set(WorkerState::Parked, reason, Some(policy.park_for));
@@ -141,7 +157,7 @@ impl Worker {
         }
     }
 
-    async fn session(&self, bot: &BotHandle, kind: &Arc<Kind>) -> SessionEnd {
+    async fn session(&self, bot: &BotHandle, kind: &Arc<Kind>, poller: &mut Poller) -> SessionEnd {
         let me = tokio::select! {
             () = self.cancel.cancelled() => return SessionEnd::Stopped,
             me = bot.api().get_me() => me,
@@ -171,7 +187,6 @@ impl Worker {
         );
 
         let dispatcher = Dispatcher::new(kind.clone(), ctx.clone());
-        let mut poller = Poller::new(bot.clone(), self.poll_timeout, kind.allowed_updates());
         let mut conflict = ConflictLog::default();
         let mut webhook_deleted = false;
         loop {
@@ -232,14 +247,20 @@ impl Worker {
                 }
             };
             self.status.polled();
-            if let Some(started) = conflict.started.take() {
-                let lasted = short(started.elapsed());
-                self.status.set(
-                    WorkerState::Running,
-                    format!("the conflict is over after {lasted}; polling again"),
-                    None,
-                );
-                conflict = ConflictLog::default();
+            if let Some(started) = conflict.started {
+                // A real second poller makes polls fail and succeed by turns;
+                // the conflict is over only once no 409 came for longer than
+                // the other side's longest wait plus one long poll.
+                let quiet = self.config.restart.conflict_max_backoff + self.poll_timeout;
+                if conflict.last_409.is_none_or(|last| last.elapsed() >= quiet) {
+                    let lasted = short(started.elapsed());
+                    self.status.set(
+                        WorkerState::Running,
+                        format!("the conflict is over after {lasted}; polling again"),
+                        None,
+                    );
+                    conflict = ConflictLog::default();
+                }
             } else if self.status.state() != WorkerState::Running {
                 self.status.set(WorkerState::Running, "polling again", None);
             }
@@ -262,7 +283,7 @@ impl Worker {
         }
         self.status
             .set(WorkerState::Stopping, "stop requested", None);
-        self.confirm(&mut poller).await;
+        self.confirm(poller).await;
         SessionEnd::Stopped
     }
 
@@ -271,6 +292,13 @@ impl Worker {
         let class = telegram::classify(err);
         self.status.error(&class);
         match class {
+            ErrorClass::RateLimited(retry_after) => SessionEnd::Wait(
+                retry_after + rate_limit_jitter(),
+                format!(
+                    "Telegram asked to wait {} (429) after {method}",
+                    short(retry_after)
+                ),
+            ),
             ErrorClass::Unauthorized => SessionEnd::Park(format!(
                 "Telegram rejected the token in {} ({method}: unauthorized): it is wrong or revoked; \
                  set a valid token and send SIGHUP, or wait for the next attempt",
@@ -288,6 +316,7 @@ impl Worker {
     fn conflict_wait(&self, conflict: &mut ConflictLog) -> Duration {
         let now = Instant::now();
         let started = *conflict.started.get_or_insert(now);
+        conflict.last_409 = Some(now);
         let lasted = now.duration_since(started);
         let wait = conflict_delay(
             conflict.count,

@@ -35,11 +35,17 @@ async fn assert_echoes(tg: &FakeTelegram, token: &str, text: &str) {
     let user = User::new(77, "Tester");
     let before = tg.sent_messages(token).len();
     tg.inject_message(token, &Chat::private(&user), &user, text);
-    let sent = tg
-        .wait_for_sent(token, before + 1, PROMPT)
-        .await
-        .expect("an echo");
-    assert_eq!(sent[before].text, text);
+    let mut seen = before;
+    loop {
+        let sent = tg
+            .wait_for_sent(token, seen + 1, PROMPT)
+            .await
+            .expect("an echo");
+        if sent[before..].iter().any(|m| m.text == text) {
+            return;
+        }
+        seen = sent.len();
+    }
 }
 
 #[tokio::test]
@@ -175,6 +181,78 @@ async fn bots_can_be_added_and_removed() {
             .await
             .is_err()
     );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn renaming_a_bot_never_polls_its_token_twice() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let head = supervisor(&tg.url());
+    // A slow handler keeps the old worker busy while the new one would start.
+    let config = ConfigDir::new(&format!(
+        "{head}{}",
+        bot("a", "slow_on = \"slow\"\nslow_for = \"1s\"")
+    ));
+    let mut vars = VARS.to_vec();
+    vars.push(("RUST_LOG", "botvisor=debug,info"));
+    let mut daemon = Daemon::start(&config.path, &vars);
+    tg.wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("a polls");
+    let user = User::new(79, "Renamer");
+    let slow = tg.inject_message(&a.token, &Chat::private(&user), &user, "slow");
+    let line = daemon
+        .wait_for_line(&format!("handling an update update_id={slow}"), PROMPT)
+        .await;
+    assert!(line.contains("bot=a"), "{line}");
+
+    // Same token, new name: the new worker must wait for the old one.
+    config.write(
+        "supervisor.toml",
+        &format!("{head}[bot.renamed]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n"),
+    );
+    daemon.signal(libc::SIGHUP);
+    daemon
+        .wait_for_line(
+            "reload: added: renamed; removed: a; restarted: none; unchanged: none",
+            PROMPT,
+        )
+        .await;
+    assert_echoes(&tg, &a.token, "renamed works").await;
+    // The old worker finished its slow handler before the new one polled.
+    let line = daemon
+        .wait_for_line("running: polling as @a_bot", PROMPT)
+        .await;
+    assert!(line.contains("bot=a"), "{line}");
+    let renamed = daemon.wait_for_line("bot=renamed", PROMPT).await;
+    let finished = daemon
+        .wait_for_line("bot=a}: botvisor::status: stopped", PROMPT)
+        .await;
+    let output = daemon.lines();
+    let at = |needle: &str| output.iter().position(|l| l == needle);
+    assert!(
+        at(&finished) < at(&renamed),
+        "the new worker started before the old one stopped"
+    );
+    let sent: Vec<String> = tg
+        .sent_messages(&a.token)
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(
+        sent.iter().filter(|t| *t == "slow").count(),
+        1,
+        "handled once: {sent:?}\n{}",
+        daemon.output()
+    );
+    let conflicts = tg
+        .requests_of(&a.token, "getUpdates")
+        .iter()
+        .filter(|r| r.status() == Some(409))
+        .count();
+    assert_eq!(conflicts, 0, "botvisor polled its own token twice");
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
 }

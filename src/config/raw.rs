@@ -35,6 +35,10 @@ static BOT_NAME: LazyLock<Regex> =
 static ENV_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("the env pattern is valid"));
 
+/// No setting needs a longer duration, and much longer ones overflow the
+/// clock arithmetic.
+const LONGEST_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// The keys of a `[bot.<name>]` table common to every kind; the others belong
 /// to the kind.
 const COMMON_BOT_KEYS: &[&str] = &["kind", "token_env", "enabled", "api_url", "restart"];
@@ -196,6 +200,10 @@ impl<'a> Checker<'a> {
                 self.report(value.span(), key, "must be longer than zero");
                 default
             }
+            Ok(d) if d > LONGEST_DURATION => {
+                self.report(value.span(), key, "must be at most a year");
+                default
+            }
             Ok(d) => d,
             Err(err) => {
                 self.report(
@@ -355,6 +363,24 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
             if let Some(bot) = bot_config(&mut check, &supervisor_ok, name, value, path) {
                 bots.push(bot);
             }
+        }
+    }
+
+    // Two running bots with one token would end each other's long polls.
+    for (i, bot) in bots.iter().enumerate().filter(|(_, b)| b.enabled) {
+        if let Some(first) = bots[..i]
+            .iter()
+            .find(|b| b.enabled && b.token_env == bot.token_env)
+        {
+            check.problems.push(Problem {
+                at: bot.token_env_at,
+                file: None,
+                key: format!("bot.{}.token_env", bot.name),
+                message: format!(
+                    "{} is already the token of bot {}; two bots polling with one token end each other's polls",
+                    bot.token_env, first.name
+                ),
+            });
         }
     }
 

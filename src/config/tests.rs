@@ -96,7 +96,7 @@ fn broken_configs_name_line_column_and_key() {
         ("[bot.a]\nkind = \"echo\"\n".into(), vec!["1:6 bot.a: missing key `token_env`"]),
         // Bad name characters.
         (
-            "[bot.Tanitim]\nkind = \"echo\"\ntoken_env = \"T\"\n[bot.\"a b\"]\nkind = \"echo\"\ntoken_env = \"T\"\n".into(),
+            "[bot.Tanitim]\nkind = \"echo\"\ntoken_env = \"T\"\n[bot.\"a b\"]\nkind = \"echo\"\ntoken_env = \"T2\"\n".into(),
             vec![
                 "1:6 bot.Tanitim: `Tanitim` is not a bot name",
                 "4:6 bot.a b: `a b` is not a bot name",
@@ -135,6 +135,16 @@ fn broken_configs_name_line_column_and_key() {
                 "4:13 supervisor.log_level: is not a log filter",
                 "5:16 supervisor.poll_timeout: must be at most 50s",
             ],
+        ),
+        // Two enabled bots with one token variable; a disabled third is fine.
+        (
+            format!("{BOT}[bot.b]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n[bot.c]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\nenabled = false\n"),
+            vec!["6:13 bot.b.token_env: A_TOKEN is already the token of bot a"],
+        ),
+        // Absurd durations.
+        (
+            "[supervisor.restart]\npark_for = \"500000000y\"\n".into(),
+            vec!["2:12 supervisor.restart.park_for: must be at most a year"],
         ),
         (
             "[supervisor.restart]\ninitial_backoff = \"2m\"\nmax_backoff = \"1m\"\n".into(),

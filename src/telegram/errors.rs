@@ -76,10 +76,12 @@ pub fn classify_description(text: &str) -> ErrorClass {
         } else {
             ErrorClass::ConflictOtherPoller
         }
-    } else if text == "Unauthorized" || text == "Not Found" {
-        ErrorClass::Unauthorized
     } else if text.starts_with("Forbidden") || text.starts_with("Unauthorized: bot was kicked") {
         ErrorClass::Forbidden
+    } else if text.starts_with("Unauthorized") || text == "Not Found" {
+        // "Unauthorized", and a self-hosted Bot API server's
+        // "Unauthorized: invalid token specified".
+        ErrorClass::Unauthorized
     } else if text.starts_with("Too Many Requests") {
         // teloxide turns a 429 with `retry_after` into `RetryAfter`; one
         // without the parameter still must not be retried at once.

@@ -93,11 +93,11 @@ impl Poller {
     }
 
     /// Moves the offset to `next`: every update below it has been handled.
+    /// It may move backwards: after a week without updates Telegram starts
+    /// its update ids again at a random, possibly lower, number, and an
+    /// offset above them would make it deliver the same update for ever.
     pub fn advance(&mut self, next: u32) {
-        let next = i32::try_from(next).unwrap_or(i32::MAX);
-        if self.offset.is_none_or(|current| next > current) {
-            self.offset = Some(next);
-        }
+        self.offset = Some(i32::try_from(next).unwrap_or(i32::MAX));
     }
 
     /// The offset to confirm when the last request did not carry it.
