@@ -12,6 +12,7 @@ pub mod restart;
 pub mod secret;
 pub mod signals;
 pub mod status;
+pub mod store;
 pub mod supervisor;
 pub mod telegram;
 pub mod worker;

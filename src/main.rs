@@ -142,7 +142,7 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
             .map_err(|err| (EXIT_FAILURE, format!("cannot listen for signals: {err}")))?;
         botvisor::run(config, env, signals).await.map_err(|err| {
             let code = match err {
-                RunError::NothingToRun(_) => EXIT_CONFIG,
+                RunError::NothingToRun(_) | RunError::StoreConfig(_) => EXIT_CONFIG,
                 _ => EXIT_FAILURE,
             };
             (code, err.to_string())

@@ -20,6 +20,8 @@ pub enum WorkerState {
     Starting,
     /// Polling and handling updates.
     Running,
+    /// Another botvisor process holds this bot's lease; waiting to take over.
+    Standby,
     /// Telegram answers 409: another process polls with this token.
     Conflict,
     /// Waiting before the next attempt after an error.
@@ -36,6 +38,7 @@ impl WorkerState {
         match self {
             WorkerState::Starting => "starting",
             WorkerState::Running => "running",
+            WorkerState::Standby => "standby",
             WorkerState::Conflict => "conflict",
             WorkerState::BackingOff => "backing_off",
             WorkerState::Parked => "parked",

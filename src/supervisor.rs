@@ -22,6 +22,7 @@ use crate::config::{BotConfig, Config, Environment};
 use crate::secret::Token;
 use crate::signals::Signal;
 use crate::status::{BotStatus, StatusSender, WorkerState};
+use crate::store::{Leases, Store, StoreError};
 use crate::telegram;
 use crate::worker::Worker;
 
@@ -43,6 +44,12 @@ pub enum RunError {
     NothingToRun(String),
     #[error(transparent)]
     Client(#[from] telegram::ClientError),
+    /// The store setting cannot be used (a config problem).
+    #[error("{0}")]
+    StoreConfig(String),
+    /// The store cannot be reached or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A second shutdown signal arrived before the workers stopped.
     #[error("stopped at once by a second shutdown signal")]
     Forced,
@@ -186,6 +193,8 @@ struct Entry {
 struct Supervisor {
     config: Config,
     client: reqwest::Client,
+    store: Store,
+    leases: Arc<Leases>,
     root: CancellationToken,
     tracker: TaskTracker,
     workers: BTreeMap<String, Entry>,
@@ -232,9 +241,15 @@ pub async fn run_with_board(
         return Err(RunError::NothingToRun(reason));
     }
     let client = telegram::http_client(config.supervisor.poll_timeout)?;
+    let spec = config.store_spec(&env).map_err(RunError::StoreConfig)?;
+    let store = Store::open(&spec).await?;
+    let leases = Arc::new(Leases::for_store(&spec)?);
+    info!(store = %spec.describe(), "store open");
     let mut supervisor = Supervisor {
         config,
         client,
+        store,
+        leases,
         root: CancellationToken::new(),
         tracker: TaskTracker::new(),
         workers: BTreeMap::new(),
@@ -281,6 +296,8 @@ impl Supervisor {
             stop_grace: shutdown_timeout.saturating_sub(CONFIRM_BUDGET + EXIT_MARGIN),
             status,
             cancel: cancel.clone(),
+            store: self.store.clone(),
+            leases: self.leases.clone(),
         };
         let done = stopped.clone().drop_guard();
         let span = tracing::info_span!("bot", bot = %name);
@@ -353,6 +370,11 @@ impl Supervisor {
             .map(|(name, entry)| (name.clone(), entry.bot.clone()))
             .collect();
         let plan = plan_reload(&running, &wanted, shared_changed);
+        if config.supervisor.store != self.config.supervisor.store
+            || config.supervisor.store_env != self.config.supervisor.store_env
+        {
+            warn!("reload: store settings take effect at the next start");
+        }
         if config.supervisor.log_level != self.config.supervisor.log_level
             || config.supervisor.log_format != self.config.supervisor.log_format
             || config.supervisor.log_dir != self.config.supervisor.log_dir

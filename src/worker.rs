@@ -10,6 +10,7 @@
 //! parks the bot at once. Every wait sits in a `select!` with the worker's
 //! cancellation token.
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use teloxide::payloads::DeleteWebhookSetters;
 use teloxide::requests::Requester;
+use teloxide::types::Update;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -25,7 +27,8 @@ use crate::config::{BotConfig, OnWebhook};
 use crate::restart::{Backoff, Intensity, conflict_delay};
 use crate::secret::Token;
 use crate::status::{StatusSender, WorkerState, short};
-use crate::telegram::polling::{Dispatcher, Poller, panic_message};
+use crate::store::{Lease, Leases, Store, StoreError};
+use crate::telegram::polling::{Dispatcher, Journal, Poller, panic_message};
 use crate::telegram::{self, BotHandle, ErrorClass};
 
 /// How long the last offset confirmation may take when a worker stops.
@@ -45,6 +48,27 @@ pub struct Worker {
     pub stop_grace: Duration,
     pub status: StatusSender,
     pub cancel: CancellationToken,
+    /// Where handled offsets and updates are recorded.
+    pub store: Store,
+    /// Where this bot's lease is taken.
+    pub leases: Arc<Leases>,
+}
+
+/// How often a worker in standby tries to take its bot's lease.
+const LEASE_RETRY: Duration = Duration::from_secs(1);
+
+/// What a worker keeps across sessions.
+struct Kept {
+    /// The offset: a restart after a failed poll must not ask again for the
+    /// updates already handled.
+    poller: Poller,
+    /// The lease on the bot, once taken; given back when the worker stops.
+    lease: Option<Lease>,
+    /// Updates handled above the offset (the journal after an unclean
+    /// stop): delivered again by Telegram, they are skipped.
+    handled: HashSet<u32>,
+    /// Whether the stored offset has been read (once per worker).
+    loaded: bool,
 }
 
 /// How a session ended.
@@ -88,7 +112,12 @@ impl Worker {
         let kind = Arc::new(Kind::new(&self.config.kind));
         // The offset outlives a session: a restart after a failed poll must
         // not ask again for the updates already handled.
-        let mut poller = Poller::new(bot.clone(), self.poll_timeout, kind.allowed_updates());
+        let mut kept = Kept {
+            poller: Poller::new(bot.clone(), self.poll_timeout, kind.allowed_updates()),
+            lease: None,
+            handled: HashSet::new(),
+            loaded: false,
+        };
         let policy = self.config.restart.clone();
         let mut backoff = Backoff::new(policy.clone());
         let mut intensity = Intensity::new(&policy);
@@ -99,7 +128,7 @@ impl Worker {
             self.status
                 .set(WorkerState::Starting, "connecting to Telegram", None);
             let started = Instant::now();
-            let end = AssertUnwindSafe(self.session(&bot, &kind, &mut poller))
+            let end = AssertUnwindSafe(self.session(&bot, &kind, &mut kept))
                 .catch_unwind()
                 .await;
             let end = end.unwrap_or_else(|panic| {
@@ -146,6 +175,10 @@ impl Worker {
                 break;
             }
         }
+        if let Some(lease) = kept.lease.take() {
+            // After the last poll: the next instance may take over at once.
+            lease.release().await;
+        }
         self.status.set(WorkerState::Stopped, "stopped", None);
     }
 
@@ -157,7 +190,7 @@ impl Worker {
         }
     }
 
-    async fn session(&self, bot: &BotHandle, kind: &Arc<Kind>, poller: &mut Poller) -> SessionEnd {
+    async fn session(&self, bot: &BotHandle, kind: &Arc<Kind>, kept: &mut Kept) -> SessionEnd {
         let me = tokio::select! {
             () = self.cancel.cancelled() => return SessionEnd::Stopped,
             me = bot.api().get_me() => me,
@@ -166,6 +199,16 @@ impl Worker {
             Ok(me) => me,
             Err(err) => return self.request_failed("getMe", &err),
         };
+        let bot_id = me.id.0.to_string();
+        if let Err(end) = self.take_lease(&bot_id, kept).await {
+            return end;
+        }
+        if !kept.loaded {
+            if let Err(err) = self.load_offset(&bot_id, kept).await {
+                return SessionEnd::Failed(format!("reading the stored offset failed: {err}"));
+            }
+            kept.loaded = true;
+        }
         let ctx = Arc::new(Context {
             bot: bot.clone(),
             username: me.username().to_owned(),
@@ -186,10 +229,24 @@ impl Worker {
             None,
         );
 
-        let dispatcher = Dispatcher::new(kind.clone(), ctx.clone());
+        let journal = Journal {
+            store: self.store.clone(),
+            bot_id: bot_id.clone(),
+        };
+        let dispatcher = Dispatcher::new(kind.clone(), ctx.clone(), Some(journal));
+        let poller = &mut kept.poller;
         let mut conflict = ConflictLog::default();
         let mut webhook_deleted = false;
         loop {
+            if let Some(lease) = &kept.lease
+                && !lease.is_held().await
+            {
+                kept.lease = None;
+                return SessionEnd::Failed(
+                    "lost the lease on this bot (the store connection closed); stopped polling"
+                        .to_owned(),
+                );
+            }
             // Cancel-safe: an abandoned poll loses nothing, the offset only
             // moves after a batch has been handled.
             let result = tokio::select! {
@@ -267,6 +324,16 @@ impl Worker {
             if updates.is_empty() {
                 continue;
             }
+            let last = updates.iter().map(|u| u.id.0).max().unwrap_or(0);
+            let (skipped, updates): (Vec<Update>, Vec<Update>) = updates
+                .into_iter()
+                .partition(|u| kept.handled.contains(&u.id.0));
+            if !skipped.is_empty() {
+                info!(
+                    count = skipped.len(),
+                    "skipping updates already handled before a restart"
+                );
+            }
             let batch = dispatcher.run_batch(updates, &self.cancel, self.stop_grace);
             tokio::pin!(batch);
             let outcome = tokio::select! {
@@ -277,14 +344,82 @@ impl Worker {
                 }
             };
             self.status.handled(outcome.handled);
-            if let Some(next) = outcome.next_offset {
-                poller.advance(next);
+            let next = outcome.lowest_open.unwrap_or(last.saturating_add(1));
+            kept.handled.extend(&outcome.handled_ids);
+            kept.handled.retain(|id| *id >= next);
+            poller.advance(next);
+            if let Some(err) = outcome.store_error {
+                return SessionEnd::Failed(format!("recording handled updates failed: {err}"));
+            }
+            if let Err(err) = self.store.save_offset(&bot_id, next).await {
+                return SessionEnd::Failed(format!("saving the offset failed: {err}"));
             }
         }
         self.status
             .set(WorkerState::Stopping, "stop requested", None);
         self.confirm(poller).await;
         SessionEnd::Stopped
+    }
+
+    /// Takes the lease on the bot, waiting in standby while another process
+    /// holds it.
+    async fn take_lease(&self, bot_id: &str, kept: &mut Kept) -> Result<(), SessionEnd> {
+        if let Some(lease) = &kept.lease {
+            if lease.is_held().await {
+                return Ok(());
+            }
+            kept.lease = None;
+        }
+        loop {
+            match self.leases.try_acquire(bot_id).await {
+                Ok(Some(lease)) => {
+                    if self.status.state() == WorkerState::Standby {
+                        info!("took over the bot from another botvisor instance");
+                    }
+                    kept.lease = Some(lease);
+                    return Ok(());
+                }
+                Ok(None) => {
+                    self.status.set(
+                        WorkerState::Standby,
+                        "another botvisor instance holds this bot; waiting to take over",
+                        None,
+                    );
+                    if !self.sleep(LEASE_RETRY).await {
+                        return Err(SessionEnd::Stopped);
+                    }
+                }
+                Err(err) => {
+                    return Err(SessionEnd::Failed(format!(
+                        "taking the lease failed: {err}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Resumes after the stored offset, unless it is too old to trust.
+    async fn load_offset(&self, bot_id: &str, kept: &mut Kept) -> Result<(), StoreError> {
+        match self.store.offset(bot_id).await? {
+            Some(stored) if stored.is_fresh() => {
+                kept.poller.advance(stored.next_offset);
+                kept.handled = self.store.handled_above(bot_id, stored.next_offset).await?;
+                info!(
+                    offset = stored.next_offset,
+                    handled_above = kept.handled.len(),
+                    "resuming after the stored offset"
+                );
+            }
+            Some(stored) => {
+                warn!(
+                    offset = stored.next_offset,
+                    "ignoring a stored offset older than six days: Telegram restarts update ids after a week"
+                );
+                self.store.forget(bot_id).await?;
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// Sorts a failed request into how the session ends.

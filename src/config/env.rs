@@ -81,9 +81,9 @@ impl Environment {
         self.dotenv_path.as_deref()
     }
 
-    /// The token in variable `name`: the process environment first, then
-    /// `.env`. An empty or blank value counts as unset.
-    pub fn token(&self, name: &str) -> Option<Token> {
+    /// The variable `name`: the process environment first, then `.env`.
+    /// An empty or blank value counts as unset.
+    pub fn var(&self, name: &str) -> Option<String> {
         let value = std::env::var(name)
             .ok()
             .filter(|v| !v.trim().is_empty())
@@ -93,7 +93,12 @@ impl Environment {
                     .filter(|v| !v.trim().is_empty())
                     .cloned()
             })?;
-        Some(Token::new(value.trim().to_owned()))
+        Some(value.trim().to_owned())
+    }
+
+    /// The token in variable `name`, as [`Environment::var`] finds it.
+    pub fn token(&self, name: &str) -> Option<Token> {
+        self.var(name).map(Token::new)
     }
 }
 

@@ -65,10 +65,42 @@ impl Config {
         config_dir(&self.path)
     }
 
+    /// Where the state lives: the PostgreSQL URL in the variable
+    /// `store_env` names when it is set, else `store`, with a SQLite path
+    /// resolved against the config's folder.
+    ///
+    /// # Errors
+    /// When that variable holds something other than a PostgreSQL URL.
+    pub fn store_spec(&self, env: &Environment) -> Result<crate::store::StoreSpec, String> {
+        use crate::store::StoreSpec;
+        if let Some(url) = env.var(&self.supervisor.store_env) {
+            return if is_postgres_url(&url) {
+                Ok(StoreSpec::Postgres(url))
+            } else {
+                Err(format!(
+                    "{} is set but is not a postgres:// URL; unset it to use `store`",
+                    self.supervisor.store_env
+                ))
+            };
+        }
+        let store = &self.supervisor.store;
+        match store.strip_prefix("sqlite:") {
+            Some(path) => Ok(StoreSpec::Sqlite(
+                self.dir().join(path.trim_start_matches("//")),
+            )),
+            None => Ok(StoreSpec::Postgres(store.clone())),
+        }
+    }
+
     /// The bot called `name`, if the config has one.
     pub fn bot(&self, name: &str) -> Option<&BotConfig> {
         self.bots.iter().find(|bot| bot.name == name)
     }
+}
+
+/// True for a `postgres://` or `postgresql://` URL.
+pub fn is_postgres_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
 }
 
 /// The folder of a config file; `.` for a bare file name.
@@ -96,6 +128,12 @@ pub struct SupervisorSettings {
     pub poll_timeout: Duration,
     /// Restart defaults; each bot may override any of them.
     pub restart: RestartPolicy,
+    /// Where the state lives: `sqlite:<path>` (relative to the config's
+    /// folder) or a `postgres://` URL.
+    pub store: String,
+    /// The environment variable whose PostgreSQL URL, when set, wins over
+    /// `store` (Heroku's `DATABASE_URL`).
+    pub store_env: String,
 }
 
 impl Default for SupervisorSettings {
@@ -109,6 +147,8 @@ impl Default for SupervisorSettings {
             api_url: Url::parse(TELEGRAM_API_URL).expect("the default API URL is valid"),
             poll_timeout: Duration::from_secs(30),
             restart: RestartPolicy::default(),
+            store: "sqlite:botvisor.db".to_owned(),
+            store_env: "DATABASE_URL".to_owned(),
         }
     }
 }

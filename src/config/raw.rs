@@ -54,6 +54,8 @@ struct RawSupervisor {
     api_url: Option<Spanned<String>>,
     poll_timeout: Option<Spanned<String>>,
     restart: Option<RawRestart>,
+    store: Option<Spanned<String>>,
+    store_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -483,6 +485,42 @@ fn supervisor_settings(
     }
     if let Some(restart) = &raw.restart {
         settings.restart = check.restart("supervisor.restart", restart, &default.restart);
+    }
+    if let Some(store) = &raw.store {
+        let value = store.get_ref().trim();
+        let sqlite_path = value
+            .strip_prefix("sqlite:")
+            .map(|p| p.trim_start_matches("//"));
+        match sqlite_path {
+            Some("") => {
+                check.report(store.span(), "supervisor.store", "names no SQLite file")
+            }
+            Some(_) => settings.store = value.to_owned(),
+            None if super::is_postgres_url(value) => match url::Url::parse(value) {
+                Ok(_) => settings.store = value.to_owned(),
+                Err(err) => check.report(
+                    store.span(),
+                    "supervisor.store",
+                    format!("is not a URL: {err}"),
+                ),
+            },
+            None => check.report(
+                store.span(),
+                "supervisor.store",
+                "must be \"sqlite:<file>\" or a postgres:// URL",
+            ),
+        }
+    }
+    if let Some(store_env) = &raw.store_env {
+        if ENV_NAME.is_match(store_env.get_ref()) {
+            settings.store_env = store_env.get_ref().clone();
+        } else {
+            check.report(
+                store_env.span(),
+                "supervisor.store_env",
+                "must be the name of an environment variable",
+            );
+        }
     }
     settings
 }

@@ -27,6 +27,7 @@ use tracing::{Instrument, debug, error, warn};
 
 use super::BotHandle;
 use crate::bots::{Context, Kind};
+use crate::store::Store;
 
 /// At most this many polls per second while the server answers empty
 /// batches much faster than the long-poll timeout.
@@ -134,8 +135,13 @@ pub struct BatchOutcome {
     /// Updates whose handler ran to the end (or panicked, which counts as
     /// handled: a poison update must not come back for ever).
     pub handled: u64,
-    /// The next offset: the lowest update not handled, or one past the last.
-    pub next_offset: Option<u32>,
+    /// The ids of the updates handled (each recorded in the journal, when
+    /// there is one).
+    pub handled_ids: Vec<u32>,
+    /// The lowest update not handled (abandoned or not started), if any.
+    pub lowest_open: Option<u32>,
+    /// Set when recording a handled update in the store failed.
+    pub store_error: Option<String>,
     /// Updates whose handler was still running at the stop deadline.
     pub abandoned: Vec<u32>,
     /// Updates not started because the stop came first; Telegram will
@@ -148,6 +154,15 @@ pub struct Dispatcher {
     kind: Arc<Kind>,
     ctx: Arc<Context>,
     limit: Arc<Semaphore>,
+    journal: Option<Arc<Journal>>,
+}
+
+/// Where handled updates are recorded as they finish, so that after a crash
+/// none is handled twice.
+pub struct Journal {
+    pub store: Store,
+    /// The bot's Telegram id, its key in the store.
+    pub bot_id: String,
 }
 
 /// The lane an update belongs to: updates of one chat are handled in order.
@@ -171,11 +186,12 @@ fn lane_of(update: &Update) -> Lane {
 }
 
 impl Dispatcher {
-    pub fn new(kind: Arc<Kind>, ctx: Arc<Context>) -> Dispatcher {
+    pub fn new(kind: Arc<Kind>, ctx: Arc<Context>, journal: Option<Journal>) -> Dispatcher {
         Dispatcher {
             kind,
             ctx,
             limit: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)),
+            journal: journal.map(Arc::new),
         }
     }
 
@@ -189,9 +205,9 @@ impl Dispatcher {
         stop: &CancellationToken,
         grace: Duration,
     ) -> BatchOutcome {
-        let Some(last) = updates.iter().map(|u| u.id.0).max() else {
+        if updates.is_empty() {
             return BatchOutcome::default();
-        };
+        }
         let mut lanes: Vec<Vec<Update>> = Vec::new();
         let mut index: HashMap<Lane, usize> = HashMap::new();
         for update in updates {
@@ -205,21 +221,25 @@ impl Dispatcher {
 
         let running: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
         let not_started: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let finished: Arc<Mutex<Finished>> = Arc::default();
         let mut tasks = JoinSet::new();
         for lane in lanes {
             let lane_task = run_lane(
                 lane,
-                self.kind.clone(),
-                self.ctx.clone(),
-                self.limit.clone(),
-                stop.clone(),
-                running.clone(),
-                not_started.clone(),
+                LaneShared {
+                    kind: self.kind.clone(),
+                    ctx: self.ctx.clone(),
+                    limit: self.limit.clone(),
+                    journal: self.journal.clone(),
+                    stop: stop.clone(),
+                    running: running.clone(),
+                    not_started: not_started.clone(),
+                    finished: finished.clone(),
+                },
             );
             tasks.spawn(lane_task.in_current_span());
         }
 
-        let mut handled = 0u64;
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut abandoned = Vec::new();
         loop {
@@ -227,7 +247,7 @@ impl Dispatcher {
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
                 joined = tasks.join_next() => match joined {
-                    Some(Ok(count)) => handled += count,
+                    Some(Ok(())) => {}
                     Some(Err(err)) => error!(error = %err, "a handler lane failed"),
                     None => break,
                 },
@@ -248,20 +268,41 @@ impl Dispatcher {
 
         let not_started = std::mem::take(&mut *lock(&not_started));
         let lowest_open = not_started.iter().chain(abandoned.iter()).min().copied();
-        let next_offset = Some(lowest_open.unwrap_or(last.saturating_add(1)));
         if !not_started.is_empty() {
             warn!(
                 count = not_started.len(),
                 "stopping: updates not started will be delivered again"
             );
         }
+        let finished = std::mem::take(&mut *lock(&finished));
         BatchOutcome {
-            handled,
-            next_offset,
+            handled: finished.ids.len() as u64,
+            handled_ids: finished.ids,
+            lowest_open,
+            store_error: finished.store_error,
             abandoned,
             not_started,
         }
     }
+}
+
+/// What the lanes of a batch finished.
+#[derive(Default)]
+struct Finished {
+    ids: Vec<u32>,
+    store_error: Option<String>,
+}
+
+/// What every lane of a batch shares.
+struct LaneShared {
+    kind: Arc<Kind>,
+    ctx: Arc<Context>,
+    limit: Arc<Semaphore>,
+    journal: Option<Arc<Journal>>,
+    stop: CancellationToken,
+    running: Arc<Mutex<BTreeSet<u32>>>,
+    not_started: Arc<Mutex<Vec<u32>>>,
+    finished: Arc<Mutex<Finished>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -270,43 +311,43 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Handles one chat's updates in order; returns how many were handled.
-async fn run_lane(
-    lane: Vec<Update>,
-    kind: Arc<Kind>,
-    ctx: Arc<Context>,
-    limit: Arc<Semaphore>,
-    stop: CancellationToken,
-    running: Arc<Mutex<BTreeSet<u32>>>,
-    not_started: Arc<Mutex<Vec<u32>>>,
-) -> u64 {
-    let mut handled = 0;
+/// Handles one chat's updates in order, recording each in the journal as
+/// soon as it is handled.
+async fn run_lane(lane: Vec<Update>, shared: LaneShared) {
     let mut updates = lane.into_iter();
     while let Some(update) = updates.next() {
         let id = update.id.0;
         let permit = tokio::select! {
             biased;
-            () = stop.cancelled() => None,
-            permit = limit.acquire() => permit.ok(),
+            () = shared.stop.cancelled() => None,
+            permit = shared.limit.acquire() => permit.ok(),
         };
         let Some(_permit) = permit else {
-            let mut not_started = lock(&not_started);
+            let mut not_started = lock(&shared.not_started);
             not_started.push(id);
             not_started.extend(updates.map(|u| u.id.0));
-            return handled;
+            return;
         };
-        lock(&running).insert(id);
+        lock(&shared.running).insert(id);
         debug!(update_id = id, "handling an update");
-        let result = AssertUnwindSafe(kind.handle(&ctx, &update))
+        let result = AssertUnwindSafe(shared.kind.handle(&shared.ctx, &update))
             .catch_unwind()
             .await;
-        lock(&running).remove(&id);
         if let Err(panic) = result {
             error!(update_id = id, panic = %panic_message(&panic), "a handler panicked; going on with the next update");
         }
-        handled += 1;
+        let recorded = match &shared.journal {
+            Some(journal) => journal.store.mark_handled(&journal.bot_id, id).await.err(),
+            None => None,
+        };
+        lock(&shared.running).remove(&id);
+        debug!(update_id = id, recorded = recorded.is_none(), "handled an update");
+        let mut finished = lock(&shared.finished);
+        finished.ids.push(id);
+        if let Some(err) = recorded {
+            finished.store_error.get_or_insert(err.to_string());
+        }
     }
-    handled
 }
 
 /// The text of a panic payload.
