@@ -417,7 +417,11 @@ impl Worker {
                 );
                 self.store.forget(bot_id).await?;
             }
-            None => {}
+            None => {
+                // No batch finished yet, but handlers may have: a crash
+                // in the first batch leaves only the journal.
+                kept.handled = self.store.handled_above(bot_id, 0).await?;
+            }
         }
         Ok(())
     }

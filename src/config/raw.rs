@@ -492,9 +492,7 @@ fn supervisor_settings(
             .strip_prefix("sqlite:")
             .map(|p| p.trim_start_matches("//"));
         match sqlite_path {
-            Some("") => {
-                check.report(store.span(), "supervisor.store", "names no SQLite file")
-            }
+            Some("") => check.report(store.span(), "supervisor.store", "names no SQLite file"),
             Some(_) => settings.store = value.to_owned(),
             None if super::is_postgres_url(value) => match url::Url::parse(value) {
                 Ok(_) => settings.store = value.to_owned(),

@@ -341,7 +341,11 @@ async fn run_lane(lane: Vec<Update>, shared: LaneShared) {
             None => None,
         };
         lock(&shared.running).remove(&id);
-        debug!(update_id = id, recorded = recorded.is_none(), "handled an update");
+        debug!(
+            update_id = id,
+            recorded = recorded.is_none(),
+            "handled an update"
+        );
         let mut finished = lock(&shared.finished);
         finished.ids.push(id);
         if let Some(err) = recorded {

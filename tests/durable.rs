@@ -1,0 +1,441 @@
+//! Durable state against the fake, running the real binary: offsets survive
+//! restarts (SQLite and PostgreSQL), `kill -9` mid-batch neither repeats nor
+//! loses an update, and instances sharing a store never poll one bot twice.
+//!
+//! The PostgreSQL tests run when `TEST_DATABASE_URL` names a server (CI sets
+//! it); each makes its own database. Without it they say they were skipped.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ConfigDir, Daemon, PROMPT, run_to_end, supervisor_table};
+use fake_telegram::{Chat, FakeTelegram, User};
+use sqlx::{Connection, Executor};
+
+const TOKENS: [&str; 4] = [
+    "1001:token-of-durable-bot-1",
+    "1002:token-of-durable-bot-2",
+    "1003:token-of-durable-bot-3",
+    "1004:token-of-durable-bot-4",
+];
+const VARS: &[(&str, &str)] = &[
+    ("T1", TOKENS[0]),
+    ("T2", TOKENS[1]),
+    ("T3", TOKENS[2]),
+    ("T4", TOKENS[3]),
+    ("RUST_LOG", "botvisor=debug,info"),
+];
+
+/// A fresh PostgreSQL database for one test, dropped at the end; `None`
+/// (with a note) when no test server is configured.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create(test: &str) -> Option<TestDatabase> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            // Written past the test harness's capture, so it shows in the run.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: TEST_DATABASE_URL is not set (no PostgreSQL to test against)"
+            );
+            return None;
+        };
+        let name = format!("botvisor_test_{}_{}", std::process::id(), rand_suffix());
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("create a test database");
+        let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        Some(TestDatabase {
+            admin_url,
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop_database(self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                )))
+                .await;
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    hasher.finish() % 1_000_000_007
+}
+
+/// A config with `bots` echo bots (named b1…), the store line as given.
+fn config_text(api_url: &str, store: &str, bots: usize, echo_extra: &str) -> String {
+    let mut text = supervisor_table(api_url, store);
+    for i in 1..=bots {
+        text.push_str(&format!(
+            "[bot.b{i}]\nkind = \"echo\"\ntoken_env = \"T{i}\"\n{echo_extra}\n"
+        ));
+    }
+    text
+}
+
+fn vars_with(database_url: Option<&str>) -> Vec<(&str, &str)> {
+    let mut vars = VARS.to_vec();
+    if let Some(url) = database_url {
+        vars.push(("DATABASE_URL", url));
+    }
+    vars
+}
+
+async fn echo_once(tg: &FakeTelegram, token: &str, user_id: u64, text: &str) {
+    let user = User::new(user_id, "Kalıcı");
+    let before = tg.sent_messages(token).len();
+    tg.inject_message(token, &Chat::private(&user), &user, text);
+    let mut seen = before;
+    loop {
+        let sent = tg
+            .wait_for_sent(token, seen + 1, PROMPT)
+            .await
+            .expect("an echo");
+        if sent[before..].iter().any(|m| m.text == text) {
+            return;
+        }
+        seen = sent.len();
+    }
+}
+
+fn kill9(daemon: &Daemon) {
+    daemon.signal(libc::SIGKILL);
+}
+
+/// The offset survives a restart, even if Telegram forgot it.
+async fn offset_survives_a_restart(store_line: &str, database_url: Option<&str>) {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let bot = tg.add_bot(TOKENS[0], "b1_bot");
+    let config = ConfigDir::new(&config_text(&tg.url(), store_line, 1, ""));
+    let vars = vars_with(database_url);
+    let mut daemon = Daemon::start(&config.path, &vars);
+    for text in ["bir", "iki", "üç"] {
+        echo_once(&tg, &bot.token, 5, text).await;
+    }
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(
+        daemon.wait_exit(PROMPT).await.code(),
+        Some(0),
+        "{}",
+        daemon.output()
+    );
+    let last_update = 3;
+
+    let polls_before = tg.requests_of(&bot.token, "getUpdates").len();
+    let mut daemon = Daemon::start(&config.path, &vars);
+    let first = tg
+        .wait_for_request(&bot.token, "getUpdates", polls_before + 1, PROMPT)
+        .await
+        .expect("polls after the restart");
+    assert_eq!(
+        first.body["offset"],
+        serde_json::json!(last_update + 1),
+        "{}",
+        first.body
+    );
+    daemon
+        .wait_for_line("resuming after the stored offset offset=4", PROMPT)
+        .await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn the_offset_survives_a_restart_with_sqlite() {
+    offset_survives_a_restart("", None).await;
+}
+
+#[tokio::test]
+async fn the_offset_survives_a_restart_with_postgres() {
+    let Some(db) = TestDatabase::create("the_offset_survives_a_restart_with_postgres").await else {
+        return;
+    };
+    offset_survives_a_restart("", Some(&db.url)).await;
+    db.drop_database().await;
+}
+
+/// `kill -9` while one handler is slow and four are done: after a restart
+/// each message is answered exactly once.
+async fn kill_9_mid_batch(database_url: Option<&str>) {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let bot = tg.add_bot(TOKENS[0], "b1_bot");
+    let slow = "slow_on = \"slow\"\nslow_for = \"60s\"";
+    let config = ConfigDir::new(&config_text(&tg.url(), "", 1, slow));
+    // One batch: everything waits before the daemon polls.
+    let texts = ["slow", "m2", "m3", "m4", "m5"];
+    for (i, text) in texts.iter().enumerate() {
+        let user = User::new(100 + i as u64, "Aday");
+        tg.inject_message(&bot.token, &Chat::private(&user), &user, text);
+    }
+    let vars = vars_with(database_url);
+    let mut daemon = Daemon::start(&config.path, &vars);
+    tg.wait_for_sent(&bot.token, 4, PROMPT)
+        .await
+        .expect("the four fast ones are answered");
+    for update_id in 2..=5 {
+        daemon
+            .wait_for_line(
+                &format!("handled an update update_id={update_id} recorded=true"),
+                PROMPT,
+            )
+            .await;
+    }
+    kill9(&daemon);
+    let status = daemon.wait_exit(PROMPT).await;
+    assert_eq!(status.code(), None, "killed by a signal");
+    assert_eq!(
+        tg.confirmed_offset(&bot.token),
+        0,
+        "nothing was confirmed to Telegram"
+    );
+
+    // Restarted with a quick handler: Telegram delivers all five again.
+    config.write(
+        "supervisor.toml",
+        &config_text(&tg.url(), "", 1, "slow_on = \"slow\"\nslow_for = \"10ms\""),
+    );
+    let mut daemon = Daemon::start(&config.path, &vars);
+    tg.wait_for_sent(&bot.token, 5, PROMPT)
+        .await
+        .expect("the slow one is answered");
+    let polls = tg.requests_of(&bot.token, "getUpdates").len();
+    tg.wait_for_request(&bot.token, "getUpdates", polls + 1, PROMPT)
+        .await
+        .expect("polls on");
+    let mut sent: Vec<String> = tg
+        .sent_messages(&bot.token)
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["m2", "m3", "m4", "m5", "slow"], "each exactly once");
+    daemon
+        .wait_for_line(
+            "skipping updates already handled before a restart count=4",
+            PROMPT,
+        )
+        .await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn kill_9_mid_batch_neither_repeats_nor_loses_with_sqlite() {
+    kill_9_mid_batch(None).await;
+}
+
+#[tokio::test]
+async fn kill_9_mid_batch_neither_repeats_nor_loses_with_postgres() {
+    let Some(db) =
+        TestDatabase::create("kill_9_mid_batch_neither_repeats_nor_loses_with_postgres").await
+    else {
+        return;
+    };
+    kill_9_mid_batch(Some(&db.url)).await;
+    db.drop_database().await;
+}
+
+/// Two instances on one store: one polls, the other stands by; SIGTERM (or
+/// kill -9) to the active one and the other takes over; never a 409.
+async fn two_instances_take_turns(store_line: &str, database_url: Option<&str>, hard_kill: bool) {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let b1 = tg.add_bot(TOKENS[0], "b1_bot");
+    let b2 = tg.add_bot(TOKENS[1], "b2_bot");
+    let text = config_text(&tg.url(), store_line, 2, "");
+    let first_config = ConfigDir::new(&text);
+    let second_config = ConfigDir::new(&text);
+    let vars = vars_with(database_url);
+    let mut first = Daemon::start(&first_config.path, &vars);
+    for bot in [&b1, &b2] {
+        tg.wait_for_request(&bot.token, "getUpdates", 1, PROMPT)
+            .await
+            .expect("the first polls");
+    }
+    let mut second = Daemon::start(&second_config.path, &vars);
+    for bot in ["b1", "b2"] {
+        let line = second
+            .wait_for_line(&format!("bot={bot}}}: botvisor::status: standby: another botvisor instance holds this bot"), PROMPT)
+            .await;
+        assert!(line.contains("standby"), "{line}");
+    }
+    echo_once(&tg, &b1.token, 7, "from the first").await;
+
+    let stopped = Instant::now();
+    if hard_kill {
+        kill9(&first);
+        assert_eq!(first.wait_exit(PROMPT).await.code(), None);
+    } else {
+        first.signal(libc::SIGTERM);
+        assert_eq!(
+            first.wait_exit(PROMPT).await.code(),
+            Some(0),
+            "{}",
+            first.output()
+        );
+    }
+    for bot in ["b1", "b2"] {
+        second
+            .wait_for_line(
+                &format!("bot={bot}}}: botvisor::worker: took over the bot"),
+                PROMPT,
+            )
+            .await;
+    }
+    let took = stopped.elapsed();
+    eprintln!(
+        "takeover gap ({}): {took:?}",
+        if hard_kill { "kill -9" } else { "SIGTERM" }
+    );
+    if !hard_kill {
+        assert!(took < Duration::from_secs(3), "takeover took {took:?}");
+    }
+    echo_once(&tg, &b2.token, 8, "from the second").await;
+    let conflicts = tg
+        .requests()
+        .iter()
+        .filter(|r| r.status() == Some(409))
+        .count();
+    assert_eq!(conflicts, 0, "two instances polled one bot");
+    second.signal(libc::SIGTERM);
+    assert_eq!(second.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn two_instances_on_one_sqlite_file_take_turns() {
+    let shared = tempfile::tempdir().expect("a shared folder");
+    let store = format!(
+        "store = \"sqlite:{}\"",
+        shared.path().join("shared.db").display()
+    );
+    two_instances_take_turns(&store, None, false).await;
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_take_turns_at_sigterm() {
+    let Some(db) =
+        TestDatabase::create("two_instances_on_one_postgres_take_turns_at_sigterm").await
+    else {
+        return;
+    };
+    two_instances_take_turns("", Some(&db.url), false).await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_take_over_after_kill_9() {
+    let Some(db) =
+        TestDatabase::create("two_instances_on_one_postgres_take_over_after_kill_9").await
+    else {
+        return;
+    };
+    two_instances_take_turns("", Some(&db.url), true).await;
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn three_instances_share_four_bots_on_postgres() {
+    let Some(db) = TestDatabase::create("three_instances_share_four_bots_on_postgres").await else {
+        return;
+    };
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let bots: Vec<_> = TOKENS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| tg.add_bot(t, &format!("b{}_bot", i + 1)))
+        .collect();
+    let text = config_text(&tg.url(), "", 4, "");
+    let configs: Vec<ConfigDir> = (0..3).map(|_| ConfigDir::new(&text)).collect();
+    let vars = vars_with(Some(&db.url));
+    let mut daemons: Vec<Daemon> = configs
+        .iter()
+        .map(|c| Daemon::start(&c.path, &vars))
+        .collect();
+    for (i, bot) in bots.iter().enumerate() {
+        echo_once(&tg, &bot.token, 20 + i as u64, "hello").await;
+    }
+    // Each bot runs in exactly one instance; the others stand by.
+    for i in 1..=4 {
+        let needle = format!("bot=b{i}}}: botvisor::status: running: polling as");
+        let mut running = 0;
+        for daemon in &mut daemons {
+            if daemon.lines().iter().any(|l| l.contains(&needle)) {
+                running += 1;
+            } else {
+                daemon
+                    .wait_for_line(&format!("bot=b{i}}}: botvisor::status: standby"), PROMPT)
+                    .await;
+            }
+        }
+        assert_eq!(running, 1, "bot b{i} runs in {running} instances");
+    }
+    let conflicts = tg
+        .requests()
+        .iter()
+        .filter(|r| r.status() == Some(409))
+        .count();
+    assert_eq!(conflicts, 0);
+    for daemon in &mut daemons {
+        daemon.signal(libc::SIGTERM);
+        assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    }
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_at_start_is_a_clear_error() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKENS[0], "b1_bot");
+    let config = ConfigDir::new(&config_text(&tg.url(), "", 1, ""));
+    let path = config.path.to_str().expect("utf-8 path").to_owned();
+    let url = "postgres://botvisor:hunter2@127.0.0.1:1/nothing";
+    let out = run_to_end(
+        &["--config", &path],
+        &[("T1", TOKENS[0]), ("DATABASE_URL", url)],
+    )
+    .await;
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "botvisor: cannot open the store postgres://botvisor:***@127.0.0.1:1/nothing: "
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("hunter2") && !out.stdout.contains("hunter2"),
+        "the password leaked"
+    );
+
+    let bad = run_to_end(
+        &["--config", &path],
+        &[("T1", TOKENS[0]), ("DATABASE_URL", "mysql://x")],
+    )
+    .await;
+    assert_eq!(bad.code(), Some(78));
+    assert!(
+        bad.stderr
+            .contains("DATABASE_URL is set but is not a postgres:// URL"),
+        "{}",
+        bad.stderr
+    );
+}
