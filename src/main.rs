@@ -48,6 +48,14 @@ enum Command {
         /// One command, e.g. `erasmus` or `/help`; all of them when left out.
         command: Option<String>,
     },
+    /// Fetch an announcements bot's list page once and print the
+    /// announcements it would see (id, title, link, first lines of text),
+    /// to try selectors after the site changes. Sends nothing.
+    AnnouncementsPreview {
+        /// The bot's name in the config.
+        #[arg(long)]
+        bot: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +73,7 @@ fn main() -> ExitCode {
         Some(Command::FaqPreview { bot, command }) => {
             faq_preview(&config, &bot, command.as_deref())
         }
+        Some(Command::AnnouncementsPreview { bot }) => announcements_preview(&config, &bot),
         None => daemon(config, env),
     }
 }
@@ -86,17 +95,64 @@ fn check(config: &Config, env: &Environment) -> ExitCode {
     }
 }
 
-fn faq_preview(config: &Config, name: &str, command: Option<&str>) -> ExitCode {
-    let Some(bot) = config.bot(name) else {
+/// The bot called `name`, or the exit code for a usage error.
+fn named_bot<'a>(
+    config: &'a Config,
+    name: &str,
+) -> Result<&'a botvisor::config::BotConfig, ExitCode> {
+    config.bot(name).ok_or_else(|| {
         let names: Vec<&str> = config.bots.iter().map(|b| b.name.as_str()).collect();
-        return fail(
+        fail(
             EXIT_USAGE,
             &format!(
                 "{}: no bot `{name}`; the bots are: {}",
                 config.path.display(),
                 names.join(", ")
             ),
+        )
+    })
+}
+
+fn announcements_preview(config: &Config, name: &str) -> ExitCode {
+    let bot = match named_bot(config, name) {
+        Ok(bot) => bot,
+        Err(code) => return code,
+    };
+    let KindSettings::Announcements(settings) = &bot.kind else {
+        return fail(
+            EXIT_USAGE,
+            &format!(
+                "bot `{name}` is of kind `{}`, not `announcements`",
+                bot.kind.name()
+            ),
         );
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            return fail(
+                EXIT_FAILURE,
+                &format!("cannot start the async runtime: {err}"),
+            );
+        }
+    };
+    let relay = botvisor::bots::announcements::Announcements::new(settings);
+    match runtime.block_on(relay.preview()) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(err) => fail(EXIT_FAILURE, &err.to_string()),
+    }
+}
+
+fn faq_preview(config: &Config, name: &str, command: Option<&str>) -> ExitCode {
+    let bot = match named_bot(config, name) {
+        Ok(bot) => bot,
+        Err(code) => return code,
     };
     let KindSettings::Faq(settings) = &bot.kind else {
         return fail(

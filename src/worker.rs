@@ -20,7 +20,7 @@ use teloxide::payloads::DeleteWebhookSetters;
 use teloxide::requests::Requester;
 use teloxide::types::Update;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::bots::{Context, Kind};
 use crate::config::{BotConfig, OnWebhook};
@@ -212,6 +212,8 @@ impl Worker {
         let ctx = Arc::new(Context {
             bot: bot.clone(),
             username: me.username().to_owned(),
+            bot_id: bot_id.clone(),
+            store: self.store.clone(),
         });
         let started = tokio::select! {
             () = self.cancel.cancelled() => return SessionEnd::Stopped,
@@ -235,9 +237,24 @@ impl Worker {
         };
         let dispatcher = Dispatcher::new(kind.clone(), ctx.clone(), Some(journal));
         let poller = &mut kept.poller;
+        // The kind's own work (the relay's checks) runs beside the polling
+        // loop and stops with it, within the stop grace.
+        let background_stop = self.cancel.child_token();
+        let background = kind
+            .background(ctx.clone(), background_stop.clone())
+            .map(|work| tokio::spawn(work.in_current_span()));
+        let _stop_background = background_stop.clone().drop_guard();
         let mut conflict = ConflictLog::default();
         let mut webhook_deleted = false;
         loop {
+            if let Some(task) = &background
+                && task.is_finished()
+            {
+                return SessionEnd::Failed(format!(
+                    "the {} kind's background work stopped",
+                    self.config.kind.name()
+                ));
+            }
             if let Some(lease) = &kept.lease
                 && !lease.is_held().await
             {
@@ -357,6 +374,15 @@ impl Worker {
         }
         self.status
             .set(WorkerState::Stopping, "stop requested", None);
+        if let Some(task) = background {
+            background_stop.cancel();
+            if tokio::time::timeout(self.stop_grace, task).await.is_err() {
+                error!(
+                    "the {} kind's background work did not stop in time; abandoned",
+                    self.config.kind.name()
+                );
+            }
+        }
         self.confirm(poller).await;
         SessionEnd::Stopped
     }

@@ -134,8 +134,14 @@ async fn offset_survives_a_restart(store_line: &str, database_url: Option<&str>)
     // The start-up log names the store, password hidden.
     let store = daemon.wait_for_line("store open", PROMPT).await;
     match database_url {
-        Some(_) => assert!(store.contains("store=postgres://postgres@127.0.0.1"), "{store}"),
-        None => assert!(store.contains("store=sqlite:") && store.contains("botvisor.db"), "{store}"),
+        Some(_) => assert!(
+            store.contains("store=postgres://postgres@127.0.0.1"),
+            "{store}"
+        ),
+        None => assert!(
+            store.contains("store=sqlite:") && store.contains("botvisor.db"),
+            "{store}"
+        ),
     }
     daemon.signal(libc::SIGTERM);
     assert_eq!(
@@ -448,7 +454,9 @@ async fn an_unreachable_store_at_start_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_store_outage_while_running_recovers_when_the_store_is_back() {
-    let Some(db) = TestDatabase::create("a_store_outage_while_running_recovers_when_the_store_is_back").await else {
+    let Some(db) =
+        TestDatabase::create("a_store_outage_while_running_recovers_when_the_store_is_back").await
+    else {
         return;
     };
     let tg = FakeTelegram::start().await.expect("start the fake");
@@ -459,19 +467,30 @@ async fn a_store_outage_while_running_recovers_when_the_store_is_back() {
     echo_once(&tg, &bot.token, 30, "before the outage").await;
 
     // Every connection botvisor has to its database is cut, the lease's too.
-    let mut admin = sqlx::PgConnection::connect(&db.admin_url).await.expect("admin connection");
+    let mut admin = sqlx::PgConnection::connect(&db.admin_url)
+        .await
+        .expect("admin connection");
     let terminate = format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
         db.name
     );
-    admin.execute(sqlx::AssertSqlSafe(terminate)).await.expect("terminate");
+    admin
+        .execute(sqlx::AssertSqlSafe(terminate))
+        .await
+        .expect("terminate");
     // The next poll finds the lease gone, stops polling, and takes it again.
     echo_once(&tg, &bot.token, 30, "during the outage").await;
-    let lost = daemon.wait_for_line("lost the lease on this bot", PROMPT).await;
+    let lost = daemon
+        .wait_for_line("lost the lease on this bot", PROMPT)
+        .await;
     assert!(lost.contains("bot=b1"), "{lost}");
     echo_once(&tg, &bot.token, 30, "after the outage").await;
     assert!(daemon.is_running());
-    let conflicts = tg.requests().iter().filter(|r| r.status() == Some(409)).count();
+    let conflicts = tg
+        .requests()
+        .iter()
+        .filter(|r| r.status() == Some(409))
+        .count();
     assert_eq!(conflicts, 0);
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));

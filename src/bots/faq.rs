@@ -65,29 +65,6 @@ pub struct Faq {
     content: Arc<FaqContent>,
 }
 
-/// A command as a user typed it: `/help@SomeBot extra words`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Command<'a> {
-    /// Lowercased would allocate; compare with `eq_ignore_ascii_case`.
-    pub name: &'a str,
-    /// The bot it is addressed to, without `@`.
-    pub addressee: Option<&'a str>,
-}
-
-/// Reads the command at the start of a message's text, if there is one.
-pub fn parse_command(text: &str) -> Option<Command<'_>> {
-    let rest = text.strip_prefix('/')?;
-    let word = rest.split_whitespace().next()?;
-    let (name, addressee) = match word.split_once('@') {
-        Some((name, bot)) => (name, Some(bot)),
-        None => (word, None),
-    };
-    if name.is_empty() {
-        return None;
-    }
-    Some(Command { name, addressee })
-}
-
 impl Faq {
     pub fn new(settings: &FaqSettings) -> Faq {
         Faq {
@@ -241,18 +218,9 @@ impl Faq {
     pub async fn handle(&self, ctx: &Context, update: &Update) {
         match &update.kind {
             UpdateKind::Message(message) => {
-                let Some(command) = message.text().and_then(parse_command) else {
+                let Some(command) = message.text().and_then(|text| ctx.command(text)) else {
                     return;
                 };
-                if let Some(addressee) = command.addressee
-                    && !addressee.eq_ignore_ascii_case(&ctx.username)
-                {
-                    debug!(
-                        update_id = update.id.0,
-                        "a command for another bot; ignored"
-                    );
-                    return;
-                }
                 let replies = self.reply_to_command(command.name, message.chat.is_private());
                 send_all(ctx, message.chat.id, &replies, update.id.0).await;
             }
@@ -300,7 +268,7 @@ async fn send_all(ctx: &Context, chat: ChatId, replies: &[Reply], update_id: u32
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::parse_command;
 
     #[test]
     fn parses_commands_as_users_type_them() {

@@ -13,6 +13,11 @@ pub mod faq;
 use teloxide::types::{AllowedUpdate, Update};
 
 use crate::config::KindSettings;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
 use crate::telegram::BotHandle;
 
 /// What a handler knows about the bot it runs for.
@@ -21,6 +26,43 @@ pub struct Context {
     pub bot: BotHandle,
     /// The bot's username from `getMe`, without `@` (for `/cmd@name`).
     pub username: String,
+    /// The bot's Telegram id, its key in the store.
+    pub bot_id: String,
+    pub store: Store,
+}
+
+/// A command as a user typed it: `/help@SomeBot extra words`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Command<'a> {
+    /// The command without `/` or `@bot`.
+    pub name: &'a str,
+    /// The bot it is addressed to, without `@`.
+    pub addressee: Option<&'a str>,
+}
+
+/// Reads the command at the start of a message's text, if there is one.
+pub fn parse_command(text: &str) -> Option<Command<'_>> {
+    let rest = text.strip_prefix('/')?;
+    let word = rest.split_whitespace().next()?;
+    let (name, addressee) = match word.split_once('@') {
+        Some((name, bot)) => (name, Some(bot)),
+        None => (word, None),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    Some(Command { name, addressee })
+}
+
+impl Context {
+    /// The command in `text`, unless it is addressed to another bot.
+    pub fn command<'a>(&self, text: &'a str) -> Option<Command<'a>> {
+        let command = parse_command(text)?;
+        match command.addressee {
+            Some(addressee) if !addressee.eq_ignore_ascii_case(&self.username) => None,
+            _ => Some(command),
+        }
+    }
 }
 
 /// Why a kind could not start.
@@ -31,7 +73,7 @@ pub struct StartError(pub String);
 /// A configured bot kind, ready to handle updates.
 pub enum Kind {
     Faq(faq::Faq),
-    Announcements(announcements::Announcements),
+    Announcements(Box<announcements::Announcements>),
     Echo(echo::Echo),
 }
 
@@ -41,7 +83,7 @@ impl Kind {
         match settings {
             KindSettings::Faq(s) => Kind::Faq(faq::Faq::new(s)),
             KindSettings::Announcements(s) => {
-                Kind::Announcements(announcements::Announcements::new(s))
+                Kind::Announcements(Box::new(announcements::Announcements::new(s)))
             }
             KindSettings::Echo(s) => Kind::Echo(echo::Echo::new(s)),
         }
@@ -64,6 +106,26 @@ impl Kind {
         match self {
             Kind::Faq(k) => k.start(ctx).await,
             Kind::Announcements(_) | Kind::Echo(_) => Ok(()),
+        }
+    }
+
+    /// Work the kind does besides answering updates (the relay's periodic
+    /// check), run while the worker polls and stopped through `stop`.
+    pub fn background(
+        self: &Arc<Self>,
+        ctx: Arc<Context>,
+        stop: CancellationToken,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        match &**self {
+            Kind::Announcements(_) => {
+                let kind = self.clone();
+                Some(async move {
+                    if let Kind::Announcements(relay) = &*kind {
+                        relay.run(&ctx, &stop).await;
+                    }
+                })
+            }
+            Kind::Faq(_) | Kind::Echo(_) => None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! honest). Tokens are not part of the config: a bot names the environment
 //! variable that holds its token, resolved by [`env::Environment`].
 
+pub mod announcements;
 pub mod env;
 pub mod faq;
 mod raw;
@@ -266,7 +267,7 @@ pub enum KindSettings {
     /// The FAQ bot (answers commands from content in the config).
     Faq(FaqSettings),
     /// The announcement relay.
-    Announcements(AnnouncementsSettings),
+    Announcements(Box<AnnouncementsSettings>),
     /// A diagnostic bot that echoes text back.
     Echo(EchoSettings),
 }
@@ -293,10 +294,7 @@ pub struct FaqSettings {
     pub content_file: Option<PathBuf>,
 }
 
-/// Settings of an `announcements` bot. Its source arrives with the
-/// announcements issue.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct AnnouncementsSettings {}
+pub use announcements::{AnnouncementsSettings, CommandNames};
 
 /// Settings of an `echo` bot, a diagnostic kind that replies to each text
 /// message with the same text. The two fault settings make it misbehave on

@@ -19,11 +19,11 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use url::Url;
 
-use super::faq;
 use super::{
-    AnnouncementsSettings, BotConfig, Config, EchoSettings, FaqSettings, KINDS, KindSettings,
-    Location, LogFormat, LogRotation, OnWebhook, Problem, RestartPolicy, SupervisorSettings,
+    BotConfig, Config, EchoSettings, FaqSettings, KINDS, KindSettings, Location, LogFormat,
+    LogRotation, OnWebhook, Problem, RestartPolicy, SupervisorSettings,
 };
+use super::{announcements, faq};
 
 /// Something shaped like a Bot API token: digits, a colon, and a long tail of
 /// URL-safe characters.
@@ -92,10 +92,6 @@ struct RawBot {
 struct RawFaq {
     content_file: Option<Spanned<String>>,
 }
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAnnouncements {}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -190,7 +186,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         key: &str,
         value: &Option<Spanned<String>>,
@@ -221,7 +217,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn url(&mut self, key: &str, value: &Spanned<String>) -> Option<Url> {
+    pub(super) fn url(&mut self, key: &str, value: &Spanned<String>) -> Option<Url> {
         match Url::parse(value.get_ref().trim()) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                 Some(without_trailing_slash(url))
@@ -563,10 +559,9 @@ fn bot_config(
     let kind = match kind_name {
         "faq" => faq_settings(check, &prefix, span.clone(), name_span.clone(), own, path),
         "announcements" => check
-            .table::<RawAnnouncements>(&prefix, span.clone(), own)
-            .map(|RawAnnouncements {}| {
-                KindSettings::Announcements(AnnouncementsSettings::default())
-            }),
+            .table::<announcements::RawAnnouncements>(&prefix, span.clone(), own)
+            .and_then(|raw| announcements::validate(check, &prefix, raw))
+            .map(|settings| KindSettings::Announcements(Box::new(settings))),
         "echo" => check
             .table::<RawEcho>(&prefix, span.clone(), own)
             .map(|raw| {

@@ -181,7 +181,7 @@ fn an_empty_file_is_all_defaults() {
 fn bot_overrides_merge_over_supervisor_defaults() {
     let text = "[supervisor]\napi_url = \"http://127.0.0.1:9/\"\n[supervisor.restart]\nmax_restarts = 9\n\
                 [bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n[bot.a.restart]\npark_for = \"1m\"\n\
-                [bot.b]\nkind = \"announcements\"\ntoken_env = \"B\"\nenabled = false\napi_url = \"http://127.0.0.1:8\"\n";
+                [bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\nenabled = false\napi_url = \"http://127.0.0.1:8\"\n";
     let config = Config::from_str(text, Path::new("x.toml")).expect("valid");
     let a = config.bot("a").expect("bot a");
     assert_eq!(a.restart.max_restarts, 9);
@@ -191,7 +191,7 @@ fn bot_overrides_merge_over_supervisor_defaults() {
     let b = config.bot("b").expect("bot b");
     assert!(!b.enabled);
     assert_eq!(b.restart.park_for, RestartPolicy::default().park_for);
-    assert_eq!(b.kind.name(), "announcements");
+    assert_eq!(b.kind.name(), "echo");
     assert_eq!(
         config
             .bots

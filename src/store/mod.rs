@@ -12,6 +12,7 @@
 //! bot in the config keeps its state.
 
 pub mod lease;
+pub mod relay;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{
 };
 
 pub use lease::{Lease, Leases};
+pub use relay::{Announcement, NewAnnouncement, Subscription};
 
 /// An offset older than this is ignored: after a week without updates
 /// Telegram starts its update ids again at random.
@@ -109,8 +111,17 @@ pub enum Store {
     Postgres(PgPool),
 }
 
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Store::Sqlite(_) => f.write_str("Store(sqlite)"),
+            Store::Postgres(_) => f.write_str("Store(postgres)"),
+        }
+    }
+}
+
 /// Runs the same statement on whichever pool the store has.
-macro_rules! on_pool {
+macro_rules! on_pool_impl {
     ($store:expr, |$pool:ident| $body:expr) => {
         match $store {
             Store::Sqlite($pool) => $body,
@@ -118,6 +129,7 @@ macro_rules! on_pool {
         }
     };
 }
+pub(crate) use on_pool_impl as on_pool;
 
 fn now_secs() -> i64 {
     SystemTime::now()

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod site;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,481 @@
+//! The relay's periodic work: check the list page, record new
+//! announcements, and broadcast each to every subscribed chat within
+//! Telegram's limits, exactly once, resuming after a crash where it stopped.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, warn};
+
+use super::Announcements;
+use super::scrape::{self, FetchError, Listed};
+use crate::bots::Context;
+use crate::config::faq::MESSAGE_LIMIT;
+use crate::status::short;
+use crate::store::{NewAnnouncement, StoreError};
+use crate::telegram::ErrorClass;
+use crate::telegram::send::{self, SendError, Sent};
+
+/// Announcements remembered as seen, at most (the newest are kept).
+const SEEN_KEPT: i64 = 1000;
+/// Messages per second overall: under Telegram's 30, with a margin for
+/// jitter in when they arrive.
+const MESSAGES_PER_SECOND: f64 = 28.0;
+/// The shortest gap between two messages to one chat.
+const PER_CHAT_GAP: Duration = Duration::from_millis(1050);
+/// Messages to one group in any minute, at most.
+const PER_GROUP_PER_MINUTE: usize = 20;
+/// Sends in flight at once during a broadcast.
+const SENDS_IN_FLIGHT: usize = 16;
+/// The first wait after a failed check; it doubles up to `check_every`.
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+/// How many lines of each announcement the preview prints.
+const PREVIEW_LINES: usize = 3;
+
+/// Why a check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{url}: {source}")]
+    Fetch { url: String, source: FetchError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the relay cannot read the site: {0}")]
+    Unusable(&'static str),
+}
+
+/// Spaces a broadcast's sends as Telegram's limits require: about 30
+/// messages a second overall, one a second per chat, 20 a minute per group.
+/// A pure schedule: it says when each send may start.
+pub struct Pacer {
+    interval: Duration,
+    next: Option<Instant>,
+    last_per_chat: HashMap<i64, Instant>,
+    per_group: HashMap<i64, VecDeque<Instant>>,
+    paused_until: Option<Instant>,
+}
+
+impl Pacer {
+    /// A pacer sending at most `per_second` messages a second overall.
+    pub fn new(per_second: f64) -> Pacer {
+        Pacer {
+            interval: Duration::from_secs_f64(1.0 / per_second.max(0.1)),
+            next: None,
+            last_per_chat: HashMap::new(),
+            per_group: HashMap::new(),
+            paused_until: None,
+        }
+    }
+
+    /// When a message to `chat` may be sent (not before `now`); records it.
+    pub fn reserve(&mut self, chat: i64, now: Instant) -> Instant {
+        let mut at = now;
+        for earliest in [
+            self.next,
+            self.paused_until,
+            self.last_per_chat.get(&chat).map(|t| *t + PER_CHAT_GAP),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            at = at.max(earliest);
+        }
+        if chat < 0 {
+            let window = self.per_group.entry(chat).or_default();
+            while window
+                .front()
+                .is_some_and(|t| at.saturating_duration_since(*t) >= Duration::from_secs(60))
+            {
+                window.pop_front();
+            }
+            if window.len() >= PER_GROUP_PER_MINUTE
+                && let Some(oldest) = window.get(window.len() - PER_GROUP_PER_MINUTE)
+            {
+                at = at.max(*oldest + Duration::from_secs(60) + Duration::from_millis(50));
+            }
+            window.push_back(at);
+        }
+        self.next = Some(at + self.interval);
+        self.last_per_chat.insert(chat, at);
+        at
+    }
+
+    /// Telegram said to wait: nothing is sent before `until`.
+    pub fn pause(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+    }
+}
+
+impl Announcements {
+    /// Checks the site and broadcasts, every `check_every`, until `stop`.
+    pub async fn run(&self, ctx: &Context, stop: &CancellationToken) {
+        let every = self.settings.check_every;
+        let mut failures = 0u32;
+        let mut selector_empty = false;
+        loop {
+            let wait = match self.check(ctx, &mut selector_empty).await {
+                Ok(()) => {
+                    failures = 0;
+                    every
+                }
+                Err(err) => {
+                    let wait = FIRST_RETRY
+                        .saturating_mul(2u32.saturating_pow(failures.min(16)))
+                        .min(every);
+                    failures = failures.saturating_add(1);
+                    warn!(error = %err, retry_in = %short(wait), "the announcement check failed; trying again later");
+                    wait
+                }
+            };
+            if let Err(err) = self.deliver(ctx, stop).await {
+                warn!(error = %err, "the broadcast stopped early; it goes on at the next check");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Reads the list page and records what is new.
+    async fn check(&self, ctx: &Context, selector_empty: &mut bool) -> Result<(), CheckError> {
+        let listed = self.list_page().await?;
+        let settings = &self.settings;
+        if listed.is_empty() {
+            if !*selector_empty {
+                error!(
+                    selector = %settings.link_selector,
+                    url = %settings.list_url,
+                    "the link selector found nothing on the list page; has the site's layout changed?"
+                );
+                *selector_empty = true;
+            }
+            return Ok(());
+        }
+        if *selector_empty {
+            info!(selector = %settings.link_selector, "the link selector finds announcements again");
+            *selector_empty = false;
+        }
+        let seen = ctx.store.seen_announcements(&ctx.bot_id).await?;
+        // The site lists the newest first; relay the oldest first.
+        let oldest_first: Vec<&Listed> = listed.iter().rev().collect();
+        if seen.is_empty() {
+            let items: Vec<NewAnnouncement> = oldest_first
+                .iter()
+                .map(|l| NewAnnouncement {
+                    id: l.id.clone(),
+                    link: l.link.to_string(),
+                    message: None,
+                })
+                .collect();
+            ctx.store.record_announcements(&ctx.bot_id, &items).await?;
+            info!(
+                count = items.len(),
+                "first check: the listed announcements are marked as seen; nothing is sent"
+            );
+            return Ok(());
+        }
+        let mut new: Vec<&Listed> = oldest_first
+            .into_iter()
+            .filter(|l| !seen.contains(&l.id))
+            .collect();
+        let max = settings.max_per_check as usize;
+        if new.len() > max {
+            warn!(
+                new = new.len(),
+                max, "more new announcements than max_per_check; the rest wait for the next check"
+            );
+            new.truncate(max);
+        }
+        let mut items = Vec::new();
+        let mut failed = None;
+        for listed in new {
+            match self.announcement(listed).await {
+                Ok(item) => items.push(item),
+                Err(err) => {
+                    // Keep the order: this one and those after it wait.
+                    failed = Some(err);
+                    break;
+                }
+            }
+        }
+        ctx.store.record_announcements(&ctx.bot_id, &items).await?;
+        ctx.store
+            .prune_announcements(&ctx.bot_id, SEEN_KEPT)
+            .await?;
+        for item in &items {
+            match &item.message {
+                Some(_) => info!(announcement = %item.id, link = %item.link, "a new announcement"),
+                None => {
+                    info!(announcement = %item.id, "a new announcement with the skip marker; not relayed")
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The announcements on the list page, in page order.
+    async fn list_page(&self) -> Result<Vec<Listed>, CheckError> {
+        let (Some(client), Some(selector)) = (&self.site, &self.link_selector) else {
+            return Err(CheckError::Unusable("no HTTP client or no link selector"));
+        };
+        let settings = &self.settings;
+        let html = scrape::fetch(
+            client,
+            &settings.list_url,
+            settings.request_timeout,
+            &settings.user_agent,
+        )
+        .await
+        .map_err(|source| CheckError::Fetch {
+            url: settings.list_url.to_string(),
+            source,
+        })?;
+        Ok(scrape::parse_list(
+            &html,
+            &settings.list_url,
+            selector,
+            self.id_pattern.as_ref(),
+        ))
+    }
+
+    /// Reads one announcement's page and formats its message.
+    async fn announcement(&self, listed: &Listed) -> Result<NewAnnouncement, CheckError> {
+        let text = self.text_of(listed).await?;
+        let skip = self
+            .settings
+            .skip_marker
+            .as_deref()
+            .is_some_and(|marker| text.contains(marker) || listed.title.contains(marker));
+        Ok(NewAnnouncement {
+            id: listed.id.clone(),
+            link: listed.link.to_string(),
+            message: (!skip)
+                .then(|| scrape::format_message(&text, listed.link.as_str(), MESSAGE_LIMIT)),
+        })
+    }
+
+    async fn text_of(&self, listed: &Listed) -> Result<String, CheckError> {
+        let (Some(client), Some(selector)) = (&self.site, &self.text_selector) else {
+            return Err(CheckError::Unusable("no HTTP client or no text selector"));
+        };
+        let settings = &self.settings;
+        let page = scrape::fetch(
+            client,
+            &listed.link,
+            settings.request_timeout,
+            &settings.user_agent,
+        )
+        .await
+        .map_err(|source| CheckError::Fetch {
+            url: listed.link.to_string(),
+            source,
+        })?;
+        Ok(scrape::extract_text(&page, selector).unwrap_or_else(|| {
+            warn!(
+                selector = %settings.text_selector,
+                link = %listed.link,
+                "the text selector found nothing on an announcement's page; relaying its title"
+            );
+            listed.title.clone()
+        }))
+    }
+
+    /// Sends every pending announcement to the chats that have not had it.
+    async fn deliver(&self, ctx: &Context, stop: &CancellationToken) -> Result<(), StoreError> {
+        let pending = ctx.store.pending_announcements(&ctx.bot_id).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let subscriptions = ctx.store.subscriptions(&ctx.bot_id).await?;
+        let mut pacer = Pacer::new(MESSAGES_PER_SECOND);
+        let limit = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
+        for announcement in pending {
+            let delivered = ctx
+                .store
+                .delivered_to(&ctx.bot_id, &announcement.id)
+                .await?;
+            let mut targets: Vec<i64> = subscriptions
+                .iter()
+                .filter(|s| s.since <= announcement.first_seen)
+                .map(|s| s.chat_id)
+                .chain(self.settings.extra_chats.iter().copied())
+                .filter(|chat| !delivered.contains(chat))
+                .collect();
+            let mut unique = HashSet::new();
+            targets.retain(|chat| unique.insert(*chat));
+            let mut tasks: JoinSet<(i64, Result<Sent, SendError>)> = JoinSet::new();
+            let mut complete = true;
+            for chat in targets {
+                let at = pacer.reserve(chat, Instant::now());
+                let permit = tokio::select! {
+                    () = stop.cancelled() => None,
+                    permit = async {
+                        tokio::time::sleep_until(at).await;
+                        limit.clone().acquire_owned().await.ok()
+                    } => permit,
+                };
+                let Some(permit) = permit else {
+                    complete = false;
+                    break;
+                };
+                let bot = ctx.bot.clone();
+                let message = announcement.message.clone();
+                tasks.spawn(
+                    async move {
+                        let result =
+                            send::send_text(&bot, teloxide::types::ChatId(chat), &message, None)
+                                .await;
+                        drop(permit);
+                        (chat, result)
+                    }
+                    .in_current_span(),
+                );
+                while let Some(done) = tasks.try_join_next() {
+                    complete &= self.record(ctx, &announcement.id, done, &mut pacer).await?;
+                }
+            }
+            while let Some(done) = tasks.join_next().await {
+                complete &= self.record(ctx, &announcement.id, done, &mut pacer).await?;
+            }
+            if !complete {
+                return Ok(());
+            }
+            ctx.store
+                .finish_announcement(&ctx.bot_id, &announcement.id)
+                .await?;
+            info!(announcement = %announcement.id, "the announcement reached every chat");
+        }
+        Ok(())
+    }
+
+    /// Records one send's outcome; false when the chat must be tried again.
+    async fn record(
+        &self,
+        ctx: &Context,
+        id: &str,
+        done: Result<(i64, Result<Sent, SendError>), tokio::task::JoinError>,
+        pacer: &mut Pacer,
+    ) -> Result<bool, StoreError> {
+        let (chat, result) = match done {
+            Ok(done) => done,
+            Err(err) => {
+                error!(error = %err, "a send task failed");
+                return Ok(false);
+            }
+        };
+        match result {
+            Ok(sent) => {
+                if sent.chat.0 != chat {
+                    info!(
+                        from = chat,
+                        to = sent.chat.0,
+                        "a group became a supergroup; its subscription moves"
+                    );
+                    ctx.store.move_chat(&ctx.bot_id, chat, sent.chat.0).await?;
+                }
+                ctx.store
+                    .mark_delivered(&ctx.bot_id, id, sent.chat.0)
+                    .await?;
+                Ok(true)
+            }
+            Err(err) => match err.class {
+                ErrorClass::Forbidden if self.settings.extra_chats.contains(&chat) => {
+                    error!(chat, error = %err.text, "an extra chat refuses the bot; skipping it for this announcement");
+                    ctx.store.mark_delivered(&ctx.bot_id, id, chat).await?;
+                    Ok(true)
+                }
+                ErrorClass::Forbidden => {
+                    info!(chat, error = %err.text, "a chat blocked or removed the bot; it is unsubscribed");
+                    ctx.store.unsubscribe(&ctx.bot_id, chat).await?;
+                    ctx.store.mark_delivered(&ctx.bot_id, id, chat).await?;
+                    Ok(true)
+                }
+                ErrorClass::RateLimited(wait) => {
+                    pacer.pause(Instant::now() + wait);
+                    warn!(chat, retry_after = %short(wait), "Telegram asked to slow down; this chat is tried again later");
+                    Ok(false)
+                }
+                class => {
+                    warn!(chat, error_class = %class, error = %err.text, "could not deliver; tried again at the next check");
+                    Ok(false)
+                }
+            },
+        }
+    }
+
+    /// What `botvisor announcements-preview` prints: the announcements the
+    /// list page shows now, with the first lines of each one's text.
+    ///
+    /// # Errors
+    /// When the list page cannot be read.
+    pub async fn preview(&self) -> Result<String, CheckError> {
+        let listed = self.list_page().await?;
+        let mut out = format!(
+            "{}: {} announcement(s) found with `{}`\n",
+            self.settings.list_url,
+            listed.len(),
+            self.settings.link_selector
+        );
+        if listed.is_empty() {
+            out.push_str("(the link selector found nothing: has the site's layout changed?)\n");
+        }
+        for item in &listed {
+            out.push_str(&format!(
+                "\n── {} ── {}\n{}\n",
+                item.id, item.title, item.link
+            ));
+            match self.text_of(item).await {
+                Ok(text) => {
+                    for line in text
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .take(PREVIEW_LINES)
+                    {
+                        out.push_str(&format!("  {line}\n"));
+                    }
+                }
+                Err(err) => out.push_str(&format!("  (could not read it: {err})\n")),
+            }
+        }
+        Ok(out.trim_end().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_keeps_telegrams_limits() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(28.0);
+        // Overall: a new chat each time, evenly spaced.
+        let times: Vec<Instant> = (0..56).map(|i| pacer.reserve(1000 + i, start)).collect();
+        let in_first_second = times
+            .iter()
+            .filter(|t| t.duration_since(start) < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_first_second <= 28,
+            "{in_first_second} in the first second"
+        );
+        // One chat twice: at least a second apart.
+        let mut pacer = Pacer::new(28.0);
+        let a = pacer.reserve(5, start);
+        let b = pacer.reserve(5, start);
+        assert!(b.duration_since(a) >= Duration::from_secs(1));
+        // One group: at most 20 in any minute.
+        let mut pacer = Pacer::new(1000.0);
+        let group: Vec<Instant> = (0..21).map(|_| pacer.reserve(-42, start)).collect();
+        assert!(group[20].duration_since(group[0]) >= Duration::from_secs(60));
+        // A pause holds everything back.
+        let mut pacer = Pacer::new(28.0);
+        pacer.pause(start + Duration::from_secs(3));
+        assert!(pacer.reserve(9, start) >= start + Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,387 @@
+//! The Duyuru relay (`announcements` kind) against the fake Telegram and a
+//! web site served on 127.0.0.1 by the test, running the real binary.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::site::{Site, announcement_page, list_page};
+use common::{ConfigDir, Daemon, PROMPT, run_to_end, supervisor_table};
+use fake_telegram::{Chat, FakeTelegram, MemberStatus, RateLimits, SentMessage, User};
+
+const TOKEN: &str = "4242:token-of-the-relay-bot";
+const ADMIN: u64 = 900;
+const EXTRA: i64 = -1_001_000_000_777;
+const VARS: &[(&str, &str)] = &[("D_TOKEN", TOKEN), ("RUST_LOG", "botvisor=debug,info")];
+
+fn relay_config(tg: &FakeTelegram, site: &Site, extra: &str) -> ConfigDir {
+    ConfigDir::new(&format!(
+        "{}[bot.duyuru]\nkind = \"announcements\"\ntoken_env = \"D_TOKEN\"\nlist_url = \"{}\"\n\
+         link_selector = \"div.ann-list ul li a\"\ntext_selector = \"div.page-about\"\ncheck_every = \"200ms\"\n\
+         admins = [{ADMIN}]\n{extra}\n[bot.duyuru.commands]\nstart = \"ekle\"\nstop = \"cikar\"\nlist = \"yaz\"\nhelp = \"yardim\"\nweb = \"web\"\n",
+        supervisor_table(&tg.url(), ""),
+        site.url("/duyuru/birim/193")
+    ))
+}
+
+/// The list page with these announcements (ids, newest first), and each
+/// announcement's page.
+fn publish(site: &Site, ids: &[u32]) {
+    let items: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| {
+            (
+                format!("/tr/bilgisayar/duyuru/goster/{id}"),
+                format!("Duyuru {id}"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = items
+        .iter()
+        .map(|(h, t)| (h.as_str(), t.as_str()))
+        .collect();
+    site.set_html("/duyuru/birim/193", &list_page(&refs));
+    for id in ids {
+        site.set_html(
+            &format!("/tr/bilgisayar/duyuru/goster/{id}"),
+            &announcement_page(&[&format!("Duyuru {id} metni."), "İkinci paragraf."]),
+        );
+    }
+}
+
+async fn command(tg: &FakeTelegram, chat: &Chat, user: &User, text: &str) -> String {
+    let before = tg.sent_messages(TOKEN).len();
+    tg.inject_message(TOKEN, chat, user, text);
+    let sent = tg
+        .wait_for_sent(TOKEN, before + 1, PROMPT)
+        .await
+        .expect("a reply");
+    sent[before].text.clone()
+}
+
+fn announcements_by_chat(sent: &[SentMessage]) -> HashMap<i64, Vec<String>> {
+    let mut by_chat: HashMap<i64, Vec<String>> = HashMap::new();
+    for message in sent.iter().filter(|m| m.text.starts_with("DUYURU: ")) {
+        by_chat
+            .entry(message.chat_id)
+            .or_default()
+            .push(message.text.clone());
+    }
+    by_chat
+}
+
+#[tokio::test]
+async fn chats_switch_the_relay_on_and_off_with_admin_checks() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    publish(&site, &[3, 2, 1]);
+    let config = relay_config(&tg, &site, "");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon.wait_for_line("first check", PROMPT).await;
+
+    let admin = User::new(ADMIN, "Yönetici");
+    let member = User::new(901, "Üye");
+    let group = Chat::supergroup(-1_001_000_000_001, "Bölüm grubu");
+    tg.set_member_status(group.id, admin.id, MemberStatus::Administrator);
+    let cases: &[(&Chat, &User, &str, &str)] = &[
+        (
+            &group,
+            &member,
+            "/ekle",
+            "yalnızca grubun kurucusu ve yöneticileri",
+        ),
+        (&group, &admin, "/ekle", "Duyurular bu sohbette açıldı"),
+        (&group, &admin, "/ekle@duyuru_bot", "zaten açık"),
+        (
+            &group,
+            &member,
+            "/cikar",
+            "yalnızca grubun kurucusu ve yöneticileri",
+        ),
+        (
+            &Chat::private(&member),
+            &member,
+            "/ekle",
+            "Duyurular bu sohbette açıldı",
+        ),
+        (
+            &Chat::private(&member),
+            &member,
+            "/yaz",
+            "yalnızca botun yöneticileri",
+        ),
+        (
+            &Chat::private(&admin),
+            &admin,
+            "/yaz",
+            "Duyuruların açık olduğu sohbetler (2)",
+        ),
+        (&group, &admin, "/cikar", "kapatıldı"),
+        (&group, &admin, "/cikar", "zaten kapalıydı"),
+        (
+            &Chat::private(&member),
+            &member,
+            "/yardim",
+            "/ekle - Duyuruları bu sohbette aç",
+        ),
+        (&Chat::private(&member), &member, "/hakkinda", "duyuruları"),
+        (
+            &Chat::private(&member),
+            &member,
+            "/web",
+            "https://mdbf.btu.edu.tr/bilgisayar",
+        ),
+    ];
+    for (chat, user, text, expected) in cases {
+        let reply = command(&tg, chat, user, text).await;
+        assert!(
+            reply.contains(expected),
+            "{text} by {}: {reply}",
+            user.first_name
+        );
+    }
+    // /start is renamed, so it is not a command of this bot any more.
+    let before = tg.sent_messages(TOKEN).len();
+    tg.inject_message(TOKEN, &Chat::private(&member), &member, "/start");
+    command(&tg, &Chat::private(&member), &member, "/web").await;
+    assert_eq!(
+        tg.sent_messages(TOKEN).len(),
+        before + 1,
+        "no answer to /start"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn new_announcements_reach_every_chat_once_oldest_first() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    publish(&site, &[3, 2, 1]);
+    let config = relay_config(&tg, &site, &format!("extra_chats = [{EXTRA}]"));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon
+        .wait_for_line(
+            "first check: the listed announcements are marked as seen",
+            PROMPT,
+        )
+        .await;
+
+    let alice = User::new(11, "Ayşe");
+    let bob = User::new(12, "Bora");
+    for user in [&alice, &bob] {
+        command(&tg, &Chat::private(user), user, "/ekle").await;
+    }
+    // Nothing was sent for what the first check found.
+    assert!(announcements_by_chat(&tg.sent_messages(TOKEN)).is_empty());
+
+    publish(&site, &[5, 4, 3, 2, 1]);
+    let expected = 3 * 2; // two announcements, three chats
+    let before = tg.sent_messages(TOKEN).len();
+    tg.wait_for_sent(TOKEN, before + expected, PROMPT)
+        .await
+        .expect("delivered");
+    // A few more checks find nothing new to send.
+    let fetched = site.requests("/duyuru/birim/193");
+    site.wait_for_requests("/duyuru/birim/193", fetched + 3, PROMPT)
+        .await
+        .expect("checks go on");
+    let by_chat = announcements_by_chat(&tg.sent_messages(TOKEN));
+    assert_eq!(by_chat.len(), 3, "{by_chat:?}");
+    for chat in [11, 12, EXTRA] {
+        let texts = &by_chat[&chat];
+        assert_eq!(texts.len(), 2, "chat {chat}: {texts:?}");
+        assert!(
+            texts[0].starts_with("DUYURU: Duyuru 4 metni."),
+            "oldest first: {texts:?}"
+        );
+        assert!(texts[1].starts_with("DUYURU: Duyuru 5 metni."));
+        assert!(texts[0].contains("İkinci paragraf."));
+        assert!(
+            texts[0].ends_with(&format!(
+                "İncelemek için: {}",
+                site.url("/tr/bilgisayar/duyuru/goster/4")
+            )),
+            "{}",
+            texts[0]
+        );
+    }
+    // The site saw botvisor's user agent.
+    assert!(
+        site.user_agents()
+            .iter()
+            .all(|ua| ua.starts_with("botvisor/")),
+        "{:?}",
+        site.user_agents()
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn skip_marker_per_check_cap_and_long_text() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    publish(&site, &[1]);
+    let config = relay_config(&tg, &site, "max_per_check = 2\nskip_marker = \"#gizli\"");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon.wait_for_line("first check", PROMPT).await;
+    let user = User::new(21, "Okur");
+    command(&tg, &Chat::private(&user), &user, "/ekle").await;
+
+    publish(&site, &[5, 4, 3, 2, 1]);
+    // 2 is secret; 3 is very long; 4 and 5 are ordinary.
+    site.set_html(
+        "/tr/bilgisayar/duyuru/goster/2",
+        &announcement_page(&["Bu duyuru #gizli kalmalı."]),
+    );
+    let long = "Uzun duyuru metni ".repeat(400);
+    site.set_html(
+        "/tr/bilgisayar/duyuru/goster/3",
+        &announcement_page(&[&long]),
+    );
+    daemon
+        .wait_for_line(
+            "more new announcements than max_per_check; the rest wait for the next check",
+            PROMPT,
+        )
+        .await;
+    let before = tg.sent_messages(TOKEN).len();
+    tg.wait_for_sent(TOKEN, before + 3, PROMPT)
+        .await
+        .expect("3, 4 and 5 arrive");
+    let fetched = site.requests("/duyuru/birim/193");
+    site.wait_for_requests("/duyuru/birim/193", fetched + 3, PROMPT)
+        .await
+        .expect("checks go on");
+    let texts = &announcements_by_chat(&tg.sent_messages(TOKEN))[&21];
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts.iter().all(|t| !t.contains("#gizli")));
+    let long_message = &texts[0];
+    assert!(long_message.encode_utf16().count() <= 4096, "too long");
+    assert!(long_message.contains('…'));
+    assert!(long_message.ends_with(&format!(
+        "İncelemek için: {}",
+        site.url("/tr/bilgisayar/duyuru/goster/3")
+    )));
+    assert!(texts[1].starts_with("DUYURU: Duyuru 4") && texts[2].starts_with("DUYURU: Duyuru 5"));
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_site_that_is_down_or_changed_is_survived() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    site.set_status("/duyuru/birim/193", 503);
+    let config = relay_config(&tg, &site, "");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    let line = daemon
+        .wait_for_line("the announcement check failed; trying again later", PROMPT)
+        .await;
+    assert!(line.contains("503"), "{line}");
+    // A new layout: the selector finds nothing; logged once as an error.
+    site.clear_status("/duyuru/birim/193");
+    site.set_html(
+        "/duyuru/birim/193",
+        "<html><body><table class=\"new-layout\"></table></body></html>",
+    );
+    let fetched = site.requests("/duyuru/birim/193");
+    site.wait_for_requests("/duyuru/birim/193", fetched + 3, Duration::from_secs(90))
+        .await
+        .expect("checked again");
+    let errors: Vec<String> = daemon
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("the link selector found nothing"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("ERROR") && errors[0].contains("div.ann-list ul li a"),
+        "{}",
+        errors[0]
+    );
+    // Fixed again: back to normal, and the worker never stopped.
+    publish(&site, &[2, 1]);
+    daemon
+        .wait_for_line(
+            "the link selector finds announcements again",
+            Duration::from_secs(90),
+        )
+        .await;
+    assert!(daemon.is_running());
+    let user = User::new(31, "Sabırlı");
+    let reply = command(&tg, &Chat::private(&user), &user, "/ekle").await;
+    assert!(reply.contains("açıldı"));
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_broadcast_to_300_chats_keeps_telegrams_limits() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    publish(&site, &[1]);
+    let config = relay_config(&tg, &site, "");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon.wait_for_line("first check", PROMPT).await;
+    for i in 0..300u64 {
+        let user = User::new(10_000 + i, "Abone");
+        command(&tg, &Chat::private(&user), &user, "/ekle").await;
+    }
+    tg.set_rate_limits(RateLimits::telegram());
+    let before = tg.sent_messages(TOKEN).len();
+    publish(&site, &[2, 1]);
+    let sent = tg
+        .wait_for_sent(TOKEN, before + 300, Duration::from_secs(60))
+        .await
+        .expect("all 300 delivered");
+    let broadcast: Vec<&SentMessage> = sent[before..].iter().collect();
+    assert_eq!(tg.too_many_requests_count(TOKEN), 0, "no 429");
+    let by_chat = announcements_by_chat(&sent);
+    assert_eq!(by_chat.len(), 300);
+    assert!(by_chat.values().all(|texts| texts.len() == 1));
+    let span = broadcast[broadcast.len() - 1]
+        .at
+        .duration_since(broadcast[0].at)
+        .as_secs_f64();
+    let rate = (broadcast.len() - 1) as f64 / span;
+    eprintln!("broadcast to 300 chats: {span:.2} s, {rate:.1} messages/s (Telegram allows 30)");
+    assert!(
+        rate >= 27.0,
+        "{rate:.1} messages/s is under 90 % of the allowed 30"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn the_preview_prints_what_the_relay_would_see() {
+    let site = Site::start().await;
+    publish(&site, &[7, 6]);
+    let config = ConfigDir::new(&format!(
+        "[bot.duyuru]\nkind = \"announcements\"\ntoken_env = \"D_TOKEN\"\nlist_url = \"{}\"\n\
+         link_selector = \"div.ann-list ul li a\"\ntext_selector = \"div.page-about\"\n",
+        site.url("/duyuru/birim/193")
+    ));
+    let path = config.path.to_str().expect("utf-8 path");
+    let out = run_to_end(
+        &["announcements-preview", "--config", path, "--bot", "duyuru"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("2 announcement(s) found"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("── 7 ── Duyuru 7"), "{}", out.stdout);
+    assert!(out.stdout.contains("  Duyuru 6 metni."), "{}", out.stdout);
+}
