@@ -385,3 +385,169 @@ async fn the_preview_prints_what_the_relay_would_see() {
     assert!(out.stdout.contains("── 7 ── Duyuru 7"), "{}", out.stdout);
     assert!(out.stdout.contains("  Duyuru 6 metni."), "{}", out.stdout);
 }
+
+/// Subscribes private chats of users `ids` and returns them.
+async fn subscribe_private(tg: &FakeTelegram, ids: impl IntoIterator<Item = u64>) -> Vec<User> {
+    let mut users = Vec::new();
+    for id in ids {
+        let user = User::new(id, "Abone");
+        let reply = command(tg, &Chat::private(&user), &user, "/ekle").await;
+        assert!(reply.contains("açıldı"), "{reply}");
+        users.push(user);
+    }
+    users
+}
+
+#[tokio::test]
+async fn blocked_chats_are_unsubscribed_and_migrated_groups_followed() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    publish(&site, &[1]);
+    let config = relay_config(&tg, &site, "");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon.wait_for_line("first check", PROMPT).await;
+    // The group subscribes first, so the broadcast sends to it first.
+    let admin = User::new(ADMIN, "Yönetici");
+    let group = Chat::group(-5001, "Eski grup");
+    tg.set_member_status(group.id, admin.id, MemberStatus::Administrator);
+    assert!(
+        command(&tg, &group, &admin, "/ekle")
+            .await
+            .contains("açıldı")
+    );
+    let users = subscribe_private(&tg, [41, 42]).await;
+
+    // 41 blocks the bot; the group becomes a supergroup.
+    tg.set_member_status(41, 4242, MemberStatus::Kicked);
+    let supergroup = -1_001_000_005_001;
+    tg.add_fault(
+        TOKEN,
+        "sendMessage",
+        fake_telegram::Fault::migrate(supergroup).times(1),
+    );
+    publish(&site, &[2, 1]);
+    daemon
+        .wait_for_line(
+            "a chat blocked or removed the bot; it is unsubscribed",
+            PROMPT,
+        )
+        .await;
+    daemon
+        .wait_for_line(
+            "a group became a supergroup; its subscription moves",
+            PROMPT,
+        )
+        .await;
+    daemon
+        .wait_for_line("the announcement reached every chat", PROMPT)
+        .await;
+    let by_chat = announcements_by_chat(&tg.sent_messages(TOKEN));
+    assert_eq!(by_chat.get(&42).map(Vec::len), Some(1), "{by_chat:?}");
+    assert_eq!(
+        by_chat.get(&supergroup).map(Vec::len),
+        Some(1),
+        "{by_chat:?}"
+    );
+    assert!(!by_chat.contains_key(&41) && !by_chat.contains_key(&group.id));
+
+    // The next announcement goes straight to the new id, and not to 41.
+    publish(&site, &[3, 2, 1]);
+    let before = tg.sent_messages(TOKEN).len();
+    tg.wait_for_sent(TOKEN, before + 2, PROMPT)
+        .await
+        .expect("delivered");
+    daemon.wait_for_line("announcement=3", PROMPT).await;
+    let by_chat = announcements_by_chat(&tg.sent_messages(TOKEN));
+    assert_eq!(by_chat[&supergroup].len(), 2);
+    assert!(!by_chat.contains_key(&41));
+    let list = command(&tg, &Chat::private(&admin), &admin, "/yaz").await;
+    assert!(
+        list.contains("(2)") && list.contains(&supergroup.to_string()) && !list.contains("\n41"),
+        "{list}"
+    );
+    drop(users);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_429_during_a_broadcast_is_waited_out() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    publish(&site, &[1]);
+    let config = relay_config(&tg, &site, "");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon.wait_for_line("first check", PROMPT).await;
+    subscribe_private(&tg, [51]).await;
+    tg.add_fault(
+        TOKEN,
+        "sendMessage",
+        fake_telegram::Fault::retry_after(2).times(1),
+    );
+    publish(&site, &[2, 1]);
+    let before = tg.sent_messages(TOKEN).len();
+    tg.wait_for_sent(TOKEN, before + 1, PROMPT)
+        .await
+        .expect("delivered after the wait");
+    let sends = tg.requests_of(TOKEN, "sendMessage");
+    let limited = sends
+        .iter()
+        .find(|r| r.status() == Some(429))
+        .expect("the 429");
+    let retried = sends.iter().find(|r| r.at > limited.at).expect("the retry");
+    assert!(
+        retried.at.duration_since(limited.at) >= Duration::from_secs(2),
+        "retried before retry_after"
+    );
+    let fetched = site.requests("/duyuru/birim/193");
+    site.wait_for_requests("/duyuru/birim/193", fetched + 3, PROMPT)
+        .await
+        .expect("checks go on");
+    assert_eq!(
+        announcements_by_chat(&tg.sent_messages(TOKEN))[&51].len(),
+        1,
+        "exactly once"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn kill_9_during_a_broadcast_resumes_without_resending() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    publish(&site, &[1]);
+    let config = relay_config(&tg, &site, "");
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon.wait_for_line("first check", PROMPT).await;
+    subscribe_private(&tg, 600..650).await;
+    publish(&site, &[2, 1]);
+    // Killed once 20 deliveries are recorded.
+    daemon.wait_for_lines("relay: delivered", 20, PROMPT).await;
+    daemon.signal(libc::SIGKILL);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), None);
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon
+        .wait_for_line("the announcement reached every chat", PROMPT)
+        .await;
+    let fetched = site.requests("/duyuru/birim/193");
+    site.wait_for_requests("/duyuru/birim/193", fetched + 3, PROMPT)
+        .await
+        .expect("checks go on");
+    let by_chat = announcements_by_chat(&tg.sent_messages(TOKEN));
+    assert_eq!(by_chat.len(), 50);
+    let twice: Vec<&i64> = by_chat
+        .iter()
+        .filter(|(_, texts)| texts.len() != 1)
+        .map(|(chat, _)| chat)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "chats that got it other than once: {twice:?}"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}

@@ -167,6 +167,27 @@ impl Daemon {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits until at least `n` printed lines contain `needle`.
+    pub async fn wait_for_lines(&mut self, needle: &str, n: usize, timeout: Duration) {
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if self.lines().iter().filter(|l| l.contains(needle)).count() >= n {
+                    return;
+                }
+                if self.count.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        if waited.is_err() {
+            panic!(
+                "fewer than {n} lines containing {needle:?} within {timeout:?}; output:\n{}",
+                self.output()
+            );
+        }
+    }
+
     /// Sends a signal to the daemon.
     pub fn signal(&self, signal: i32) {
         let pid = self.child.id().expect("the daemon is running");

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use super::Announcements;
 use super::scrape::{self, FetchError, Listed};
@@ -310,16 +310,25 @@ impl Announcements {
             targets.retain(|chat| unique.insert(*chat));
             let mut tasks: JoinSet<(i64, Result<Sent, SendError>)> = JoinSet::new();
             let mut complete = true;
-            for chat in targets {
+            'chats: for chat in targets {
                 let at = pacer.reserve(chat, Instant::now());
-                let permit = tokio::select! {
-                    () = stop.cancelled() => None,
-                    permit = async {
-                        tokio::time::sleep_until(at).await;
-                        limit.clone().acquire_owned().await.ok()
-                    } => permit,
-                };
-                let Some(permit) = permit else {
+                // Sends that finish while waiting for this one's slot are
+                // recorded at once: the fewer sends done but not recorded,
+                // the less a crash can send twice.
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = stop.cancelled() => {
+                            complete = false;
+                            break 'chats;
+                        }
+                        Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                            complete &= self.record(ctx, &announcement.id, done, &mut pacer).await?;
+                        }
+                        () = tokio::time::sleep_until(at) => break,
+                    }
+                }
+                let Ok(permit) = limit.clone().acquire_owned().await else {
                     complete = false;
                     break;
                 };
@@ -335,9 +344,6 @@ impl Announcements {
                     }
                     .in_current_span(),
                 );
-                while let Some(done) = tasks.try_join_next() {
-                    complete &= self.record(ctx, &announcement.id, done, &mut pacer).await?;
-                }
             }
             while let Some(done) = tasks.join_next().await {
                 complete &= self.record(ctx, &announcement.id, done, &mut pacer).await?;
@@ -381,6 +387,7 @@ impl Announcements {
                 ctx.store
                     .mark_delivered(&ctx.bot_id, id, sent.chat.0)
                     .await?;
+                debug!(announcement = %id, chat = sent.chat.0, "delivered");
                 Ok(true)
             }
             Err(err) => match err.class {
