@@ -279,7 +279,8 @@ async fn a_site_that_is_down_or_changed_is_survived() {
     tg.add_bot(TOKEN, "duyuru_bot");
     let site = Site::start().await;
     site.set_status("/duyuru/birim/193", 503);
-    let config = relay_config(&tg, &site, "");
+    let operators = -1_001_000_000_999;
+    let config = relay_config(&tg, &site, &format!("alert_chat = {operators}"));
     let mut daemon = Daemon::start(&config.path, VARS);
     let line = daemon
         .wait_for_line("the announcement check failed; trying again later", PROMPT)
@@ -306,6 +307,17 @@ async fn a_site_that_is_down_or_changed_is_survived() {
         "{}",
         errors[0]
     );
+    let alerts = tg
+        .wait_for_sent(TOKEN, 1, PROMPT)
+        .await
+        .expect("the operators are told");
+    assert_eq!(alerts.len(), 1, "one alert per incident: {alerts:?}");
+    assert_eq!(alerts[0].chat_id, operators);
+    assert!(
+        alerts[0].text.contains("div.ann-list ul li a"),
+        "{}",
+        alerts[0].text
+    );
     // Fixed again: back to normal, and the worker never stopped.
     publish(&site, &[2, 1]);
     daemon
@@ -315,6 +327,14 @@ async fn a_site_that_is_down_or_changed_is_survived() {
         )
         .await;
     assert!(daemon.is_running());
+    let alerts = tg
+        .wait_for_sent(TOKEN, 2, PROMPT)
+        .await
+        .expect("the recovery is told");
+    assert!(
+        alerts[1].chat_id == operators && alerts[1].text.contains("yeniden"),
+        "{alerts:?}"
+    );
     let user = User::new(31, "Sabırlı");
     let reply = command(&tg, &Chat::private(&user), &user, "/ekle").await;
     assert!(reply.contains("açıldı"));

@@ -33,6 +33,9 @@ pub struct AnnouncementsSettings {
     pub extra_chats: Vec<i64>,
     /// Users who may list the subscribed chats.
     pub admins: Vec<u64>,
+    /// A chat told once when the link selector stops finding announcements
+    /// (and once when it finds them again).
+    pub alert_chat: Option<i64>,
     /// The credits (`/hakkinda`).
     pub about: String,
     /// The department's web site (`/web_sayfasi`).
@@ -91,6 +94,8 @@ pub(super) struct RawAnnouncements {
     extra_chats: Vec<i64>,
     #[serde(default)]
     admins: Vec<u64>,
+    #[serde(default)]
+    alert_chat: Option<i64>,
     #[serde(default)]
     about: Option<String>,
     #[serde(default)]
@@ -230,6 +235,7 @@ pub(super) fn validate(
             .unwrap_or_else(|| format!("botvisor/{} (announcement relay)", env!("CARGO_PKG_VERSION"))),
         extra_chats: raw.extra_chats,
         admins: raw.admins,
+        alert_chat: raw.alert_chat,
         about: raw.about.unwrap_or_else(|| {
             "Bu bot, BTÜ Bilgisayar Mühendisliği Bölümü'nün web sayfasındaki duyuruları Telegram'a aktarır.".to_owned()
         }),

@@ -141,6 +141,17 @@ impl Announcements {
         }
     }
 
+    /// Tells the operator chat, when one is configured.
+    async fn alert(&self, ctx: &Context, text: &str) {
+        let Some(chat) = self.settings.alert_chat else {
+            return;
+        };
+        if let Err(err) = send::send_text(&ctx.bot, teloxide::types::ChatId(chat), text, None).await
+        {
+            warn!(chat, error = %err, "could not alert the operator chat");
+        }
+    }
+
     /// Reads the list page and records what is new.
     async fn check(&self, ctx: &Context, selector_empty: &mut bool) -> Result<(), CheckError> {
         let listed = self.list_page().await?;
@@ -153,12 +164,23 @@ impl Announcements {
                     "the link selector found nothing on the list page; has the site's layout changed?"
                 );
                 *selector_empty = true;
+                self.alert(
+                    ctx,
+                    &format!(
+                        "Duyuru botu: duyuru listesinde `{}` seçicisi hiçbir bağlantı bulamadı ({}). \
+                         Sitenin düzeni değişmiş olabilir; ayarlardaki seçicileri kontrol edin.",
+                        settings.link_selector, settings.list_url
+                    ),
+                )
+                .await;
             }
             return Ok(());
         }
         if *selector_empty {
             info!(selector = %settings.link_selector, "the link selector finds announcements again");
             *selector_empty = false;
+            self.alert(ctx, "Duyuru botu: duyuru listesi yeniden okunabiliyor.")
+                .await;
         }
         let seen = ctx.store.seen_announcements(&ctx.bot_id).await?;
         // The site lists the newest first; relay the oldest first.
