@@ -9,16 +9,27 @@
 //! - a steady load of 200 commands per second: per-reply latency from the
 //!   update becoming available to the reply reaching the fake (p50, p99).
 //!
+//! - a broadcast: one announcement of the Duyuru relay to 1,000 subscribed
+//!   chats with Telegram-like rate limits switched on in the fake: time,
+//!   messages per second against the 30 allowed, and 429s received.
+//!
 //! Each scenario runs several times (min / median / max) and checks itself:
 //! every command answered exactly once, in its own chat, with the right
-//! answer, or the run fails instead of reporting a number.
+//! answer, every chat reached exactly once, or the run fails instead of
+//! reporting a number.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fake_telegram::{Chat, FakeTelegram, User};
+use fake_telegram::{Chat, FakeTelegram, RateLimits, User};
+// The tests' stand-in for the department's web site; the benchmark uses
+// only part of it.
+#[allow(dead_code)]
+#[path = "../tests/common/site.rs"]
+mod site;
+use site::{Site, announcement_page, list_page};
 use tokio::process::{Child, Command};
 
 const TOKEN: &str = "900:token-of-the-benchmarked-bot";
@@ -35,17 +46,25 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// The shipped Tanıtım bot.
     async fn start(tg: &FakeTelegram) -> Daemon {
-        let dir = tempfile::tempdir().expect("a temporary folder");
         let content = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("content/tanitim.toml");
+        let bot = format!(
+            "[bot.tanitim]\nkind = \"faq\"\ntoken_env = \"BENCH_TOKEN\"\ncontent_file = \"{}\"\n",
+            content.display()
+        );
+        Daemon::start_with(tg, &bot).await
+    }
+
+    /// One bot, as given, with its token in BENCH_TOKEN.
+    async fn start_with(tg: &FakeTelegram, bot: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("a temporary folder");
         let config = dir.path().join("supervisor.toml");
         std::fs::write(
             &config,
             format!(
-                "[supervisor]\napi_url = \"{}\"\npoll_timeout = \"10s\"\nlog_level = \"warn\"\n\
-                 [bot.tanitim]\nkind = \"faq\"\ntoken_env = \"BENCH_TOKEN\"\ncontent_file = \"{}\"\n",
-                tg.url(),
-                content.display()
+                "[supervisor]\napi_url = \"{}\"\npoll_timeout = \"10s\"\nlog_level = \"warn\"\n{bot}",
+                tg.url()
             ),
         )
         .expect("write the config");
@@ -241,6 +260,42 @@ async fn steady(commands: &[(String, String)]) -> (f64, f64) {
     (pick(0.50), pick(0.99))
 }
 
+/// One broadcast: returns (seconds, messages per second, 429s).
+async fn broadcast() -> (f64, f64, f64) {
+    const CHATS: u64 = 1_000;
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    site.set_html("/list", &list_page(&[("/goster/1", "Duyuru 1")]));
+    site.set_html("/goster/1", &announcement_page(&["Eski duyuru."]));
+    site.set_html("/goster/2", &announcement_page(&["Yeni duyuru."]));
+    let bot = format!(
+        "[bot.duyuru]\nkind = \"announcements\"\ntoken_env = \"BENCH_TOKEN\"\nlist_url = \"{}\"\n\
+         link_selector = \"div.ann-list ul li a\"\ntext_selector = \"div.page-about\"\ncheck_every = \"200ms\"\n",
+        site.url("/list")
+    );
+    let daemon = Daemon::start_with(&tg, &bot).await;
+    // The second check means the first (which only marks what is listed) is done.
+    site.wait_for_requests("/list", 2, LIMIT).await.expect("checks");
+    for i in 0..CHATS {
+        let user = User::new(300_000 + i, "Abone");
+        tg.inject_message(TOKEN, &Chat::private(&user), &user, "/start");
+    }
+    tg.wait_for_sent(TOKEN, CHATS as usize, LIMIT).await.expect("every chat subscribed");
+    tg.set_rate_limits(RateLimits::telegram());
+    site.set_html("/list", &list_page(&[("/goster/2", "Duyuru 2"), ("/goster/1", "Duyuru 1")]));
+    let sent = tg.wait_for_sent(TOKEN, 2 * CHATS as usize, LIMIT).await.expect("every chat reached");
+    daemon.stop().await;
+    let broadcast: Vec<_> = sent[CHATS as usize..].iter().collect();
+    let chats: std::collections::HashSet<i64> = broadcast.iter().map(|m| m.chat_id).collect();
+    assert_eq!(chats.len(), CHATS as usize, "every chat once");
+    assert_eq!(tg.sent_messages(TOKEN).len(), 2 * CHATS as usize, "nothing sent twice");
+    assert!(broadcast.iter().all(|m| m.text.starts_with("DUYURU: Yeni duyuru.")));
+    let seconds = broadcast[broadcast.len() - 1].at.duration_since(broadcast[0].at).as_secs_f64();
+    let rate = (broadcast.len() - 1) as f64 / seconds;
+    (seconds, rate, tg.too_many_requests_count(TOKEN) as f64)
+}
+
 fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     (
@@ -263,6 +318,9 @@ async fn main() {
     let mut burst_rate = Vec::new();
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
+    let mut broadcast_seconds = Vec::new();
+    let mut broadcast_rate = Vec::new();
+    let mut broadcast_429 = Vec::new();
     for _ in 0..RUNS {
         capacity.push(fake_capacity().await);
         let (seconds, rate) = burst(&commands).await;
@@ -271,6 +329,10 @@ async fn main() {
         let (a, b) = steady(&commands).await;
         p50.push(a);
         p99.push(b);
+        let (seconds, rate, limited) = broadcast().await;
+        broadcast_seconds.push(seconds);
+        broadcast_rate.push(rate);
+        broadcast_429.push(limited);
     }
     println!("\nbotvisor FAQ benchmark ({RUNS} runs; release build; fake Telegram on 127.0.0.1)\n");
     println!("| scenario | min | median | max | unit | target |");
@@ -295,4 +357,7 @@ async fn main() {
     );
     row("steady 200 commands/s: latency p50", "ms", p50, "");
     row("steady 200 commands/s: latency p99", "ms", p99, "≤ 5");
+    row("broadcast to 1,000 chats under Telegram's limits: time", "s", broadcast_seconds, "");
+    row("broadcast: messages per second (30 allowed)", "messages/s", broadcast_rate, "≥ 27 (90 %)");
+    row("broadcast: 429s received", "count", broadcast_429, "0");
 }
