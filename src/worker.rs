@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -54,6 +55,8 @@ pub struct Worker {
     pub leases: Arc<Leases>,
 }
 
+/// How often a running worker checks that it still holds its lease.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 /// How often a worker in standby tries to take its bot's lease.
 const LEASE_RETRY: Duration = Duration::from_secs(1);
 
@@ -63,7 +66,7 @@ struct Kept {
     /// updates already handled.
     poller: Poller,
     /// The lease on the bot, once taken; given back when the worker stops.
-    lease: Option<Lease>,
+    lease: Option<Arc<Lease>>,
     /// Updates handled above the offset (the journal after an unclean
     /// stop): delivered again by Telegram, they are skipped.
     handled: HashSet<u32>,
@@ -175,7 +178,11 @@ impl Worker {
                 break;
             }
         }
-        if let Some(lease) = kept.lease.take() {
+        if let Some(lease) = kept
+            .lease
+            .take()
+            .and_then(|lease| Arc::try_unwrap(lease).ok())
+        {
             // After the last poll: the next instance may take over at once.
             lease.release().await;
         }
@@ -237,9 +244,33 @@ impl Worker {
         };
         let dispatcher = Dispatcher::new(kind.clone(), ctx.clone(), Some(journal));
         let poller = &mut kept.poller;
+        // Everything the session runs stops when the worker is cancelled or
+        // when the lease is lost: a watchdog checks the lease every second,
+        // so a lost lease stops the long poll, the batch and the kind's work
+        // at once, before another instance can take the bot.
+        let session = self.cancel.child_token();
+        let _end_session = session.clone().drop_guard();
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        if let Some(lease) = kept.lease.clone() {
+            let session = session.clone();
+            let lost = lease_lost.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = session.cancelled() => return,
+                        () = tokio::time::sleep(LEASE_CHECK) => {}
+                    }
+                    if !lease.is_held().await {
+                        lost.store(true, Ordering::SeqCst);
+                        session.cancel();
+                        return;
+                    }
+                }
+            });
+        }
         // The kind's own work (the relay's checks) runs beside the polling
         // loop and stops with it, within the stop grace.
-        let background_stop = self.cancel.child_token();
+        let background_stop = session.child_token();
         let background = kind
             .background(ctx.clone(), background_stop.clone())
             .map(|work| tokio::spawn(work.in_current_span()));
@@ -255,20 +286,11 @@ impl Worker {
                     self.config.kind.name()
                 ));
             }
-            if let Some(lease) = &kept.lease
-                && !lease.is_held().await
-            {
-                kept.lease = None;
-                return SessionEnd::Failed(
-                    "lost the lease on this bot (the store connection closed); stopped polling"
-                        .to_owned(),
-                );
-            }
             // Cancel-safe: an abandoned poll loses nothing, the offset only
             // moves after a batch has been handled.
             let result = tokio::select! {
                 biased;
-                () = self.cancel.cancelled() => break,
+                () = session.cancelled() => break,
                 result = poller.poll() => result,
             };
             let updates = match result {
@@ -351,11 +373,11 @@ impl Worker {
                     "skipping updates already handled before a restart"
                 );
             }
-            let batch = dispatcher.run_batch(updates, &self.cancel, self.stop_grace);
+            let batch = dispatcher.run_batch(updates, &session, self.stop_grace);
             tokio::pin!(batch);
             let outcome = tokio::select! {
                 outcome = &mut batch => outcome,
-                () = self.cancel.cancelled() => {
+                () = session.cancelled() => {
                     self.status.set(WorkerState::Stopping, "finishing the handlers that are running", None);
                     batch.await
                 }
@@ -372,16 +394,34 @@ impl Worker {
                 return SessionEnd::Failed(format!("saving the offset failed: {err}"));
             }
         }
-        self.status
-            .set(WorkerState::Stopping, "stop requested", None);
-        if let Some(task) = background {
+        let lost = lease_lost.load(Ordering::SeqCst);
+        if !lost {
+            self.status
+                .set(WorkerState::Stopping, "stop requested", None);
+        }
+        if let Some(mut task) = background {
             background_stop.cancel();
-            if tokio::time::timeout(self.stop_grace, task).await.is_err() {
+            if tokio::time::timeout(self.stop_grace, &mut task)
+                .await
+                .is_err()
+            {
+                // Aborted, not detached: nothing of it may run once the
+                // lease is given back.
+                task.abort();
+                let _ = task.await;
                 error!(
                     "the {} kind's background work did not stop in time; abandoned",
                     self.config.kind.name()
                 );
             }
+        }
+        if lost {
+            // No last getUpdates: another instance may be polling already.
+            kept.lease = None;
+            return SessionEnd::Failed(
+                "lost the lease on this bot (the store connection closed); stopped polling at once"
+                    .to_owned(),
+            );
         }
         self.confirm(poller).await;
         SessionEnd::Stopped
@@ -402,7 +442,9 @@ impl Worker {
                     if self.status.state() == WorkerState::Standby {
                         info!("took over the bot from another botvisor instance");
                     }
-                    kept.lease = Some(lease);
+                    kept.lease = Some(Arc::new(lease));
+                    // Another instance may have handled updates meanwhile.
+                    kept.loaded = false;
                     return Ok(());
                 }
                 Ok(None) => {

@@ -110,7 +110,7 @@ async fn chats_switch_the_relay_on_and_off_with_admin_checks() {
             &Chat::private(&member),
             &member,
             "/yaz",
-            "yalnızca botun yöneticileri",
+            "yalnızca grubun yöneticileri ve botun yöneticileri",
         ),
         (
             &Chat::private(&admin),
@@ -142,14 +142,27 @@ async fn chats_switch_the_relay_on_and_off_with_admin_checks() {
             user.first_name
         );
     }
-    // /start is renamed, so it is not a command of this bot any more.
+    // /start is renamed, so it is not a command of this bot any more: the
+    // first reply after it is the one to /web, in the same chat.
     let before = tg.sent_messages(TOKEN).len();
     tg.inject_message(TOKEN, &Chat::private(&member), &member, "/start");
-    command(&tg, &Chat::private(&member), &member, "/web").await;
+    let reply = command(&tg, &Chat::private(&member), &member, "/web").await;
+    assert!(
+        reply.contains("https://mdbf.btu.edu.tr/bilgisayar"),
+        "answered /start: {reply}"
+    );
     assert_eq!(
         tg.sent_messages(TOKEN).len(),
         before + 1,
         "no answer to /start"
+    );
+    // In a group, its administrators may list the chats too.
+    let list = command(&tg, &group, &admin, "/yaz").await;
+    assert!(list.contains("Duyuruların açık olduğu sohbetler"), "{list}");
+    let refused = command(&tg, &group, &member, "/yaz").await;
+    assert!(
+        refused.contains("yalnızca grubun yöneticileri"),
+        "{refused}"
     );
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));

@@ -60,6 +60,24 @@ impl StoreSpec {
                     if parsed.password().is_some() {
                         let _ = parsed.set_password(Some("***"));
                     }
+                    // A password may also come as a query parameter.
+                    let query: Vec<(String, String)> = parsed
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let hidden = k.eq_ignore_ascii_case("password");
+                            (
+                                k.into_owned(),
+                                if hidden {
+                                    "***".to_owned()
+                                } else {
+                                    v.into_owned()
+                                },
+                            )
+                        })
+                        .collect();
+                    if !query.is_empty() {
+                        parsed.query_pairs_mut().clear().extend_pairs(query);
+                    }
                     parsed.to_string()
                 }
                 Err(_) => "postgres://(unparsable URL)".to_owned(),
@@ -148,11 +166,20 @@ impl Store {
             store: spec.describe(),
             message: hide_password(spec, &message),
         };
+        // sqlx locks migrations on PostgreSQL, not on SQLite: two processes
+        // opening a new file (which also switches it to WAL) take turns
+        // through a file lock, held until the migrations are done.
+        let mut _migrating = None;
         let store = match spec {
             StoreSpec::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
                 }
+                _migrating = Some(
+                    migration_lock(path)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?,
+                );
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
@@ -292,6 +319,25 @@ impl Store {
     }
 }
 
+/// Takes the lock that serializes migrations of one SQLite file (released
+/// when the returned file is dropped).
+async fn migration_lock(db: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    let path = PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 /// Connection options for a PostgreSQL URL. Without an explicit `sslmode`,
 /// TLS is required (Heroku Postgres demands it, with a self-signed
 /// certificate, so it is not verified) except on a loopback address.
@@ -356,6 +402,17 @@ mod tests {
         for (spec, expected) in cases {
             assert_eq!(spec.describe(), expected);
             assert!(!format!("{spec:?}").contains("secret"));
+        }
+    }
+
+    #[tokio::test]
+    async fn two_processes_may_migrate_a_new_sqlite_file_at_once() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            let spec = StoreSpec::Sqlite(dir.path().join("fresh.db"));
+            let (a, b) = tokio::join!(Store::open(&spec), Store::open(&spec));
+            a.expect("the first opens");
+            b.expect("the second opens");
         }
     }
 

@@ -107,20 +107,39 @@ impl Store {
     /// # Errors
     /// When the store fails; nothing is written then.
     pub async fn move_chat(&self, bot_id: &str, old: i64, new: i64) -> Result<(), StoreError> {
+        // The new id may be subscribed already: then the old row goes.
         const SUBSCRIPTION: &str = "UPDATE subscriptions SET chat_id = $3 WHERE bot_id = $1 AND chat_id = $2 \
                                     AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE bot_id = $1 AND chat_id = $3)";
-        const DELIVERIES: &str =
-            "UPDATE deliveries SET chat_id = $3 WHERE bot_id = $1 AND chat_id = $2";
+        const DROP_OLD: &str = "DELETE FROM subscriptions WHERE bot_id = $1 AND chat_id = $2";
+        const COPY_DELIVERIES: &str = "INSERT INTO deliveries (bot_id, announcement_id, chat_id, delivered_at) \
+                                       SELECT bot_id, announcement_id, $3, delivered_at FROM deliveries \
+                                       WHERE bot_id = $1 AND chat_id = $2 \
+                                       ON CONFLICT (bot_id, announcement_id, chat_id) DO NOTHING";
+        const DROP_DELIVERIES: &str = "DELETE FROM deliveries WHERE bot_id = $1 AND chat_id = $2";
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            for sql in [SUBSCRIPTION, DELIVERIES] {
-                sqlx::query(sql)
-                    .bind(bot_id)
-                    .bind(old)
-                    .bind(new)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            sqlx::query(SUBSCRIPTION)
+                .bind(bot_id)
+                .bind(old)
+                .bind(new)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(DROP_OLD)
+                .bind(bot_id)
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(COPY_DELIVERIES)
+                .bind(bot_id)
+                .bind(old)
+                .bind(new)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(DROP_DELIVERIES)
+                .bind(bot_id)
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         });
         Ok(())
@@ -368,6 +387,30 @@ mod tests {
             .collect();
         assert!(chats.contains(&-1009) && !chats.contains(&-100));
 
+        // Migrating into an id that is subscribed already, with deliveries on
+        // both: one subscription and one delivery remain.
+        assert!(store.subscribe("7", -2000).await.expect("subscribe"));
+        store
+            .mark_delivered("7", "b", -2000)
+            .await
+            .expect("deliver");
+        store
+            .move_chat("7", -1009, -2000)
+            .await
+            .expect("migrate into a subscribed id");
+        let chats: Vec<i64> = store
+            .subscriptions("7")
+            .await
+            .expect("list")
+            .iter()
+            .map(|s| s.chat_id)
+            .collect();
+        assert_eq!(chats.iter().filter(|c| **c == -2000).count(), 1);
+        assert!(!chats.contains(&-1009));
+        assert_eq!(
+            store.delivered_to("7", "b").await.expect("read"),
+            HashSet::from([-2000])
+        );
         store.finish_announcement("7", "b").await.expect("finish");
         assert_eq!(
             store

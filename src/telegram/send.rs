@@ -46,6 +46,25 @@ pub async fn send_text(
     text: &str,
     keyboard: Option<InlineKeyboardMarkup>,
 ) -> Result<Sent, SendError> {
+    send(bot, chat, text, keyboard, true).await
+}
+
+/// Like [`send_text`], but a 429 is returned at once rather than waited
+/// out, for a caller that paces many chats and must pause them all.
+///
+/// # Errors
+/// As [`send_text`], and [`ErrorClass::RateLimited`] on a 429.
+pub async fn send_text_paced(bot: &BotHandle, chat: ChatId, text: &str) -> Result<Sent, SendError> {
+    send(bot, chat, text, None, false).await
+}
+
+async fn send(
+    bot: &BotHandle,
+    chat: ChatId,
+    text: &str,
+    keyboard: Option<InlineKeyboardMarkup>,
+    wait_out_429: bool,
+) -> Result<Sent, SendError> {
     let parts = split_message(text, MESSAGE_LIMIT);
     let count = parts.len();
     let mut chat = chat;
@@ -55,7 +74,7 @@ pub async fn send_text(
         } else {
             None
         };
-        chat = send_part(bot, chat, part, markup).await?;
+        chat = send_part(bot, chat, part, markup, wait_out_429).await?;
     }
     Ok(Sent { chat, parts: count })
 }
@@ -65,6 +84,7 @@ async fn send_part(
     mut chat: ChatId,
     text: String,
     keyboard: Option<InlineKeyboardMarkup>,
+    wait_out_429: bool,
 ) -> Result<ChatId, SendError> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
@@ -86,7 +106,7 @@ async fn send_part(
             Err(err) => {
                 let class = classify(&err);
                 match class {
-                    ErrorClass::RateLimited(wait) if wait <= LONGEST_RETRY_WAIT => {
+                    ErrorClass::RateLimited(wait) if wait_out_429 && wait <= LONGEST_RETRY_WAIT => {
                         tokio::time::sleep(wait).await;
                     }
                     ErrorClass::Migrated(new_chat) if new_chat != chat => chat = new_chat,

@@ -32,7 +32,8 @@ const OFF: &str = "Duyurular bu sohbette kapatıldı.";
 const WAS_OFF: &str = "Duyurular bu sohbette zaten kapalıydı.";
 const ADMINS_ONLY: &str =
     "Bu komutu bu grupta yalnızca grubun kurucusu ve yöneticileri kullanabilir.";
-const BOT_ADMINS_ONLY: &str = "Bu komutu yalnızca botun yöneticileri kullanabilir.";
+const BOT_ADMINS_ONLY: &str =
+    "Bu komutu yalnızca grubun yöneticileri ve botun yöneticileri kullanabilir.";
 const TRY_LATER: &str = "Şu anda bir sorun var; lütfen biraz sonra tekrar deneyin.";
 
 /// An `announcements` bot.
@@ -193,10 +194,14 @@ impl Announcements {
     }
 
     async fn list_chats(&self, ctx: &Context, message: &Message) -> String {
-        let allowed = message
+        // The bot's own admins anywhere; in a group, its creator and
+        // administrators too.
+        let bot_admin = message
             .from
             .as_ref()
             .is_some_and(|user| self.settings.admins.contains(&user.id.0));
+        let allowed = bot_admin
+            || (!message.chat.is_private() && self.may_switch(ctx, message).await == Ok(true));
         if !allowed {
             return BOT_ADMINS_ONLY.to_owned();
         }

@@ -34,6 +34,8 @@ const PER_GROUP_PER_MINUTE: usize = 20;
 const SENDS_IN_FLIGHT: usize = 16;
 /// The first wait after a failed check; it doubles up to `check_every`.
 const FIRST_RETRY: Duration = Duration::from_secs(30);
+/// How often a chat that got a 429 is put back in one broadcast's queue.
+const RATE_LIMITED_ATTEMPTS: u32 = 3;
 /// How many lines of each announcement the preview prints.
 const PREVIEW_LINES: usize = 3;
 
@@ -117,7 +119,13 @@ impl Announcements {
         let mut failures = 0u32;
         let mut selector_empty = false;
         loop {
-            let wait = match self.check(ctx, &mut selector_empty).await {
+            // Cancel-safe: an unfinished check writes nothing (its writes
+            // are one transaction) and is simply done again.
+            let checked = tokio::select! {
+                () = stop.cancelled() => return,
+                checked = self.check(ctx, &mut selector_empty) => checked,
+            };
+            let wait = match checked {
                 Ok(()) => {
                     failures = 0;
                     every
@@ -267,7 +275,19 @@ impl Announcements {
 
     /// Reads one announcement's page and formats its message.
     async fn announcement(&self, listed: &Listed) -> Result<NewAnnouncement, CheckError> {
-        let text = self.text_of(listed).await?;
+        let text = match self.text_of(listed).await {
+            Ok(text) => text,
+            // A page that is gone or forbidden will not come back: relay the
+            // title rather than hold up every newer announcement.
+            Err(CheckError::Fetch {
+                source: FetchError::Http(status),
+                url,
+            }) if (400..500).contains(&status) => {
+                warn!(url = %url, status, "an announcement's page cannot be read; relaying its title");
+                listed.title.clone()
+            }
+            Err(err) => return Err(err),
+        };
         let skip = self
             .settings
             .skip_marker
@@ -330,13 +350,46 @@ impl Announcements {
                 .collect();
             let mut unique = HashSet::new();
             targets.retain(|chat| unique.insert(*chat));
-            let mut tasks: JoinSet<(i64, Result<Sent, SendError>)> = JoinSet::new();
+            let mut queue: VecDeque<(i64, u32)> =
+                targets.into_iter().map(|chat| (chat, 0)).collect();
+            let mut tasks: JoinSet<(i64, u32, Result<Sent, SendError>)> = JoinSet::new();
             let mut complete = true;
-            'chats: for chat in targets {
+            'chats: loop {
+                let Some((chat, attempts)) = queue.pop_front() else {
+                    // Sends in flight may put a chat back (after a 429).
+                    match tasks.join_next().await {
+                        Some(done) => {
+                            complete &= self
+                                .settle(ctx, &announcement.id, done, &mut pacer, &mut queue)
+                                .await?;
+                            continue;
+                        }
+                        None => break,
+                    }
+                };
+                // A send permit first, then the chat's slot; sends that
+                // finish meanwhile are recorded at once, so that few sends
+                // are ever done but not yet recorded when a crash comes.
+                let permit = loop {
+                    tokio::select! {
+                        biased;
+                        () = stop.cancelled() => {
+                            complete = false;
+                            break 'chats;
+                        }
+                        Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                            complete &= self.settle(ctx, &announcement.id, done, &mut pacer, &mut queue).await?;
+                        }
+                        permit = limit.clone().acquire_owned() => match permit {
+                            Ok(permit) => break permit,
+                            Err(_) => {
+                                complete = false;
+                                break 'chats;
+                            }
+                        },
+                    }
+                };
                 let at = pacer.reserve(chat, Instant::now());
-                // Sends that finish while waiting for this one's slot are
-                // recorded at once: the fewer sends done but not recorded,
-                // the less a crash can send twice.
                 loop {
                     tokio::select! {
                         biased;
@@ -345,33 +398,32 @@ impl Announcements {
                             break 'chats;
                         }
                         Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                            complete &= self.record(ctx, &announcement.id, done, &mut pacer).await?;
+                            complete &= self.settle(ctx, &announcement.id, done, &mut pacer, &mut queue).await?;
                         }
                         () = tokio::time::sleep_until(at) => break,
                     }
                 }
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    complete = false;
-                    break;
-                };
                 let bot = ctx.bot.clone();
                 let message = announcement.message.clone();
                 tasks.spawn(
                     async move {
                         let result =
-                            send::send_text(&bot, teloxide::types::ChatId(chat), &message, None)
+                            send::send_text_paced(&bot, teloxide::types::ChatId(chat), &message)
                                 .await;
                         drop(permit);
-                        (chat, result)
+                        (chat, attempts, result)
                     }
                     .in_current_span(),
                 );
             }
             while let Some(done) = tasks.join_next().await {
-                complete &= self.record(ctx, &announcement.id, done, &mut pacer).await?;
+                complete &= self
+                    .settle(ctx, &announcement.id, done, &mut pacer, &mut queue)
+                    .await?;
             }
-            if !complete {
-                return Ok(());
+            if !complete || !queue.is_empty() {
+                // Tried again at the next check; later announcements go on.
+                continue;
             }
             ctx.store
                 .finish_announcement(&ctx.bot_id, &announcement.id)
@@ -381,22 +433,25 @@ impl Announcements {
         Ok(())
     }
 
-    /// Records one send's outcome; false when the chat must be tried again.
-    async fn record(
+    /// Records one send's outcome. False when the chat must wait for the
+    /// next check; a chat that got a 429 goes back in the queue (a few times)
+    /// and every send pauses for `retry_after`.
+    async fn settle(
         &self,
         ctx: &Context,
         id: &str,
-        done: Result<(i64, Result<Sent, SendError>), tokio::task::JoinError>,
+        done: Result<(i64, u32, Result<Sent, SendError>), tokio::task::JoinError>,
         pacer: &mut Pacer,
+        queue: &mut VecDeque<(i64, u32)>,
     ) -> Result<bool, StoreError> {
-        let (chat, result) = match done {
+        let (chat, attempts, result) = match done {
             Ok(done) => done,
             Err(err) => {
                 error!(error = %err, "a send task failed");
                 return Ok(false);
             }
         };
-        match result {
+        let err = match result {
             Ok(sent) => {
                 if sent.chat.0 != chat {
                     info!(
@@ -410,30 +465,33 @@ impl Announcements {
                     .mark_delivered(&ctx.bot_id, id, sent.chat.0)
                     .await?;
                 debug!(announcement = %id, chat = sent.chat.0, "delivered");
+                return Ok(true);
+            }
+            Err(err) => err,
+        };
+        match err.class {
+            ErrorClass::Forbidden if !self.settings.extra_chats.contains(&chat) => {
+                info!(chat, error = %err.text, "a chat blocked or removed the bot; it is unsubscribed");
+                ctx.store.unsubscribe(&ctx.bot_id, chat).await?;
+                ctx.store.mark_delivered(&ctx.bot_id, id, chat).await?;
                 Ok(true)
             }
-            Err(err) => match err.class {
-                ErrorClass::Forbidden if self.settings.extra_chats.contains(&chat) => {
-                    error!(chat, error = %err.text, "an extra chat refuses the bot; skipping it for this announcement");
-                    ctx.store.mark_delivered(&ctx.bot_id, id, chat).await?;
-                    Ok(true)
-                }
-                ErrorClass::Forbidden => {
-                    info!(chat, error = %err.text, "a chat blocked or removed the bot; it is unsubscribed");
-                    ctx.store.unsubscribe(&ctx.bot_id, chat).await?;
-                    ctx.store.mark_delivered(&ctx.bot_id, id, chat).await?;
-                    Ok(true)
-                }
-                ErrorClass::RateLimited(wait) => {
-                    pacer.pause(Instant::now() + wait);
-                    warn!(chat, retry_after = %short(wait), "Telegram asked to slow down; this chat is tried again later");
-                    Ok(false)
-                }
-                class => {
-                    warn!(chat, error_class = %class, error = %err.text, "could not deliver; tried again at the next check");
-                    Ok(false)
-                }
-            },
+            ErrorClass::Forbidden | ErrorClass::BadRequest => {
+                // Retrying will not help; the other chats must not wait for it.
+                error!(chat, announcement = %id, error = %err.text, "this chat refuses the message; it is skipped for this announcement");
+                ctx.store.mark_delivered(&ctx.bot_id, id, chat).await?;
+                Ok(true)
+            }
+            ErrorClass::RateLimited(wait) if attempts < RATE_LIMITED_ATTEMPTS => {
+                pacer.pause(Instant::now() + wait);
+                warn!(chat, retry_after = %short(wait), "Telegram asked to slow down; every send waits");
+                queue.push_back((chat, attempts + 1));
+                Ok(true)
+            }
+            class => {
+                warn!(chat, error_class = %class, error = %err.text, "could not deliver; tried again at the next check");
+                Ok(false)
+            }
         }
     }
 
