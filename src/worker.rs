@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use teloxide::payloads::DeleteWebhookSetters;
@@ -28,7 +28,7 @@ use crate::config::{BotConfig, OnWebhook};
 use crate::restart::{Backoff, Intensity, conflict_delay};
 use crate::secret::Token;
 use crate::status::{StatusSender, WorkerState, short};
-use crate::store::{Lease, Leases, Store, StoreError};
+use crate::store::{Lease, Leases, OFFSET_MAX_AGE, Store, StoreError};
 use crate::telegram::polling::{Dispatcher, Journal, Poller, panic_message};
 use crate::telegram::{self, BotHandle, ErrorClass};
 
@@ -72,6 +72,9 @@ struct Kept {
     handled: HashSet<u32>,
     /// Whether the stored offset has been read (once per worker).
     loaded: bool,
+    /// When the offset was last saved: an offset saved within six days
+    /// means an update below it was handled already.
+    offset_saved: Option<SystemTime>,
 }
 
 /// How a session ended.
@@ -120,6 +123,7 @@ impl Worker {
             lease: None,
             handled: HashSet::new(),
             loaded: false,
+            offset_saved: None,
         };
         let policy = self.config.restart.clone();
         let mut backoff = Backoff::new(policy.clone());
@@ -364,9 +368,19 @@ impl Worker {
                 continue;
             }
             let last = updates.iter().map(|u| u.id.0).max().unwrap_or(0);
-            let (skipped, updates): (Vec<Update>, Vec<Update>) = updates
-                .into_iter()
-                .partition(|u| kept.handled.contains(&u.id.0));
+            // Handled already: in the journal, or below a recent offset
+            // (two pollers can receive one batch). After six days without
+            // a saved offset, Telegram may have restarted its ids lower,
+            // and lower ids are new.
+            let below = kept
+                .offset_saved
+                .is_some_and(|at| at.elapsed().is_ok_and(|age| age < OFFSET_MAX_AGE))
+                .then(|| poller.next_offset())
+                .flatten();
+            let (skipped, updates): (Vec<Update>, Vec<Update>) =
+                updates.into_iter().partition(|u| {
+                    kept.handled.contains(&u.id.0) || below.is_some_and(|offset| u.id.0 < offset)
+                });
             if !skipped.is_empty() {
                 info!(
                     count = skipped.len(),
@@ -393,6 +407,7 @@ impl Worker {
             if let Err(err) = self.store.save_offset(&bot_id, next).await {
                 return SessionEnd::Failed(format!("saving the offset failed: {err}"));
             }
+            kept.offset_saved = Some(SystemTime::now());
         }
         let lost = lease_lost.load(Ordering::SeqCst);
         if !lost {
@@ -471,6 +486,7 @@ impl Worker {
         match self.store.offset(bot_id).await? {
             Some(stored) if stored.is_fresh() => {
                 kept.poller.advance(stored.next_offset);
+                kept.offset_saved = Some(stored.updated_at);
                 kept.handled = self.store.handled_above(bot_id, stored.next_offset).await?;
                 info!(
                     offset = stored.next_offset,

@@ -509,8 +509,9 @@ async fn a_migrated_group_gets_the_reply_at_its_new_id() {
 }
 
 #[tokio::test]
-async fn update_ids_that_restart_lower_are_handled_once() {
-    // After a week without updates Telegram restarts update ids at random.
+async fn update_ids_that_restart_lower_after_a_week_are_handled_once() {
+    // After a week without updates Telegram restarts update ids at random,
+    // possibly lower: a stored offset older than six days is ignored.
     let tg = FakeTelegram::start().await.expect("start the fake");
     let a = tg.add_bot(TOKEN_A, "a_bot");
     let config = ConfigDir::new(&format!(
@@ -520,27 +521,90 @@ async fn update_ids_that_restart_lower_are_handled_once() {
     let mut daemon = Daemon::start(&config.path, TOKENS);
     tg.set_next_update_id(&a.token, 1000);
     assert_echoes(&tg, &a.token, 41, "before the restart of ids").await;
-    // The poll that confirms it has arrived: a week of silence would follow.
-    let polls = tg.requests_of(&a.token, "getUpdates").len();
-    tg.wait_for_request(&a.token, "getUpdates", polls + 1, PROMPT)
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    assert_eq!(tg.confirmed_offset(&a.token), 1001);
+
+    // A week passes: the stored offset ages, Telegram starts again at 5.
+    let db = config.folder().join("botvisor.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
         .await
-        .expect("confirmed");
-    assert_eq!(tg.pending_update_count(&a.token), 0);
+        .expect("open the store");
+    sqlx::query("UPDATE bot_offsets SET updated_at = updated_at - 7 * 24 * 3600")
+        .execute(&pool)
+        .await
+        .expect("age the offset");
+    pool.close().await;
     tg.set_next_update_id(&a.token, 5);
-    assert_echoes(&tg, &a.token, 41, "after the restart of ids").await;
+    let user = User::new(41, "Tester");
+    tg.inject_message(
+        &a.token,
+        &Chat::private(&user),
+        &user,
+        "after the restart of ids",
+    );
+
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    daemon
+        .wait_for_line("ignoring a stored offset older than six days", PROMPT)
+        .await;
+    let sent = tg
+        .wait_for_sent(&a.token, 2, PROMPT)
+        .await
+        .expect("the new update is answered");
     let polls = tg.requests_of(&a.token, "getUpdates").len();
     tg.wait_for_request(&a.token, "getUpdates", polls + 2, PROMPT)
         .await
         .expect("polls on");
-    let sent: Vec<String> = tg
+    let texts: Vec<String> = tg
         .sent_messages(&a.token)
         .into_iter()
         .map(|m| m.text)
         .collect();
     assert_eq!(
-        sent,
-        ["before the restart of ids", "after the restart of ids"]
+        texts,
+        ["before the restart of ids", "after the restart of ids"],
+        "{sent:?}"
     );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn an_update_delivered_again_below_the_offset_is_skipped() {
+    // Two pollers can receive one batch; a handled update must not be
+    // handled again when it comes back.
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let user = User::new(61, "Tester");
+    tg.inject_message(&a.token, &Chat::private(&user), &user, "only once");
+    let again = tg.pending_updates(&a.token)[0].clone();
+    let config = ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n",
+        supervisor_table(&tg.url(), "")
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    tg.wait_for_sent(&a.token, 1, PROMPT)
+        .await
+        .expect("answered");
+    tg.add_fault(
+        &a.token,
+        "getUpdates",
+        Fault::ok(serde_json::json!([again])).times(1),
+    );
+    daemon
+        .wait_for_line(
+            "skipping updates already handled before a restart count=1",
+            PROMPT,
+        )
+        .await;
+    assert_echoes(&tg, &a.token, 61, "the next one").await;
+    let texts: Vec<String> = tg
+        .sent_messages(&a.token)
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["only once", "the next one"]);
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
 }

@@ -101,6 +101,11 @@ impl Poller {
         self.offset = Some(i32::try_from(next).unwrap_or(i32::MAX));
     }
 
+    /// The next update id to ask for, once known.
+    pub fn next_offset(&self) -> Option<u32> {
+        self.offset.and_then(|offset| u32::try_from(offset).ok())
+    }
+
     /// The offset to confirm when the last request did not carry it.
     pub fn unconfirmed(&self) -> Option<i32> {
         self.offset
