@@ -248,26 +248,31 @@ impl Announcements {
         failed.map_or(Ok(()), Err)
     }
 
-    /// The announcements on the list page, in page order.
-    async fn list_page(&self) -> Result<Vec<Listed>, CheckError> {
-        let (Some(client), Some(selector)) = (&self.site, &self.link_selector) else {
-            return Err(CheckError::Unusable("no HTTP client or no link selector"));
+    /// Fetches a page of the site with the configured timeout and user
+    /// agent.
+    async fn fetch(&self, url: &url::Url) -> Result<String, CheckError> {
+        let Some(client) = &self.site else {
+            return Err(CheckError::Unusable("no HTTP client"));
         };
         let settings = &self.settings;
-        let html = scrape::fetch(
-            client,
-            &settings.list_url,
-            settings.request_timeout,
-            &settings.user_agent,
-        )
-        .await
-        .map_err(|source| CheckError::Fetch {
-            url: settings.list_url.to_string(),
-            source,
-        })?;
+        scrape::fetch(client, url, settings.request_timeout, &settings.user_agent)
+            .await
+            .map_err(|source| CheckError::Fetch {
+                url: url.to_string(),
+                source,
+            })
+    }
+
+    /// The announcements on the list page, in page order.
+    async fn list_page(&self) -> Result<Vec<Listed>, CheckError> {
+        let Some(selector) = &self.link_selector else {
+            return Err(CheckError::Unusable("no link selector"));
+        };
+        let list_url = &self.settings.list_url;
+        let html = self.fetch(list_url).await?;
         Ok(scrape::parse_list(
             &html,
-            &settings.list_url,
+            list_url,
             selector,
             self.id_pattern.as_ref(),
         ))
@@ -302,21 +307,11 @@ impl Announcements {
     }
 
     async fn text_of(&self, listed: &Listed) -> Result<String, CheckError> {
-        let (Some(client), Some(selector)) = (&self.site, &self.text_selector) else {
-            return Err(CheckError::Unusable("no HTTP client or no text selector"));
+        let Some(selector) = &self.text_selector else {
+            return Err(CheckError::Unusable("no text selector"));
         };
         let settings = &self.settings;
-        let page = scrape::fetch(
-            client,
-            &listed.link,
-            settings.request_timeout,
-            &settings.user_agent,
-        )
-        .await
-        .map_err(|source| CheckError::Fetch {
-            url: listed.link.to_string(),
-            source,
-        })?;
+        let page = self.fetch(&listed.link).await?;
         Ok(scrape::extract_text(&page, selector).unwrap_or_else(|| {
             warn!(
                 selector = %settings.text_selector,
