@@ -88,6 +88,9 @@ enum SessionEnd {
     /// Telegram asked to wait (429 outside the polling loop): wait exactly
     /// that long, not counted as a failure.
     Wait(Duration, String),
+    /// The store failed: back off and try again, not counted as a failure,
+    /// so the bot is back as soon as the store is.
+    StoreDown(String),
 }
 
 /// A little extra time after a 429's `retry_after`, never less than it.
@@ -144,6 +147,14 @@ impl Worker {
             let wait = match end {
                 SessionEnd::Stopped => break,
                 SessionEnd::Wait(wait, reason) => {
+                    self.status.set(WorkerState::BackingOff, reason, Some(wait));
+                    wait
+                }
+                SessionEnd::StoreDown(reason) => {
+                    if started.elapsed() >= policy.window {
+                        backoff.reset();
+                    }
+                    let wait = backoff.next_delay();
                     self.status.set(WorkerState::BackingOff, reason, Some(wait));
                     wait
                 }
@@ -216,7 +227,7 @@ impl Worker {
         }
         if !kept.loaded {
             if let Err(err) = self.load_offset(&bot_id, kept).await {
-                return SessionEnd::Failed(format!("reading the stored offset failed: {err}"));
+                return SessionEnd::StoreDown(format!("reading the stored offset failed: {err}"));
             }
             kept.loaded = true;
         }
@@ -402,10 +413,10 @@ impl Worker {
             kept.handled.retain(|id| *id >= next);
             poller.advance(next);
             if let Some(err) = outcome.store_error {
-                return SessionEnd::Failed(format!("recording handled updates failed: {err}"));
+                return SessionEnd::StoreDown(format!("recording handled updates failed: {err}"));
             }
             if let Err(err) = self.store.save_offset(&bot_id, next).await {
-                return SessionEnd::Failed(format!("saving the offset failed: {err}"));
+                return SessionEnd::StoreDown(format!("saving the offset failed: {err}"));
             }
             kept.offset_saved = Some(SystemTime::now());
         }
@@ -433,7 +444,7 @@ impl Worker {
         if lost {
             // No last getUpdates: another instance may be polling already.
             kept.lease = None;
-            return SessionEnd::Failed(
+            return SessionEnd::StoreDown(
                 "lost the lease on this bot (the store connection closed); stopped polling at once"
                     .to_owned(),
             );
@@ -473,7 +484,7 @@ impl Worker {
                     }
                 }
                 Err(err) => {
-                    return Err(SessionEnd::Failed(format!(
+                    return Err(SessionEnd::StoreDown(format!(
                         "taking the lease failed: {err}"
                     )));
                 }

@@ -497,3 +497,63 @@ async fn a_store_outage_while_running_recovers_when_the_store_is_back() {
     drop(admin);
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
+    let Some(db) =
+        TestDatabase::create("a_long_store_outage_backs_off_without_parking_and_recovers").await
+    else {
+        return;
+    };
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let bot = tg.add_bot(TOKENS[0], "b1_bot");
+    // At most 5 restarts in a minute would park the bot; a store outage
+    // must not count.
+    let config = ConfigDir::new(&config_text(&tg.url(), "", 1, ""));
+    let vars = vars_with(Some(&db.url));
+    let mut daemon = Daemon::start(&config.path, &vars);
+    echo_once(&tg, &bot.token, 70, "before").await;
+
+    let mut admin = sqlx::PgConnection::connect(&db.admin_url)
+        .await
+        .expect("admin connection");
+    let set = |allow: bool| {
+        sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allow}",
+            db.name
+        ))
+    };
+    admin.execute(set(false)).await.expect("refuse connections");
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    );
+    admin
+        .execute(sqlx::AssertSqlSafe(terminate))
+        .await
+        .expect("terminate");
+    // The store stays down through more failures than max_restarts allows.
+    daemon
+        .wait_for_lines("taking the lease failed", 7, PROMPT)
+        .await;
+    assert!(
+        !daemon.output().contains("parked"),
+        "a store outage parked the bot:\n{}",
+        daemon.output()
+    );
+    admin
+        .execute(set(true))
+        .await
+        .expect("allow connections again");
+    echo_once(&tg, &bot.token, 70, "after").await;
+    let conflicts = tg
+        .requests()
+        .iter()
+        .filter(|r| r.status() == Some(409))
+        .count();
+    assert_eq!(conflicts, 0);
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    drop(admin);
+    db.drop_database().await;
+}
