@@ -117,6 +117,9 @@ impl Announcements {
     pub async fn run(&self, ctx: &Context, stop: &CancellationToken) {
         let every = self.settings.check_every;
         let mut failures = 0u32;
+        // One schedule for the relay's life: the per-chat and per-group
+        // windows carry over from one check to the next.
+        let mut pacer = Pacer::new(MESSAGES_PER_SECOND);
         let mut selector_empty = false;
         loop {
             // Cancel-safe: an unfinished check writes nothing (its writes
@@ -139,7 +142,7 @@ impl Announcements {
                     wait
                 }
             };
-            if let Err(err) = self.deliver(ctx, stop).await {
+            if let Err(err) = self.deliver(ctx, stop, &mut pacer).await {
                 warn!(error = %err, "the broadcast stopped early; it goes on at the next check");
             }
             tokio::select! {
@@ -323,13 +326,17 @@ impl Announcements {
     }
 
     /// Sends every pending announcement to the chats that have not had it.
-    async fn deliver(&self, ctx: &Context, stop: &CancellationToken) -> Result<(), StoreError> {
+    async fn deliver(
+        &self,
+        ctx: &Context,
+        stop: &CancellationToken,
+        pacer: &mut Pacer,
+    ) -> Result<(), StoreError> {
         let pending = ctx.store.pending_announcements(&ctx.bot_id).await?;
         if pending.is_empty() {
             return Ok(());
         }
         let subscriptions = ctx.store.subscriptions(&ctx.bot_id).await?;
-        let mut pacer = Pacer::new(MESSAGES_PER_SECOND);
         let limit = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
         for announcement in pending {
             let delivered = ctx
@@ -355,7 +362,7 @@ impl Announcements {
                     match tasks.join_next().await {
                         Some(done) => {
                             complete &= self
-                                .settle(ctx, &announcement.id, done, &mut pacer, &mut queue)
+                                .settle(ctx, &announcement.id, done, pacer, &mut queue)
                                 .await?;
                             continue;
                         }
@@ -373,7 +380,7 @@ impl Announcements {
                             break 'chats;
                         }
                         Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                            complete &= self.settle(ctx, &announcement.id, done, &mut pacer, &mut queue).await?;
+                            complete &= self.settle(ctx, &announcement.id, done, pacer, &mut queue).await?;
                         }
                         permit = limit.clone().acquire_owned() => match permit {
                             Ok(permit) => break permit,
@@ -393,7 +400,7 @@ impl Announcements {
                             break 'chats;
                         }
                         Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                            complete &= self.settle(ctx, &announcement.id, done, &mut pacer, &mut queue).await?;
+                            complete &= self.settle(ctx, &announcement.id, done, pacer, &mut queue).await?;
                         }
                         () = tokio::time::sleep_until(at) => break,
                     }
@@ -413,7 +420,7 @@ impl Announcements {
             }
             while let Some(done) = tasks.join_next().await {
                 complete &= self
-                    .settle(ctx, &announcement.id, done, &mut pacer, &mut queue)
+                    .settle(ctx, &announcement.id, done, pacer, &mut queue)
                     .await?;
             }
             if !complete || !queue.is_empty() {
