@@ -164,8 +164,7 @@ async fn chats_switch_the_relay_on_and_off_with_admin_checks() {
         refused.contains("yalnızca grubun yöneticileri"),
         "{refused}"
     );
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -230,8 +229,7 @@ async fn new_announcements_reach_every_chat_once_oldest_first() {
         "{:?}",
         site.user_agents()
     );
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -282,8 +280,7 @@ async fn skip_marker_per_check_cap_and_long_text() {
         site.url("/tr/bilgisayar/duyuru/goster/3")
     )));
     assert!(texts[1].starts_with("DUYURU: Duyuru 4") && texts[2].starts_with("DUYURU: Duyuru 5"));
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -351,8 +348,7 @@ async fn a_site_that_is_down_or_changed_is_survived() {
     let user = User::new(31, "Sabırlı");
     let reply = command(&tg, &Chat::private(&user), &user, "/ekle").await;
     assert!(reply.contains("açıldı"));
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -390,8 +386,7 @@ async fn a_broadcast_to_300_chats_keeps_telegrams_limits() {
         rate >= 27.0,
         "{rate:.1} messages/s is under 90 % of the allowed 30"
     );
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -500,8 +495,7 @@ async fn blocked_chats_are_unsubscribed_and_migrated_groups_followed() {
         "{list}"
     );
     drop(users);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -543,8 +537,7 @@ async fn a_429_during_a_broadcast_is_waited_out() {
         1,
         "exactly once"
     );
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -581,6 +574,5 @@ async fn kill_9_during_a_broadcast_resumes_without_resending() {
         twice.is_empty(),
         "chats that got it other than once: {twice:?}"
     );
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }

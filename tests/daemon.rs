@@ -101,8 +101,7 @@ async fn json_logs_are_one_object_per_line_with_the_bot_name() {
         .await
         .expect("the bot polls");
     daemon.wait_for_line("polling as @json_bot", PROMPT).await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 
     let mut saw_bot_field = false;
     for line in daemon.lines() {

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ConfigDir, Daemon, PROMPT, run_to_end, supervisor_table};
+use common::{ConfigDir, Daemon, PROMPT, assert_echoes, run_to_end, supervisor_table};
 use fake_telegram::{Chat, FakeTelegram, User};
 use sqlx::{Connection, Executor};
 
@@ -100,23 +100,6 @@ fn vars_with(database_url: Option<&str>) -> Vec<(&str, &str)> {
     vars
 }
 
-async fn echo_once(tg: &FakeTelegram, token: &str, user_id: u64, text: &str) {
-    let user = User::new(user_id, "Kalıcı");
-    let before = tg.sent_messages(token).len();
-    tg.inject_message(token, &Chat::private(&user), &user, text);
-    let mut seen = before;
-    loop {
-        let sent = tg
-            .wait_for_sent(token, seen + 1, PROMPT)
-            .await
-            .expect("an echo");
-        if sent[before..].iter().any(|m| m.text == text) {
-            return;
-        }
-        seen = sent.len();
-    }
-}
-
 fn kill9(daemon: &Daemon) {
     daemon.signal(libc::SIGKILL);
 }
@@ -129,7 +112,7 @@ async fn offset_survives_a_restart(store_line: &str, database_url: Option<&str>)
     let vars = vars_with(database_url);
     let mut daemon = Daemon::start(&config.path, &vars);
     for text in ["bir", "iki", "üç"] {
-        echo_once(&tg, &bot.token, 5, text).await;
+        assert_echoes(&tg, &bot.token, 5, text).await;
     }
     // The start-up log names the store, password hidden.
     let store = daemon.wait_for_line("store open", PROMPT).await;
@@ -167,8 +150,7 @@ async fn offset_survives_a_restart(store_line: &str, database_url: Option<&str>)
     daemon
         .wait_for_line("resuming after the stored offset offset=4", PROMPT)
         .await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -246,8 +228,7 @@ async fn kill_9_mid_batch(database_url: Option<&str>) {
             PROMPT,
         )
         .await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -289,7 +270,7 @@ async fn two_instances_take_turns(store_line: &str, database_url: Option<&str>, 
             .await;
         assert!(line.contains("standby"), "{line}");
     }
-    echo_once(&tg, &b1.token, 7, "from the first").await;
+    assert_echoes(&tg, &b1.token, 7, "from the first").await;
 
     let stopped = Instant::now();
     if hard_kill {
@@ -320,15 +301,14 @@ async fn two_instances_take_turns(store_line: &str, database_url: Option<&str>, 
     if !hard_kill {
         assert!(took < Duration::from_secs(3), "takeover took {took:?}");
     }
-    echo_once(&tg, &b2.token, 8, "from the second").await;
+    assert_echoes(&tg, &b2.token, 8, "from the second").await;
     let conflicts = tg
         .requests()
         .iter()
         .filter(|r| r.status() == Some(409))
         .count();
     assert_eq!(conflicts, 0, "two instances polled one bot");
-    second.signal(libc::SIGTERM);
-    assert_eq!(second.wait_exit(PROMPT).await.code(), Some(0));
+    second.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -382,7 +362,7 @@ async fn three_instances_share_four_bots_on_postgres() {
         .map(|c| Daemon::start(&c.path, &vars))
         .collect();
     for (i, bot) in bots.iter().enumerate() {
-        echo_once(&tg, &bot.token, 20 + i as u64, "hello").await;
+        assert_echoes(&tg, &bot.token, 20 + i as u64, "hello").await;
     }
     // Each bot runs in exactly one instance; the others stand by.
     for i in 1..=4 {
@@ -406,8 +386,7 @@ async fn three_instances_share_four_bots_on_postgres() {
         .count();
     assert_eq!(conflicts, 0);
     for daemon in &mut daemons {
-        daemon.signal(libc::SIGTERM);
-        assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+        daemon.stop_cleanly().await;
     }
     db.drop_database().await;
 }
@@ -464,7 +443,7 @@ async fn a_store_outage_while_running_recovers_when_the_store_is_back() {
     let config = ConfigDir::new(&config_text(&tg.url(), "", 1, ""));
     let vars = vars_with(Some(&db.url));
     let mut daemon = Daemon::start(&config.path, &vars);
-    echo_once(&tg, &bot.token, 30, "before the outage").await;
+    assert_echoes(&tg, &bot.token, 30, "before the outage").await;
 
     // Every connection botvisor has to its database is cut, the lease's too.
     let mut admin = sqlx::PgConnection::connect(&db.admin_url)
@@ -479,12 +458,12 @@ async fn a_store_outage_while_running_recovers_when_the_store_is_back() {
         .await
         .expect("terminate");
     // The next poll finds the lease gone, stops polling, and takes it again.
-    echo_once(&tg, &bot.token, 30, "during the outage").await;
+    assert_echoes(&tg, &bot.token, 30, "during the outage").await;
     let lost = daemon
         .wait_for_line("lost the lease on this bot", PROMPT)
         .await;
     assert!(lost.contains("bot=b1"), "{lost}");
-    echo_once(&tg, &bot.token, 30, "after the outage").await;
+    assert_echoes(&tg, &bot.token, 30, "after the outage").await;
     assert!(daemon.is_running());
     let conflicts = tg
         .requests()
@@ -492,8 +471,7 @@ async fn a_store_outage_while_running_recovers_when_the_store_is_back() {
         .filter(|r| r.status() == Some(409))
         .count();
     assert_eq!(conflicts, 0);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
     drop(admin);
     db.drop_database().await;
 }
@@ -512,7 +490,7 @@ async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
     let config = ConfigDir::new(&config_text(&tg.url(), "", 1, ""));
     let vars = vars_with(Some(&db.url));
     let mut daemon = Daemon::start(&config.path, &vars);
-    echo_once(&tg, &bot.token, 70, "before").await;
+    assert_echoes(&tg, &bot.token, 70, "before").await;
 
     let mut admin = sqlx::PgConnection::connect(&db.admin_url)
         .await
@@ -545,15 +523,14 @@ async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
         .execute(set(true))
         .await
         .expect("allow connections again");
-    echo_once(&tg, &bot.token, 70, "after").await;
+    assert_echoes(&tg, &bot.token, 70, "after").await;
     let conflicts = tg
         .requests()
         .iter()
         .filter(|r| r.status() == Some(409))
         .count();
     assert_eq!(conflicts, 0);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
     drop(admin);
     db.drop_database().await;
 }

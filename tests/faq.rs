@@ -319,8 +319,7 @@ async fn the_menu_is_registered_and_a_reload_changes_one_answer_only() {
     assert!(replies[0].text.starts_with(new), "{}", replies[0].text);
     // The other bot was not restarted.
     assert_eq!(tg.requests_of(ECHO_TOKEN, "getMe").len(), 1);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ConfigDir, Daemon, PROMPT, supervisor_table};
+use common::{ConfigDir, Daemon, PROMPT, assert_echoes, supervisor_table};
 use fake_telegram::{Chat, FakeTelegram, Outcome, User};
 
 const TOKEN_A: &str = "404:token-of-bot-a";
@@ -29,23 +29,6 @@ fn bot(name: &str, extra: &str) -> String {
         "[bot.{name}]\nkind = \"echo\"\ntoken_env = \"{}_TOKEN\"\n{extra}\n",
         name.to_uppercase()
     )
-}
-
-async fn assert_echoes(tg: &FakeTelegram, token: &str, text: &str) {
-    let user = User::new(77, "Tester");
-    let before = tg.sent_messages(token).len();
-    tg.inject_message(token, &Chat::private(&user), &user, text);
-    let mut seen = before;
-    loop {
-        let sent = tg
-            .wait_for_sent(token, seen + 1, PROMPT)
-            .await
-            .expect("an echo");
-        if sent[before..].iter().any(|m| m.text == text) {
-            return;
-        }
-        seen = sent.len();
-    }
 }
 
 #[tokio::test]
@@ -96,10 +79,9 @@ async fn changing_one_bot_restarts_only_that_bot() {
             .all(|r| r.status() != Some(409))
     );
 
-    assert_echoes(&tg, &a.token, "a works").await;
-    assert_echoes(&tg, &b.token, "b works").await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    assert_echoes(&tg, &a.token, 77, "a works").await;
+    assert_echoes(&tg, &b.token, 77, "b works").await;
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -132,9 +114,8 @@ async fn an_invalid_config_keeps_everything_running() {
     let a_polls = tg.requests_of(&a.token, "getUpdates");
     assert_eq!(a_polls.len(), 1);
     assert_eq!(a_polls[0].outcome, Outcome::Pending);
-    assert_echoes(&tg, &a.token, "still answering").await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    assert_echoes(&tg, &a.token, 77, "still answering").await;
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -169,8 +150,8 @@ async fn bots_can_be_added_and_removed() {
         .expect("c polls");
     let stopped = daemon.wait_for_line("stopped: stopped", PROMPT).await;
     assert!(stopped.contains("bot=b"), "{stopped}");
-    assert_echoes(&tg, &c.token, "c is new").await;
-    assert_echoes(&tg, &a.token, "a stays").await;
+    assert_echoes(&tg, &c.token, 77, "c is new").await;
+    assert_echoes(&tg, &a.token, 77, "a stays").await;
 
     // b no longer polls: a message to it waits unanswered.
     let user = User::new(78, "Left behind");
@@ -181,8 +162,7 @@ async fn bots_can_be_added_and_removed() {
             .await
             .is_err()
     );
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -220,7 +200,7 @@ async fn renaming_a_bot_never_polls_its_token_twice() {
             PROMPT,
         )
         .await;
-    assert_echoes(&tg, &a.token, "renamed works").await;
+    assert_echoes(&tg, &a.token, 77, "renamed works").await;
     // The old worker finished its slow handler before the new one polled.
     let line = daemon
         .wait_for_line("running: polling as @a_bot", PROMPT)
@@ -253,6 +233,5 @@ async fn renaming_a_bot_never_polls_its_token_twice() {
         .filter(|r| r.status() == Some(409))
         .count();
     assert_eq!(conflicts, 0, "botvisor polled its own token twice");
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }

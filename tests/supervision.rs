@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ConfigDir, Daemon, PROMPT, supervisor_table};
+use common::{ConfigDir, Daemon, PROMPT, assert_echoes, supervisor_table};
 use fake_telegram::{Chat, FakeTelegram, Fault, Outcome, User};
 
 const TOKEN_A: &str = "101:token-of-bot-a";
@@ -20,18 +20,6 @@ fn two_echo_bots(api_url: &str, supervisor_extra: &str, a_extra: &str) -> String
 }
 
 const TOKENS: &[(&str, &str)] = &[("A_TOKEN", TOKEN_A), ("B_TOKEN", TOKEN_B)];
-
-/// Sends `text` to bot `token` in a private chat and waits for the echo.
-async fn assert_echoes(tg: &FakeTelegram, token: &str, user_id: u64, text: &str) {
-    let user = User::new(user_id, "Tester");
-    let before = tg.sent_messages(token).len();
-    tg.inject_message(token, &Chat::private(&user), &user, text);
-    let sent = tg
-        .wait_for_sent(token, before + 1, PROMPT)
-        .await
-        .unwrap_or_else(|e| panic!("no echo of {text:?}: {e:?}"));
-    assert!(sent[before..].iter().any(|m| m.text == text), "{sent:?}");
-}
 
 fn still_running(daemon: &mut Daemon) {
     assert!(daemon.is_running(), "botvisor exited:\n{}", daemon.output());
@@ -123,8 +111,7 @@ async fn a_409_storm_on_one_bot_leaves_the_other_answering() {
     // Declared over once no 409 came for the cap plus one long poll.
     daemon.wait_for_line("the conflict is over", PROMPT).await;
     still_running(&mut daemon);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -163,8 +150,7 @@ async fn two_botvisors_with_one_token_both_survive_and_one_takes_over() {
     // The second one now polls alone and answers.
     assert_echoes(&tg, &a.token, 9, "who answers?").await;
     still_running(&mut second);
-    second.signal(libc::SIGTERM);
-    assert_eq!(second.wait_exit(PROMPT).await.code(), Some(0));
+    second.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -200,8 +186,7 @@ async fn a_webhook_is_deleted_once_and_polling_resumes() {
     daemon
         .wait_for_line("a webhook was set for this token; deleted it", PROMPT)
         .await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -222,8 +207,7 @@ async fn a_webhook_parks_the_bot_when_configured_so() {
     assert!(line.contains("bot=a"), "{line}");
     assert!(tg.requests_of(&a.token, "deleteWebhook").is_empty());
     assert_echoes(&tg, &b.token, 4, "b is fine").await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -260,8 +244,7 @@ async fn a_429_is_waited_out_exactly() {
         .filter(|r| r.token == a.token && r.at > limited.at && r.at < next.at)
         .count();
     assert_eq!(between, 0);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -287,8 +270,7 @@ async fn a_rejected_token_parks_its_bot_only() {
     // Parked means parked: one getMe, no retry storm.
     assert_eq!(tg.requests_of(&a.token, "getMe").len(), 1);
     still_running(&mut daemon);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -326,8 +308,7 @@ async fn a_panicking_handler_does_not_stop_the_bot() {
     );
     // And the bot keeps going.
     assert_echoes(&tg, &a.token, 11, "still here").await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -375,8 +356,7 @@ async fn a_failing_worker_backs_off_longer_each_time_then_parks() {
         );
     }
     assert_echoes(&tg, &b.token, 4, "b is unaffected").await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -396,8 +376,7 @@ async fn sigusr1_logs_a_status_line() {
     daemon.signal(libc::SIGUSR1);
     let line = daemon.wait_for_line("status: a=running(", PROMPT).await;
     assert!(line.contains("handled=1"), "{line}");
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -419,8 +398,7 @@ async fn an_abandoned_long_poll_is_visible_to_the_fake() {
     let mut events = tg.subscribe();
     let poll_seq = tg.requests_of(&a.token, "getUpdates")[0].seq;
     let signalled = Instant::now();
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
     let took = signalled.elapsed();
     eprintln!("SIGTERM to exit while idle in a 30 s long poll: {took:?}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
@@ -473,8 +451,7 @@ async fn empty_answers_much_faster_than_the_timeout_do_not_make_it_spin() {
         "10 polls within {span:?}: spinning"
     );
     still_running(&mut daemon);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -504,8 +481,7 @@ async fn a_migrated_group_gets_the_reply_at_its_new_id() {
         .expect("the reply is resent");
     assert_eq!(sent[0].chat_id, -1001234567890);
     assert_eq!(sent[0].text, "hello group");
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -521,8 +497,7 @@ async fn update_ids_that_restart_lower_after_a_week_are_handled_once() {
     let mut daemon = Daemon::start(&config.path, TOKENS);
     tg.set_next_update_id(&a.token, 1000);
     assert_echoes(&tg, &a.token, 41, "before the restart of ids").await;
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
     assert_eq!(tg.confirmed_offset(&a.token), 1001);
 
     // A week passes: the stored offset ages, Telegram starts again at 5.
@@ -566,8 +541,7 @@ async fn update_ids_that_restart_lower_after_a_week_are_handled_once() {
         ["before the restart of ids", "after the restart of ids"],
         "{sent:?}"
     );
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -605,6 +579,5 @@ async fn an_update_delivered_again_below_the_offset_is_skipped() {
         .map(|m| m.text)
         .collect();
     assert_eq!(texts, ["only once", "the next one"]);
-    daemon.signal(libc::SIGTERM);
-    assert_eq!(daemon.wait_exit(PROMPT).await.code(), Some(0));
+    daemon.stop_cleanly().await;
 }

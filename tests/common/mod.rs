@@ -188,6 +188,13 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGTERM and asserts a clean exit (code 0) within [`PROMPT`].
+    pub async fn stop_cleanly(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(PROMPT).await;
+        assert_eq!(status.code(), Some(0), "output:\n{}", self.output());
+    }
+
     /// Sends a signal to the daemon.
     pub fn signal(&self, signal: i32) {
         let pid = self.child.id().expect("the daemon is running");
@@ -242,4 +249,28 @@ pub fn supervisor_table(api_url: &str, extra: &str) -> String {
         "[supervisor]\napi_url = \"{api_url}\"\npoll_timeout = \"2s\"\nshutdown_timeout = \"5s\"\n{extra}\n\
          [supervisor.restart]\ninitial_backoff = \"100ms\"\nmax_backoff = \"300ms\"\npark_for = \"300ms\"\n"
     )
+}
+
+/// Sends `text` to bot `token` in the private chat of user `user_id` and
+/// waits until the echo bot has sent it back.
+pub async fn assert_echoes(
+    tg: &fake_telegram::FakeTelegram,
+    token: &str,
+    user_id: u64,
+    text: &str,
+) {
+    let user = fake_telegram::User::new(user_id, "Tester");
+    let before = tg.sent_messages(token).len();
+    tg.inject_message(token, &fake_telegram::Chat::private(&user), &user, text);
+    let mut seen = before;
+    loop {
+        let sent = tg
+            .wait_for_sent(token, seen + 1, PROMPT)
+            .await
+            .unwrap_or_else(|e| panic!("no echo of {text:?}: {e:?}"));
+        if sent[before..].iter().any(|m| m.text == text) {
+            return;
+        }
+        seen = sent.len();
+    }
 }
