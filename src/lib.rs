@@ -4,9 +4,11 @@
 //! `main.rs` parses the command line and sets up logging; [`run`] is the
 //! daemon. See ARCHITECTURE.md for the map of the modules.
 
+pub mod alerts;
 pub mod bots;
 pub mod check;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod restart;
 pub mod secret;
@@ -17,7 +19,8 @@ pub mod supervisor;
 pub mod telegram;
 pub mod worker;
 
-pub use supervisor::{RunError, StatusBoard, run, run_with_board};
+pub use status::StatusBoard;
+pub use supervisor::{RunError, run, run_with_board};
 
 /// Exit code after a clean shutdown.
 pub const EXIT_OK: u8 = 0;

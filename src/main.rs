@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use botvisor::config::{Config, Environment, KindSettings};
+use botvisor::http::HttpError;
 use botvisor::secret::Redactor;
 use botvisor::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RunError};
 
@@ -198,7 +199,9 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
             .map_err(|err| (EXIT_FAILURE, format!("cannot listen for signals: {err}")))?;
         botvisor::run(config, env, signals).await.map_err(|err| {
             let code = match err {
-                RunError::NothingToRun(_) | RunError::StoreConfig(_) => EXIT_CONFIG,
+                RunError::NothingToRun(_)
+                | RunError::StoreConfig(_)
+                | RunError::Http(HttpError::NoPort(_) | HttpError::Address { .. }) => EXIT_CONFIG,
                 _ => EXIT_FAILURE,
             };
             (code, err.to_string())

@@ -1,11 +1,17 @@
-//! Each worker's visible state, and the snapshot the supervisor reads.
+//! Each worker's visible state, and the board every reader takes it from.
 //!
-//! A worker owns a [`StatusSender`] and is the only writer of its status;
-//! the supervisor holds the matching `watch` receiver. Every state change is
-//! logged once here, with its reason and, for waits, when the next attempt
-//! will be, so callers never log transitions themselves.
+//! A worker owns a [`StatusSender`] (cloned into its kind's context, so the
+//! relay can report its own incidents) and is the only writer of its
+//! status; the [`StatusBoard`] holds the matching `watch` receivers and is
+//! what the SIGUSR1 line, `/durum`, the HTTP endpoint and the alerts read.
+//! Every state change is logged once here, with its reason and, for waits,
+//! when the next attempt will be, so callers never log transitions
+//! themselves.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
@@ -54,7 +60,49 @@ impl fmt::Display for WorkerState {
     }
 }
 
-/// One bot's status, as the supervisor and (later) the status endpoint see it.
+/// Something an operator should be told about, raised and cleared by the
+/// worker (or its kind) and turned into alerts by `alerts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Incident {
+    /// The bot is parked (failing too often, or its token was rejected).
+    Parked,
+    /// Telegram has answered 409 for longer than `conflict_alert_after`.
+    Conflict,
+    /// The store cannot be reached.
+    StoreDown,
+    /// The announcements' link selector finds nothing on the list page.
+    SelectorEmpty,
+}
+
+impl Incident {
+    pub fn name(self) -> &'static str {
+        match self {
+            Incident::Parked => "parked",
+            Incident::Conflict => "conflict",
+            Incident::StoreDown => "store_down",
+            Incident::SelectorEmpty => "selector_empty",
+        }
+    }
+
+    /// What the incident means, for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Incident::Parked => "is parked",
+            Incident::Conflict => "is in conflict: another process polls with its token",
+            Incident::StoreDown => "lost its store",
+            Incident::SelectorEmpty => "finds no announcements on the list page",
+        }
+    }
+}
+
+impl fmt::Display for Incident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One bot's status, as the supervisor, `/durum`, the status endpoint and
+/// the alerts see it.
 #[derive(Clone, Debug)]
 pub struct BotStatus {
     pub name: String,
@@ -72,6 +120,12 @@ pub struct BotStatus {
     pub last_error_class: Option<ErrorClass>,
     pub last_successful_poll: Option<SystemTime>,
     pub updates_handled: u64,
+    /// Messages the bot sent (each part of a split message counts); filled
+    /// in by [`StatusBoard::snapshot`].
+    pub messages_sent: u64,
+    /// The incidents open now, each with its detail.
+    pub incidents: BTreeMap<Incident, String>,
+    sent: Arc<AtomicU64>,
 }
 
 impl BotStatus {
@@ -88,7 +142,15 @@ impl BotStatus {
             last_error_class: None,
             last_successful_poll: None,
             updates_handled: 0,
+            messages_sent: 0,
+            incidents: BTreeMap::new(),
+            sent: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Running or in standby: what `/healthz` calls healthy.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self.state, WorkerState::Running | WorkerState::Standby)
     }
 
     /// A compact `name=state` form for the SIGUSR1 status line.
@@ -101,7 +163,37 @@ impl BotStatus {
         if let Some(class) = &self.last_error_class {
             out.push_str(&format!(", last_error={class}"));
         }
-        out.push_str(&format!(", handled={})", self.updates_handled));
+        out.push_str(&format!(
+            ", handled={}, sent={})",
+            self.updates_handled, self.messages_sent
+        ));
+        out
+    }
+
+    /// A few lines for a person (`/durum`): state and age, then the
+    /// reason, counters and open incidents.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "{} ({}): {} for {}\n  {}\n  handled {}, sent {}, restarts {}",
+            self.name,
+            self.kind,
+            self.state,
+            short(self.since_instant.elapsed()),
+            self.reason,
+            self.updates_handled,
+            self.messages_sent,
+            self.restarts
+        );
+        match self.last_successful_poll.and_then(|at| at.elapsed().ok()) {
+            Some(age) => out.push_str(&format!(", last poll {} ago", short(age))),
+            None => out.push_str(", no poll yet"),
+        }
+        if let Some(class) = &self.last_error_class {
+            out.push_str(&format!(", last error {class}"));
+        }
+        for (incident, detail) in &self.incidents {
+            out.push_str(&format!("\n  ⚠ {}: {detail}", incident.describe()));
+        }
         out
     }
 }
@@ -120,16 +212,49 @@ pub fn short(d: Duration) -> String {
     }
 }
 
-/// The writing side of a worker's status.
+/// The writing side of a worker's status. Clones write to the same status.
+#[derive(Clone)]
 pub struct StatusSender {
-    tx: watch::Sender<BotStatus>,
+    tx: Arc<watch::Sender<BotStatus>>,
+}
+
+impl fmt::Debug for StatusSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusSender")
+            .field("bot", &self.tx.borrow().name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StatusSender {
     /// A status for bot `name`, starting in `starting`, and its receiver.
     pub fn new(name: &str, kind: &'static str) -> (StatusSender, watch::Receiver<BotStatus>) {
         let (tx, rx) = watch::channel(BotStatus::new(name, kind));
-        (StatusSender { tx }, rx)
+        (StatusSender { tx: Arc::new(tx) }, rx)
+    }
+
+    /// The counter of messages sent, for the bot's handle to count into.
+    pub fn sent_counter(&self) -> Arc<AtomicU64> {
+        self.tx.borrow().sent.clone()
+    }
+
+    /// Opens `incident` (or updates its detail). Logged by the caller,
+    /// which knows the context; alerts are sent by `alerts`.
+    pub fn raise(&self, incident: Incident, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.tx.send_if_modified(|status| {
+            if status.incidents.get(&incident) == Some(&detail) {
+                return false;
+            }
+            status.incidents.insert(incident, detail);
+            true
+        });
+    }
+
+    /// Closes `incident` if it is open.
+    pub fn clear(&self, incident: Incident) {
+        self.tx
+            .send_if_modified(|status| status.incidents.remove(&incident).is_some());
     }
 
     pub fn state(&self) -> WorkerState {
@@ -150,6 +275,18 @@ impl StatusSender {
         let mut changed = false;
         self.tx.send_modify(|status| {
             status.next_attempt = wait.map(|w| SystemTime::now() + w);
+            match state {
+                WorkerState::Parked => {
+                    status.incidents.insert(Incident::Parked, reason.clone());
+                }
+                // Polling again ends what kept the bot from polling.
+                WorkerState::Running => {
+                    for incident in [Incident::Parked, Incident::Conflict, Incident::StoreDown] {
+                        status.incidents.remove(&incident);
+                    }
+                }
+                _ => {}
+            }
             if status.state != state {
                 changed = true;
                 status.state = state;
@@ -204,5 +341,119 @@ impl StatusSender {
             self.tx
                 .send_modify(|status| status.updates_handled += count);
         }
+    }
+}
+
+/// Every worker's status, readable from outside the supervisor.
+#[derive(Clone, Default)]
+pub struct StatusBoard {
+    inner: Arc<RwLock<Board>>,
+}
+
+#[derive(Default)]
+struct Board {
+    bots: BTreeMap<String, watch::Receiver<BotStatus>>,
+    /// Enabled bots that cannot run, with the reason (a token variable that
+    /// is not set).
+    not_running: BTreeMap<String, String>,
+    stopping: bool,
+    /// `[supervisor] operators`: who may ask for `/durum`.
+    operators: Vec<i64>,
+}
+
+impl fmt::Debug for StatusBoard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusBoard").finish_non_exhaustive()
+    }
+}
+
+impl StatusBoard {
+    /// The current status of every bot, by name.
+    pub fn snapshot(&self) -> Vec<BotStatus> {
+        let board = self.read();
+        board
+            .bots
+            .values()
+            .map(|rx| {
+                let mut status = rx.borrow().clone();
+                status.messages_sent = status.sent.load(Ordering::Relaxed);
+                status
+            })
+            .collect()
+    }
+
+    /// Enabled bots that cannot run, with the reason.
+    pub fn not_running(&self) -> Vec<(String, String)> {
+        let board = self.read();
+        board
+            .not_running
+            .iter()
+            .map(|(name, reason)| (name.clone(), reason.clone()))
+            .collect()
+    }
+
+    /// True when user `id` is an operator.
+    pub fn is_operator(&self, id: i64) -> bool {
+        self.read().operators.contains(&id)
+    }
+
+    pub(crate) fn set_operators(&self, operators: &[i64]) {
+        self.write().operators = operators.to_vec();
+    }
+
+    /// True once the supervisor is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.read().stopping
+    }
+
+    /// One compact line: `name=state(age, …)` for every bot.
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = self.snapshot().iter().map(BotStatus::compact).collect();
+        parts.join(" ")
+    }
+
+    /// The status table `/durum` answers with.
+    pub fn table(&self) -> String {
+        let bots = self.snapshot();
+        let mut out = format!("botvisor: {} bot(s)", bots.len());
+        for status in &bots {
+            out.push_str("\n\n");
+            out.push_str(&status.describe());
+        }
+        for (name, reason) in self.not_running() {
+            out.push_str(&format!("\n\n{name}: not running: {reason}"));
+        }
+        if self.is_stopping() {
+            out.push_str("\n\nbotvisor is shutting down.");
+        }
+        out
+    }
+
+    pub(crate) fn insert(&self, name: &str, rx: watch::Receiver<BotStatus>) {
+        let mut board = self.write();
+        board.not_running.remove(name);
+        board.bots.insert(name.to_owned(), rx);
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        self.write().bots.remove(name);
+    }
+
+    /// Replaces the list of enabled bots that cannot run.
+    pub(crate) fn set_not_running(&self, not_running: BTreeMap<String, String>) {
+        self.write().not_running = not_running;
+    }
+
+    pub(crate) fn set_stopping(&self) {
+        self.write().stopping = true;
+    }
+
+    // A poisoned lock only means a reader panicked; the map is still whole.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Board> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Board> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -9,7 +9,7 @@
 //! logs carries `bot=<name>` through its span.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
@@ -18,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, warn};
 
+use crate::alerts::{self, Route, Target};
 use crate::config::{BotConfig, Config, Environment};
+use crate::http::{self, HttpError};
 use crate::secret::Token;
 use crate::signals::Signal;
-use crate::status::{BotStatus, StatusSender, WorkerState};
+use crate::status::{StatusBoard, StatusSender, WorkerState};
 use crate::store::{Leases, Store, StoreError};
 use crate::telegram;
 use crate::worker::Worker;
@@ -50,39 +52,12 @@ pub enum RunError {
     /// The store cannot be reached or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The status endpoint cannot start.
+    #[error(transparent)]
+    Http(#[from] HttpError),
     /// A second shutdown signal arrived before the workers stopped.
     #[error("stopped at once by a second shutdown signal")]
     Forced,
-}
-
-/// Every worker's status, readable from outside the supervisor.
-#[derive(Clone, Default)]
-pub struct StatusBoard {
-    bots: Arc<RwLock<BTreeMap<String, watch::Receiver<BotStatus>>>>,
-}
-
-impl StatusBoard {
-    /// The current status of every bot, by name.
-    pub fn snapshot(&self) -> Vec<BotStatus> {
-        let bots = self.bots.read().unwrap_or_else(|e| e.into_inner());
-        bots.values().map(|rx| rx.borrow().clone()).collect()
-    }
-
-    fn insert(&self, name: &str, rx: watch::Receiver<BotStatus>) {
-        let mut bots = self.bots.write().unwrap_or_else(|e| e.into_inner());
-        bots.insert(name.to_owned(), rx);
-    }
-
-    fn remove(&self, name: &str) {
-        let mut bots = self.bots.write().unwrap_or_else(|e| e.into_inner());
-        bots.remove(name);
-    }
-
-    /// One compact line: `name=state(age, …)` for every bot.
-    pub fn line(&self) -> String {
-        let parts: Vec<String> = self.snapshot().iter().map(BotStatus::compact).collect();
-        parts.join(" ")
-    }
 }
 
 /// A bot that is enabled and has a token: what a worker needs.
@@ -92,9 +67,9 @@ struct Runnable {
     token: Token,
 }
 
-/// Splits the enabled bots into those that can run and the reasons the
-/// others cannot.
-fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<String>) {
+/// Splits the enabled bots into those that can run and, by name, the
+/// reasons the others cannot.
+fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<(String, String)>) {
     let mut runnable = Vec::new();
     let mut missing = Vec::new();
     for bot in config.bots.iter().filter(|b| b.enabled) {
@@ -105,18 +80,22 @@ fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<Stri
                     .iter()
                     .find(|r| r.token == token)
                     .map(|r| r.config.name.clone());
-                missing.push(format!(
-                    "{}: {} holds the same token as bot {}",
-                    bot.name,
-                    bot.token_env,
-                    first.unwrap_or_default()
+                missing.push((
+                    bot.name.clone(),
+                    format!(
+                        "{} holds the same token as bot {}",
+                        bot.token_env,
+                        first.unwrap_or_default()
+                    ),
                 ));
             }
             Some(token) => runnable.push(Runnable {
                 config: bot.clone(),
                 token,
             }),
-            None => missing.push(format!("{}: {} is not set", bot.name, bot.token_env)),
+            None => {
+                missing.push((bot.name.clone(), format!("{} is not set", bot.token_env)));
+            }
         }
     }
     (runnable, missing)
@@ -202,6 +181,10 @@ struct Supervisor {
     /// worker for the same token waits for them, whatever its bot's name.
     stopping: Vec<(Token, CancellationToken)>,
     board: StatusBoard,
+    /// Where alerts go; updated on reload.
+    alert_route: watch::Sender<Target>,
+    /// Stops the alerts and the status endpoint, after the workers.
+    services: CancellationToken,
 }
 
 /// Runs every runnable bot until `signals` asks for a shutdown, then stops
@@ -229,22 +212,34 @@ pub async fn run_with_board(
     board: StatusBoard,
 ) -> Result<(), RunError> {
     let (runnable, missing) = runnable_bots(&config, &env);
-    for reason in &missing {
-        error!("bot will not run: {reason}; set the variable or disable the bot");
+    for (name, reason) in &missing {
+        error!("bot will not run: {name}: {reason}; set the variable or disable the bot");
     }
     if runnable.is_empty() {
         let reason = if missing.is_empty() {
             "the config enables no bot".to_owned()
         } else {
-            missing.join("; ")
+            let reasons: Vec<String> = missing
+                .iter()
+                .map(|(name, reason)| format!("{name}: {reason}"))
+                .collect();
+            reasons.join("; ")
         };
         return Err(RunError::NothingToRun(reason));
     }
+    board.set_not_running(missing.into_iter().collect());
+    board.set_operators(&config.supervisor.operators);
+    // Bound before any bot starts: a taken port is an error now, not later.
+    let listener = match &config.supervisor.http {
+        Some(settings) => Some(http::bind(http::address(settings, &env)?).await?),
+        None => None,
+    };
     let client = telegram::http_client(config.supervisor.poll_timeout)?;
     let spec = config.store_spec(&env).map_err(RunError::StoreConfig)?;
     let store = Store::open(&spec).await?;
     let leases = Arc::new(Leases::for_store(&spec)?);
     info!(store = %spec.describe(), "store open");
+    let (alert_route, route) = watch::channel(Target::Off);
     let mut supervisor = Supervisor {
         config,
         client,
@@ -255,11 +250,28 @@ pub async fn run_with_board(
         workers: BTreeMap::new(),
         stopping: Vec::new(),
         board,
+        alert_route,
+        services: CancellationToken::new(),
     };
     for bot in runnable {
         supervisor.start(bot);
     }
+    supervisor.route_alerts();
+    let services = TaskTracker::new();
+    if let Some(listener) = listener {
+        services.spawn(http::serve(
+            listener,
+            supervisor.board.clone(),
+            supervisor.services.clone(),
+        ));
+    }
+    services.spawn(
+        alerts::run(supervisor.board.clone(), route, supervisor.services.clone())
+            .instrument(tracing::info_span!("alerts")),
+    );
+    services.close();
     info!(bots = supervisor.workers.len(), "botvisor is running");
+    notify_systemd(sd_notify::NotifyState::Ready);
 
     loop {
         match signals.next().await {
@@ -268,7 +280,19 @@ pub async fn run_with_board(
             Some(Signal::Status) => info!("status: {}", supervisor.board.line()),
         }
     }
-    supervisor.shutdown(&mut signals).await
+    let services_stop = supervisor.services.clone();
+    let outcome = supervisor.shutdown(&mut signals).await;
+    services_stop.cancel();
+    services.wait().await;
+    outcome
+}
+
+/// Tells systemd (`Type=notify`) about a state change; without
+/// `NOTIFY_SOCKET` this does nothing.
+fn notify_systemd(state: sd_notify::NotifyState<'_>) {
+    if let Err(err) = sd_notify::notify(&[state]) {
+        warn!(error = %err, "could not notify systemd");
+    }
 }
 
 impl Supervisor {
@@ -298,6 +322,8 @@ impl Supervisor {
             cancel: cancel.clone(),
             store: self.store.clone(),
             leases: self.leases.clone(),
+            watchdog_after: self.config.supervisor.watchdog_limit(),
+            board: self.board.clone(),
         };
         let done = stopped.clone().drop_guard();
         let span = tracing::info_span!("bot", bot = %name);
@@ -349,21 +375,23 @@ impl Supervisor {
                 return;
             }
         };
-        let (mut wanted, missing) = runnable_bots(&config, &env);
+        let (mut wanted, mut missing) = runnable_bots(&config, &env);
         // A bot whose token went missing keeps its running worker: the
         // environment, not the config, is wrong.
-        for reason in &missing {
-            error!("reload: {reason}; the bot keeps its running worker if it has one");
+        for (name, reason) in &missing {
+            error!("reload: {name}: {reason}; the bot keeps its running worker if it has one");
         }
         for bot in config.bots.iter().filter(|b| b.enabled) {
             if env.token(&bot.token_env).is_none()
                 && let Some(entry) = self.workers.get(&bot.name)
             {
                 wanted.push(entry.bot.clone());
+                missing.retain(|(name, _)| *name != bot.name);
             }
         }
         let shared_changed = config.supervisor.poll_timeout != self.config.supervisor.poll_timeout
-            || config.supervisor.shutdown_timeout != self.config.supervisor.shutdown_timeout;
+            || config.supervisor.shutdown_timeout != self.config.supervisor.shutdown_timeout
+            || config.supervisor.watchdog_limit() != self.config.supervisor.watchdog_limit();
         let running: BTreeMap<String, Runnable> = self
             .workers
             .iter()
@@ -380,6 +408,9 @@ impl Supervisor {
             || config.supervisor.log_dir != self.config.supervisor.log_dir
         {
             warn!("reload: log settings take effect at the next start");
+        }
+        if config.supervisor.http != self.config.supervisor.http {
+            warn!("reload: [supervisor.http] takes effect at the next start");
         }
         if config.supervisor.poll_timeout != self.config.supervisor.poll_timeout {
             // The client's timeout must stay above the long poll's.
@@ -404,7 +435,40 @@ impl Supervisor {
                 self.start(bot);
             }
         }
+        self.board.set_not_running(missing.into_iter().collect());
+        self.board.set_operators(&self.config.supervisor.operators);
+        self.route_alerts();
         info!("reload: {}", plan.summary());
+    }
+
+    /// Points the alerts at `[supervisor.alerts]`'s chat through its
+    /// `via_bot`, or nowhere when alerts are off or that bot cannot run.
+    fn route_alerts(&self) {
+        let target = match &self.config.supervisor.alerts {
+            None => Target::Off,
+            Some(alerts) => match self.workers.get(&alerts.via_bot) {
+                None => {
+                    error!(
+                        via_bot = %alerts.via_bot,
+                        "alerts: via_bot is not running; alerts are only logged"
+                    );
+                    Target::Unavailable {
+                        via_bot: alerts.via_bot.clone(),
+                    }
+                }
+                Some(entry) => Target::Send(Route {
+                    bot: telegram::BotHandle::new(
+                        &alerts.via_bot,
+                        &entry.bot.token,
+                        &entry.bot.config.api_url,
+                        self.client.clone(),
+                    ),
+                    chat: teloxide::types::ChatId(alerts.chat_id),
+                    max_per_hour: alerts.max_per_hour,
+                }),
+            },
+        };
+        self.alert_route.send_replace(target);
     }
 
     /// Stops every worker within the deadline.
@@ -423,6 +487,8 @@ impl Supervisor {
             "shutting down"
         );
         let started = Instant::now();
+        notify_systemd(sd_notify::NotifyState::Stopping);
+        self.board.set_stopping();
         self.root.cancel();
         self.tracker.close();
         let outcome = tokio::select! {

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
@@ -27,7 +27,7 @@ use crate::bots::{Context, Kind};
 use crate::config::{BotConfig, OnWebhook};
 use crate::restart::{Backoff, Intensity, conflict_delay};
 use crate::secret::Token;
-use crate::status::{StatusSender, WorkerState, short};
+use crate::status::{Incident, StatusBoard, StatusSender, WorkerState, short};
 use crate::store::{Lease, Leases, OFFSET_MAX_AGE, Store, StoreError};
 use crate::telegram::polling::{Dispatcher, Journal, Poller, panic_message};
 use crate::telegram::{self, BotHandle, ErrorClass};
@@ -53,7 +53,14 @@ pub struct Worker {
     pub store: Store,
     /// Where this bot's lease is taken.
     pub leases: Arc<Leases>,
+    /// A `getUpdates` unanswered this long restarts the worker.
+    pub watchdog_after: Duration,
+    /// Every bot's status, for `/durum`.
+    pub board: StatusBoard,
 }
+
+/// The poll clock's value while no `getUpdates` is outstanding.
+const NOT_POLLING: u64 = u64::MAX;
 
 /// How often a running worker checks that it still holds its lease.
 const LEASE_CHECK: Duration = Duration::from_secs(1);
@@ -117,7 +124,8 @@ impl Worker {
             &self.token,
             &self.config.api_url,
             self.client.clone(),
-        );
+        )
+        .counting_into(self.status.sent_counter());
         let kind = Arc::new(Kind::new(&self.config.kind));
         // The offset outlives a session: a restart after a failed poll must
         // not ask again for the updates already handled.
@@ -151,6 +159,7 @@ impl Worker {
                     wait
                 }
                 SessionEnd::StoreDown(reason) => {
+                    self.status.raise(Incident::StoreDown, reason.clone());
                     if started.elapsed() >= policy.window {
                         backoff.reset();
                     }
@@ -236,6 +245,8 @@ impl Worker {
             username: me.username().to_owned(),
             bot_id: bot_id.clone(),
             store: self.store.clone(),
+            status: self.status.clone(),
+            board: self.board.clone(),
         });
         let started = tokio::select! {
             () = self.cancel.cancelled() => return SessionEnd::Stopped,
@@ -259,29 +270,59 @@ impl Worker {
         };
         let dispatcher = Dispatcher::new(kind.clone(), ctx.clone(), Some(journal));
         let poller = &mut kept.poller;
-        // Everything the session runs stops when the worker is cancelled or
-        // when the lease is lost: a watchdog checks the lease every second,
-        // so a lost lease stops the long poll, the batch and the kind's work
-        // at once, before another instance can take the bot.
+        // Everything the session runs stops when the worker is cancelled,
+        // when the lease is lost, or when a poll hangs: a guard checks both
+        // every second, so a lost lease stops the long poll, the batch and
+        // the kind's work at once, before another instance can take the
+        // bot, and polling that died silently is restarted.
         let session = self.cancel.child_token();
         let _end_session = session.clone().drop_guard();
         let lease_lost = Arc::new(AtomicBool::new(false));
-        if let Some(lease) = kept.lease.clone() {
+        let stalled = Arc::new(AtomicBool::new(false));
+        // When the outstanding getUpdates was sent, in ms since `epoch`.
+        let epoch = Instant::now();
+        let poll_sent = Arc::new(AtomicU64::new(NOT_POLLING));
+        {
             let session = session.clone();
+            let lease = kept.lease.clone();
             let lost = lease_lost.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = session.cancelled() => return,
-                        () = tokio::time::sleep(LEASE_CHECK) => {}
-                    }
-                    if !lease.is_held().await {
-                        lost.store(true, Ordering::SeqCst);
-                        session.cancel();
-                        return;
+            let stalled = stalled.clone();
+            let poll_sent = poll_sent.clone();
+            let limit = self.watchdog_after;
+            tokio::spawn(
+                async move {
+                    loop {
+                        tokio::select! {
+                            () = session.cancelled() => return,
+                            () = tokio::time::sleep(LEASE_CHECK) => {}
+                        }
+                        if let Some(lease) = &lease
+                            && !lease.is_held().await
+                        {
+                            lost.store(true, Ordering::SeqCst);
+                            session.cancel();
+                            return;
+                        }
+                        let sent = poll_sent.load(Ordering::SeqCst);
+                        if sent == NOT_POLLING {
+                            continue;
+                        }
+                        let waited = epoch.elapsed().saturating_sub(Duration::from_millis(sent));
+                        if waited >= limit {
+                            stalled.store(true, Ordering::SeqCst);
+                            error!(
+                                waited = %short(waited),
+                                "watchdog: getUpdates has not answered for {} (watchdog_after is {}); restarting the worker",
+                                short(waited),
+                                short(limit)
+                            );
+                            session.cancel();
+                            return;
+                        }
                     }
                 }
-            });
+                .in_current_span(),
+            );
         }
         // The kind's own work (the relay's checks) runs beside the polling
         // loop and stops with it, within the stop grace.
@@ -303,11 +344,14 @@ impl Worker {
             }
             // Cancel-safe: an abandoned poll loses nothing, the offset only
             // moves after a batch has been handled.
+            let sent_at = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(NOT_POLLING - 1);
+            poll_sent.store(sent_at, Ordering::SeqCst);
             let result = tokio::select! {
                 biased;
                 () = session.cancelled() => break,
                 result = poller.poll() => result,
             };
+            poll_sent.store(NOT_POLLING, Ordering::SeqCst);
             let updates = match result {
                 Ok(updates) => updates,
                 Err(err) => {
@@ -421,7 +465,8 @@ impl Worker {
             kept.offset_saved = Some(SystemTime::now());
         }
         let lost = lease_lost.load(Ordering::SeqCst);
-        if !lost {
+        let stalled = stalled.load(Ordering::SeqCst);
+        if !lost && !stalled {
             self.status
                 .set(WorkerState::Stopping, "stop requested", None);
         }
@@ -440,6 +485,12 @@ impl Worker {
                     self.config.kind.name()
                 );
             }
+        }
+        if stalled {
+            return SessionEnd::Failed(format!(
+                "watchdog: getUpdates went unanswered for {}",
+                short(self.watchdog_after)
+            ));
         }
         if lost {
             // No last getUpdates: another instance may be polling already.
@@ -572,6 +623,14 @@ impl Worker {
             .set(WorkerState::Conflict, reason.clone(), Some(wait));
         if !conflict.alerted && lasted >= self.config.restart.conflict_alert_after {
             conflict.alerted = true;
+            self.status.raise(
+                Incident::Conflict,
+                format!(
+                    "for {}; stop the other copy of this bot ({})",
+                    short(lasted),
+                    self.config.token_env
+                ),
+            );
             conflict.last_reminder = Some(now);
             error!(
                 state = "conflict",

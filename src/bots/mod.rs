@@ -9,6 +9,7 @@
 pub mod announcements;
 pub mod echo;
 pub mod faq;
+pub mod operator;
 
 use teloxide::types::{AllowedUpdate, Update};
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::status::{StatusBoard, StatusSender};
 use crate::store::Store;
 use crate::telegram::BotHandle;
 
@@ -29,6 +31,10 @@ pub struct Context {
     /// The bot's Telegram id, its key in the store.
     pub bot_id: String,
     pub store: Store,
+    /// The bot's status, for the kind to raise and clear its incidents.
+    pub status: StatusSender,
+    /// Every bot's status, and who may ask for it with `/durum`.
+    pub board: StatusBoard,
 }
 
 /// A command as a user typed it: `/help@SomeBot extra words`.
@@ -131,6 +137,10 @@ impl Kind {
 
     /// Handles one update.
     pub async fn handle(&self, ctx: &Context, update: &Update) {
+        // `/durum` belongs to botvisor, whatever the kind.
+        if operator::handle(ctx, update).await {
+            return;
+        }
         match self {
             Kind::Faq(k) => k.handle(ctx, update).await,
             Kind::Announcements(k) => k.handle(ctx, update).await,

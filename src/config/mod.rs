@@ -135,6 +135,44 @@ pub struct SupervisorSettings {
     /// The environment variable whose PostgreSQL URL, when set, wins over
     /// `store` (Heroku's `DATABASE_URL`).
     pub store_env: String,
+    /// Telegram user ids that may ask any bot for `/durum` in a private chat.
+    pub operators: Vec<i64>,
+    /// A `getUpdates` unanswered this long restarts the worker; `None`
+    /// means [`SupervisorSettings::watchdog_limit`]'s default.
+    pub watchdog_after: Option<Duration>,
+    /// The status endpoint, off unless `[supervisor.http]` is given.
+    pub http: Option<HttpSettings>,
+    /// Where alerts go, off unless `[supervisor.alerts]` is given.
+    pub alerts: Option<AlertSettings>,
+}
+
+impl SupervisorSettings {
+    /// How long a `getUpdates` may go unanswered before the watchdog
+    /// restarts the worker: `watchdog_after`, by default three long polls
+    /// and never under 30 s.
+    pub fn watchdog_limit(&self) -> Duration {
+        self.watchdog_after
+            .unwrap_or_else(|| (self.poll_timeout * 3).max(Duration::from_secs(30)))
+    }
+}
+
+/// The `[supervisor.http]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `host:port`, where `$PORT` stands for the `PORT` variable (Heroku's
+    /// web process): `"127.0.0.1:9090"`, `"0.0.0.0:$PORT"`.
+    pub listen: String,
+}
+
+/// The `[supervisor.alerts]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertSettings {
+    /// The chat alerts go to.
+    pub chat_id: i64,
+    /// The bot that sends them.
+    pub via_bot: String,
+    /// At most this many alert messages per hour; the rest are logged only.
+    pub max_per_hour: u32,
 }
 
 impl Default for SupervisorSettings {
@@ -150,6 +188,10 @@ impl Default for SupervisorSettings {
             restart: RestartPolicy::default(),
             store: "sqlite:botvisor.db".to_owned(),
             store_env: "DATABASE_URL".to_owned(),
+            operators: Vec::new(),
+            watchdog_after: None,
+            http: None,
+            alerts: None,
         }
     }
 }

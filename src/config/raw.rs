@@ -56,6 +56,25 @@ struct RawSupervisor {
     restart: Option<RawRestart>,
     store: Option<Spanned<String>>,
     store_env: Option<Spanned<String>>,
+    operators: Option<Vec<Spanned<i64>>>,
+    watchdog_after: Option<Spanned<String>>,
+    http: Option<RawHttp>,
+    alerts: Option<Spanned<RawAlerts>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    chat_id: Spanned<i64>,
+    via_bot: Spanned<String>,
+    #[serde(default)]
+    max_per_hour: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -352,7 +371,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
         Some((span, table)) => check.table::<RawSupervisor>("supervisor", span, table),
         None => Some(RawSupervisor::default()),
     };
-    let supervisor = raw_supervisor.map(|raw| supervisor_settings(&mut check, &raw, path));
+    let supervisor = raw_supervisor
+        .as_ref()
+        .map(|raw| supervisor_settings(&mut check, raw, path));
     let supervisor_ok = supervisor.clone().unwrap_or_default();
 
     let mut bots = Vec::new();
@@ -379,6 +400,24 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
                     bot.token_env, first.name
                 ),
             });
+        }
+    }
+
+    // Alerts need a bot that runs to send them.
+    if let Some(alerts) = raw_supervisor.as_ref().and_then(|raw| raw.alerts.as_ref()) {
+        let via = alerts.get_ref().via_bot.get_ref();
+        match bots.iter().find(|bot| &bot.name == via) {
+            Some(bot) if bot.enabled => {}
+            Some(_) => check.report(
+                alerts.get_ref().via_bot.span(),
+                "supervisor.alerts.via_bot",
+                format!("bot {via} is disabled; alerts need an enabled bot to send them"),
+            ),
+            None => check.report(
+                alerts.get_ref().via_bot.span(),
+                "supervisor.alerts.via_bot",
+                format!("there is no [bot.{via}] in this file"),
+            ),
         }
     }
 
@@ -504,6 +543,68 @@ fn supervisor_settings(
                 "must be \"sqlite:<file>\" or a postgres:// URL",
             ),
         }
+    }
+    for id in raw.operators.iter().flatten() {
+        if *id.get_ref() > 0 {
+            settings.operators.push(*id.get_ref());
+        } else {
+            check.report(
+                id.span(),
+                "supervisor.operators",
+                "must be Telegram user ids (positive whole numbers)",
+            );
+        }
+    }
+    if let Some(after) = &raw.watchdog_after {
+        let limit = check.duration(
+            "supervisor.watchdog_after",
+            &raw.watchdog_after,
+            Duration::ZERO,
+        );
+        if !limit.is_zero() && limit <= settings.poll_timeout {
+            check.report(
+                after.span(),
+                "supervisor.watchdog_after",
+                "must be longer than poll_timeout: an idle long poll takes that long",
+            );
+        } else if !limit.is_zero() {
+            settings.watchdog_after = Some(limit);
+        }
+    }
+    if let Some(http) = &raw.http {
+        let listen = http.listen.get_ref().trim();
+        let probe = listen.replace("$PORT", "0");
+        match probe.parse::<std::net::SocketAddr>() {
+            Ok(_) => {
+                settings.http = Some(super::HttpSettings {
+                    listen: listen.to_owned(),
+                });
+            }
+            Err(_) => check.report(
+                http.listen.span(),
+                "supervisor.http.listen",
+                "must be an address and port such as \"127.0.0.1:9090\" or \"0.0.0.0:$PORT\"",
+            ),
+        }
+    }
+    if let Some(alerts) = &raw.alerts {
+        let raw_alerts = alerts.get_ref();
+        let mut max_per_hour = 20;
+        if let Some(max) = &raw_alerts.max_per_hour {
+            match u32::try_from(*max.get_ref()) {
+                Ok(value) if value > 0 => max_per_hour = value,
+                _ => check.report(
+                    max.span(),
+                    "supervisor.alerts.max_per_hour",
+                    "must be a whole number of at least 1",
+                ),
+            }
+        }
+        settings.alerts = Some(super::AlertSettings {
+            chat_id: *raw_alerts.chat_id.get_ref(),
+            via_bot: raw_alerts.via_bot.get_ref().clone(),
+            max_per_hour,
+        });
     }
     if let Some(store_env) = &raw.store_env {
         if ENV_NAME.is_match(store_env.get_ref()) {

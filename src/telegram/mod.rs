@@ -9,6 +9,8 @@ pub mod polling;
 pub mod send;
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use teloxide::Bot;
@@ -45,6 +47,8 @@ pub fn http_client(poll_timeout: Duration) -> Result<reqwest::Client, ClientErro
 pub struct BotHandle {
     name: String,
     bot: Bot,
+    /// Messages sent through this handle (each part of a split message).
+    sent: Arc<AtomicU64>,
 }
 
 impl BotHandle {
@@ -56,7 +60,21 @@ impl BotHandle {
         BotHandle {
             name: name.to_owned(),
             bot,
+            sent: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Counts the messages sent through this handle into `sent` (the
+    /// bot's status).
+    #[must_use]
+    pub fn counting_into(mut self, sent: Arc<AtomicU64>) -> BotHandle {
+        self.sent = sent;
+        self
+    }
+
+    /// Records that `count` messages went out.
+    pub(crate) fn count_sent(&self, count: u64) {
+        self.sent.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The bot's name in the config.

@@ -102,7 +102,10 @@ async fn send_part(
             request = request.reply_markup(keyboard.clone());
         }
         match request.await {
-            Ok(_) => return Ok(chat),
+            Ok(_) => {
+                bot.count_sent(1);
+                return Ok(chat);
+            }
             Err(err) => {
                 let class = classify(&err);
                 match class {

@@ -16,7 +16,7 @@ use super::Announcements;
 use super::scrape::{self, FetchError, Listed};
 use crate::bots::Context;
 use crate::config::faq::MESSAGE_LIMIT;
-use crate::status::short;
+use crate::status::{Incident, short};
 use crate::store::{NewAnnouncement, StoreError};
 use crate::telegram::ErrorClass;
 use crate::telegram::send::{self, SendError, Sent};
@@ -175,6 +175,13 @@ impl Announcements {
                     "the link selector found nothing on the list page; has the site's layout changed?"
                 );
                 *selector_empty = true;
+                ctx.status.raise(
+                    Incident::SelectorEmpty,
+                    format!(
+                        "the link selector `{}` finds nothing on {}; has the site's layout changed?",
+                        settings.link_selector, settings.list_url
+                    ),
+                );
                 self.alert(
                     ctx,
                     &format!(
@@ -190,6 +197,7 @@ impl Announcements {
         if *selector_empty {
             info!(selector = %settings.link_selector, "the link selector finds announcements again");
             *selector_empty = false;
+            ctx.status.clear(Incident::SelectorEmpty);
             self.alert(ctx, "Duyuru botu: duyuru listesi yeniden okunabiliyor.")
                 .await;
         }

@@ -1,0 +1,251 @@
+//! Alerts: one message to the operators' chat when a bot's incident opens
+//! (parked, a long conflict, a lost store, an empty selector) and one when
+//! it closes, sent through one of the bots (`[supervisor.alerts]`).
+//!
+//! The monitor reads the [`StatusBoard`] once a second and compares the
+//! incidents open now with those it saw last: a new one is an alert, a gone
+//! one a recovery. An incident that stays open is never repeated, and a bot
+//! removed by a reload is forgotten without a message. Messages are capped
+//! per hour; one held back is still logged, and the next message that goes
+//! says how many were held back. Every text passes the redactor, though no
+//! incident detail carries a token.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use teloxide::types::ChatId;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::secret::Redactor;
+use crate::status::{Incident, StatusBoard};
+use crate::telegram::{BotHandle, send};
+
+/// How often the board is read.
+const TICK: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Where alerts go: the chat, the bot that sends them, and the cap.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub bot: BotHandle,
+    pub chat: ChatId,
+    pub max_per_hour: u32,
+}
+
+/// What becomes of an alert.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// No `[supervisor.alerts]`: the workers' own log lines are all.
+    Off,
+    /// Alerts are configured but their `via_bot` cannot run: logged only.
+    Unavailable {
+        via_bot: String,
+    },
+    Send(Route),
+}
+
+/// What changed between two readings of the board.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    Opened {
+        bot: String,
+        incident: Incident,
+        detail: String,
+    },
+    Closed {
+        bot: String,
+        incident: Incident,
+    },
+}
+
+impl Change {
+    /// The message an operator reads.
+    pub fn text(&self) -> String {
+        match self {
+            Change::Opened {
+                bot,
+                incident,
+                detail,
+            } => format!("⚠️ botvisor: {bot} {}: {detail}", incident.describe()),
+            Change::Closed { bot, incident } => {
+                let now = match incident {
+                    Incident::Parked => "is running again",
+                    Incident::Conflict => "polls alone again; the conflict is over",
+                    Incident::StoreDown => "reaches its store again",
+                    Incident::SelectorEmpty => "finds announcements on the list page again",
+                };
+                format!("✅ botvisor: {bot} {now}")
+            }
+        }
+    }
+}
+
+type Open = BTreeMap<(String, Incident), String>;
+
+/// The changes from `before` to `now`; bots no longer on the board
+/// (`present`) are dropped without a message.
+pub fn diff(before: &Open, now: &Open, present: &[String]) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for ((bot, incident), detail) in now {
+        if !before.contains_key(&(bot.clone(), *incident)) {
+            changes.push(Change::Opened {
+                bot: bot.clone(),
+                incident: *incident,
+                detail: detail.clone(),
+            });
+        }
+    }
+    for (bot, incident) in before.keys() {
+        if !now.contains_key(&(bot.clone(), *incident)) && present.contains(bot) {
+            changes.push(Change::Closed {
+                bot: bot.clone(),
+                incident: *incident,
+            });
+        }
+    }
+    changes
+}
+
+/// The hourly cap: send times within the last hour.
+struct Cap {
+    sent: VecDeque<Instant>,
+    held_back: u64,
+}
+
+impl Cap {
+    fn allows(&mut self, max_per_hour: u32, now: Instant) -> bool {
+        while self
+            .sent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= HOUR)
+        {
+            self.sent.pop_front();
+        }
+        self.sent.len() < usize::try_from(max_per_hour).unwrap_or(usize::MAX)
+    }
+}
+
+/// Watches the board and sends alerts to the current target until `stop`;
+/// the target may change on reload.
+pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: CancellationToken) {
+    let mut open = Open::new();
+    let mut cap = Cap {
+        sent: VecDeque::new(),
+        held_back: 0,
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(TICK) => {}
+        }
+        let bots = board.snapshot();
+        let present: Vec<String> = bots.iter().map(|b| b.name.clone()).collect();
+        let now: Open = bots
+            .iter()
+            .flat_map(|bot| {
+                bot.incidents
+                    .iter()
+                    .map(|(incident, detail)| ((bot.name.clone(), *incident), detail.clone()))
+            })
+            .collect();
+        let changes = diff(&open, &now, &present);
+        open = now;
+        for change in changes {
+            let text = Redactor::global().redact(&change.text()).into_owned();
+            let target = target.borrow().clone();
+            let route = match target {
+                Target::Off => continue,
+                Target::Unavailable { via_bot } => {
+                    warn!(alert = %text, %via_bot, "alert not sent: the alerts' via_bot is not running");
+                    continue;
+                }
+                Target::Send(route) => route,
+            };
+            if !cap.allows(route.max_per_hour, Instant::now()) {
+                cap.held_back += 1;
+                warn!(alert = %text, max_per_hour = route.max_per_hour, "alert not sent: max_per_hour reached");
+                continue;
+            }
+            let mut message = text.clone();
+            if cap.held_back > 0 {
+                message.push_str(&format!(
+                    "\n({} earlier alert(s) were held back by max_per_hour; see the logs)",
+                    cap.held_back
+                ));
+            }
+            let sent = tokio::select! {
+                () = stop.cancelled() => return,
+                sent = send::send_text(&route.bot, route.chat, &message, None) => sent,
+            };
+            match sent {
+                Ok(_) => {
+                    cap.sent.push_back(Instant::now());
+                    cap.held_back = 0;
+                    info!(alert = %text, chat = route.chat.0, "alert sent");
+                }
+                Err(err) => {
+                    warn!(alert = %text, chat = route.chat.0, error_class = %err.class, error = %err.text, "could not send the alert");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(items: &[(&str, Incident, &str)]) -> Open {
+        items
+            .iter()
+            .map(|(bot, incident, detail)| (((*bot).to_owned(), *incident), (*detail).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn an_incident_is_announced_once_and_its_end_once() {
+        let present = vec!["a".to_owned(), "b".to_owned()];
+        let none = open(&[]);
+        let parked = open(&[("a", Incident::Parked, "token rejected")]);
+        let parked_again = open(&[("a", Incident::Parked, "token rejected, second try")]);
+        // (before, now, expected texts)
+        let cases: &[(&Open, &Open, &[&str])] = &[
+            (&none, &none, &[]),
+            (
+                &none,
+                &parked,
+                &["⚠️ botvisor: a is parked: token rejected"],
+            ),
+            // Still open, with a new detail: nothing new to say.
+            (&parked, &parked_again, &[]),
+            (&parked_again, &none, &["✅ botvisor: a is running again"]),
+        ];
+        for (before, now, expected) in cases {
+            let texts: Vec<String> = diff(before, now, &present)
+                .iter()
+                .map(Change::text)
+                .collect();
+            assert_eq!(texts, *expected);
+        }
+    }
+
+    #[test]
+    fn a_bot_removed_by_a_reload_is_forgotten_without_a_message() {
+        let before = open(&[("gone", Incident::StoreDown, "x")]);
+        assert!(diff(&before, &open(&[]), &["a".to_owned()]).is_empty());
+    }
+
+    #[test]
+    fn the_cap_counts_only_the_last_hour() {
+        let start = Instant::now();
+        let mut cap = Cap {
+            sent: VecDeque::from([start, start]),
+            held_back: 0,
+        };
+        assert!(!cap.allows(2, start + Duration::from_secs(10)));
+        assert!(cap.allows(3, start + Duration::from_secs(10)));
+        assert!(cap.allows(2, start + HOUR));
+    }
+}

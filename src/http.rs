@@ -1,0 +1,312 @@
+//! The status endpoint, off unless `[supervisor.http] listen` is set:
+//! `GET /healthz`, `GET /status` (JSON) and `GET /metrics` (Prometheus).
+//!
+//! Every answer is computed from the [`StatusBoard`] at request time; the
+//! endpoint keeps no state of its own, so it can never disagree with the
+//! SIGUSR1 line or `/durum`. Nothing here can reach a token: the board holds
+//! none.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Environment, HttpSettings};
+use crate::status::{BotStatus, Incident, StatusBoard, WorkerState};
+
+/// Every state, for the one-hot `botvisor_bot_state` gauge.
+const STATES: [WorkerState; 8] = [
+    WorkerState::Starting,
+    WorkerState::Running,
+    WorkerState::Standby,
+    WorkerState::Conflict,
+    WorkerState::BackingOff,
+    WorkerState::Parked,
+    WorkerState::Stopping,
+    WorkerState::Stopped,
+];
+const INCIDENTS: [Incident; 4] = [
+    Incident::Parked,
+    Incident::Conflict,
+    Incident::StoreDown,
+    Incident::SelectorEmpty,
+];
+/// How long open connections may take to finish at shutdown.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("[supervisor.http] listen = \"{0}\" needs the PORT variable, which is not set")]
+    NoPort(String),
+    #[error("[supervisor.http] listen = \"{listen}\" is not an address and port")]
+    Address { listen: String },
+    #[error("cannot listen on {addr} for the status endpoint: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The address `listen` names, with `$PORT` taken from the environment.
+///
+/// # Errors
+/// When `$PORT` is used but not set, or the result is not an address.
+pub fn address(settings: &HttpSettings, env: &Environment) -> Result<SocketAddr, HttpError> {
+    let listen = if settings.listen.contains("$PORT") {
+        let port = env
+            .var("PORT")
+            .ok_or_else(|| HttpError::NoPort(settings.listen.clone()))?;
+        settings.listen.replace("$PORT", port.trim())
+    } else {
+        settings.listen.clone()
+    };
+    listen.parse().map_err(|_| HttpError::Address {
+        listen: settings.listen.clone(),
+    })
+}
+
+/// Binds the endpoint's socket (before any bot starts, so a taken port is
+/// an error at start, not a surprise later).
+///
+/// # Errors
+/// [`HttpError::Bind`] when the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })
+}
+
+/// Serves the endpoint on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, board: StatusBoard, stop: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "status endpoint listening: /healthz /status /metrics");
+    }
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(board);
+    let closing = stop.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        closing.cancelled().await;
+    });
+    let server = server.into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            if let Err(err) = result {
+                warn!(error = %err, "the status endpoint stopped");
+            }
+        }
+        // A client holding a connection open must not hold up the exit.
+        () = async {
+            stop.cancelled().await;
+            tokio::time::sleep(CLOSE_GRACE).await;
+        } => {}
+    }
+}
+
+/// 200 when every enabled bot is running or in standby; 503 naming the
+/// others.
+async fn healthz(State(board): State<StatusBoard>) -> Response {
+    let bots = board.snapshot();
+    let mut failing: Vec<String> = bots
+        .iter()
+        .filter(|bot| !bot.is_healthy())
+        .map(|bot| format!("{}: {}: {}", bot.name, bot.state, bot.reason))
+        .collect();
+    for (name, reason) in board.not_running() {
+        failing.push(format!("{name}: not running: {reason}"));
+    }
+    if board.is_stopping() {
+        failing.insert(0, "botvisor is shutting down".to_owned());
+    }
+    let (code, body) = if failing.is_empty() && !bots.is_empty() {
+        (
+            StatusCode::OK,
+            format!("ok: {} bot(s) running or in standby\n", bots.len()),
+        )
+    } else if failing.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "no bot runs\n".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy:\n{}\n", failing.join("\n")),
+        )
+    };
+    (code, [(header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn bot_json(bot: &BotStatus) -> serde_json::Value {
+    let incidents: serde_json::Map<String, serde_json::Value> = bot
+        .incidents
+        .iter()
+        .map(|(incident, detail)| (incident.name().to_owned(), detail.clone().into()))
+        .collect();
+    serde_json::json!({
+        "name": bot.name,
+        "kind": bot.kind,
+        "state": bot.state.name(),
+        "healthy": bot.is_healthy(),
+        "reason": bot.reason,
+        "since": rfc3339(bot.since),
+        "next_attempt": bot.next_attempt.map(rfc3339),
+        "restarts": bot.restarts,
+        "last_successful_poll": bot.last_successful_poll.map(rfc3339),
+        "last_error_class": bot.last_error_class.as_ref().map(ToString::to_string),
+        "updates_handled": bot.updates_handled,
+        "messages_sent": bot.messages_sent,
+        "incidents": incidents,
+    })
+}
+
+async fn status(State(board): State<StatusBoard>) -> Response {
+    let bots: Vec<serde_json::Value> = board.snapshot().iter().map(bot_json).collect();
+    let not_running: Vec<serde_json::Value> = board
+        .not_running()
+        .into_iter()
+        .map(|(name, reason)| serde_json::json!({ "name": name, "reason": reason }))
+        .collect();
+    let body = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "stopping": board.is_stopping(),
+        "bots": bots,
+        "not_running": not_running,
+    });
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BotLabels {
+    bot: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    bot: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncidentLabels {
+    bot: String,
+    incident: String,
+}
+
+/// The board as Prometheus metrics (OpenMetrics text).
+pub fn render_metrics(board: &StatusBoard) -> String {
+    let mut registry = Registry::with_prefix("botvisor");
+    let state = Family::<StateLabels, Gauge>::default();
+    let restarts = Family::<BotLabels, Counter>::default();
+    let handled = Family::<BotLabels, Counter>::default();
+    let sent = Family::<BotLabels, Counter>::default();
+    let last_poll = Family::<BotLabels, Gauge<f64, AtomicU64>>::default();
+    let incidents = Family::<IncidentLabels, Gauge>::default();
+    let not_running = Gauge::<i64>::default();
+    registry.register(
+        "bot_state",
+        "1 for the state each bot is in, 0 for the others",
+        state.clone(),
+    );
+    registry.register(
+        "bot_restarts",
+        "Restarts of the bot's worker after a failure",
+        restarts.clone(),
+    );
+    registry.register(
+        "updates_handled",
+        "Updates the bot handled",
+        handled.clone(),
+    );
+    registry.register(
+        "messages_sent",
+        "Messages the bot sent (each part of a split message)",
+        sent.clone(),
+    );
+    registry.register(
+        "last_successful_poll_timestamp_seconds",
+        "When the bot's last getUpdates succeeded, in Unix seconds",
+        last_poll.clone(),
+    );
+    registry.register(
+        "bot_incident",
+        "1 while the incident is open for the bot",
+        incidents.clone(),
+    );
+    registry.register(
+        "bots_not_running",
+        "Enabled bots that cannot run (a token variable is not set)",
+        not_running.clone(),
+    );
+    for bot in board.snapshot() {
+        let labels = BotLabels {
+            bot: bot.name.clone(),
+        };
+        for s in STATES {
+            state
+                .get_or_create(&StateLabels {
+                    bot: bot.name.clone(),
+                    state: s.name().to_owned(),
+                })
+                .set(i64::from(bot.state == s));
+        }
+        for i in INCIDENTS {
+            incidents
+                .get_or_create(&IncidentLabels {
+                    bot: bot.name.clone(),
+                    incident: i.name().to_owned(),
+                })
+                .set(i64::from(bot.incidents.contains_key(&i)));
+        }
+        restarts.get_or_create(&labels).inc_by(bot.restarts);
+        handled.get_or_create(&labels).inc_by(bot.updates_handled);
+        sent.get_or_create(&labels).inc_by(bot.messages_sent);
+        if let Some(at) = bot.last_successful_poll
+            && let Ok(since_epoch) = at.duration_since(SystemTime::UNIX_EPOCH)
+        {
+            last_poll
+                .get_or_create(&labels)
+                .set(since_epoch.as_secs_f64());
+        }
+    }
+    not_running.set(i64::try_from(board.not_running().len()).unwrap_or(i64::MAX));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        // Writing to a String cannot fail; keep the endpoint answering.
+        let _ = writeln!(out, "# encoding failed");
+    }
+    out
+}
+
+async fn metrics(State(board): State<StatusBoard>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        render_metrics(&board),
+    )
+        .into_response()
+}
