@@ -305,3 +305,58 @@ fn faq_content_problems_in_inline_tables_and_choices() {
         &["4:16 bot.f.content_file: cannot read the content file /nonexistent/c.toml"],
     );
 }
+
+#[test]
+fn operator_settings_are_checked_with_positions() {
+    check(
+        &format!(
+            "[supervisor]\noperators = [42, -5]\npoll_timeout = \"30s\"\nwatchdog_after = \"20s\"\n\
+             [supervisor.http]\nlisten = \"localhost\"\n\
+             [supervisor.alerts]\nchat_id = -100\nvia_bot = \"nobody\"\nmax_per_hour = 0\n{BOT}"
+        ),
+        &[
+            "2:18 supervisor.operators: positive whole numbers",
+            "4:18 supervisor.watchdog_after: longer than poll_timeout",
+            "6:10 supervisor.http.listen: address and port",
+            "9:11 supervisor.alerts.via_bot: there is no [bot.nobody]",
+            "10:16 supervisor.alerts.max_per_hour: at least 1",
+        ],
+    );
+    check(
+        &format!("[supervisor.alerts]\nchat_id = 1\nvia_bot = \"a\"\n{BOT}enabled = false\n"),
+        &["3:11 supervisor.alerts.via_bot: bot a is disabled"],
+    );
+    check(
+        &format!("{BOT}[supervisor.http]\nport = 1\n"),
+        &["5:1 supervisor: unknown key `port`, expected `listen`"],
+    );
+}
+
+#[test]
+fn operator_settings_parse() {
+    let config = Config::from_str(
+        &format!(
+            "[supervisor]\noperators = [42, 7]\n\
+             [supervisor.http]\nlisten = \"0.0.0.0:$PORT\"\n\
+             [supervisor.alerts]\nchat_id = -1001234567890\nvia_bot = \"a\"\n{BOT}"
+        ),
+        Path::new("x.toml"),
+    )
+    .expect("valid");
+    let s = &config.supervisor;
+    assert_eq!(s.operators, [42, 7]);
+    assert_eq!(s.http.as_ref().map(|h| h.listen.as_str()), Some("0.0.0.0:$PORT"));
+    let alerts = s.alerts.as_ref().expect("alerts");
+    assert_eq!(
+        (alerts.chat_id, alerts.via_bot.as_str(), alerts.max_per_hour),
+        (-1_001_234_567_890, "a", 20)
+    );
+    // Three long polls by default, never under 30 s.
+    assert_eq!(s.watchdog_limit(), Duration::from_secs(90));
+    let short = Config::from_str(
+        &format!("[supervisor]\npoll_timeout = \"2s\"\n{BOT}"),
+        Path::new("x.toml"),
+    )
+    .expect("valid");
+    assert_eq!(short.supervisor.watchdog_limit(), Duration::from_secs(30));
+}
