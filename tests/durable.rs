@@ -483,11 +483,19 @@ async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
     else {
         return;
     };
+    const ALERTS: i64 = -1_001_234_567_890;
     let tg = FakeTelegram::start().await.expect("start the fake");
     let bot = tg.add_bot(TOKENS[0], "b1_bot");
+    let alerter = tg.add_bot(TOKENS[1], "b2_bot");
+    tg.add_chat(&fake_telegram::Chat::supergroup(ALERTS, "Operators"));
     // At most 5 restarts in a minute would park the bot; a store outage
     // must not count.
-    let config = ConfigDir::new(&config_text(&tg.url(), "", 1, ""));
+    let config = ConfigDir::new(&config_text(
+        &tg.url(),
+        &format!("[supervisor.alerts]\nchat_id = {ALERTS}\nvia_bot = \"b2\"\n"),
+        2,
+        "",
+    ));
     let vars = vars_with(Some(&db.url));
     let mut daemon = Daemon::start(&config.path, &vars);
     assert_echoes(&tg, &bot.token, 70, "before").await;
@@ -524,6 +532,25 @@ async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
         .await
         .expect("allow connections again");
     assert_echoes(&tg, &bot.token, 70, "after").await;
+    // The operators heard of the outage once, and of its end once.
+    daemon
+        .wait_for_line(
+            "alert sent alert=✅ botvisor: b1 reaches its store again",
+            PROMPT,
+        )
+        .await;
+    let alerts: Vec<String> = tg
+        .sent_messages(&alerter.token)
+        .into_iter()
+        .filter(|m| m.chat_id == ALERTS && m.text.contains(" b1 "))
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert!(
+        alerts[0].starts_with("⚠️ botvisor: b1 lost its store: "),
+        "{alerts:#?}"
+    );
+    assert_eq!(alerts[1], "✅ botvisor: b1 reaches its store again");
     let conflicts = tg
         .requests()
         .iter()

@@ -345,7 +345,10 @@ fn operator_settings_parse() {
     .expect("valid");
     let s = &config.supervisor;
     assert_eq!(s.operators, [42, 7]);
-    assert_eq!(s.http.as_ref().map(|h| h.listen.as_str()), Some("0.0.0.0:$PORT"));
+    assert_eq!(
+        s.http.as_ref().map(|h| h.listen.as_str()),
+        Some("0.0.0.0:$PORT")
+    );
     let alerts = s.alerts.as_ref().expect("alerts");
     assert_eq!(
         (alerts.chat_id, alerts.via_bot.as_str(), alerts.max_per_hour),

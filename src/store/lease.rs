@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
@@ -20,6 +20,10 @@ use super::{StoreError, StoreSpec, pg_options};
 
 /// How long a lease query may take before the lease counts as lost.
 const LEASE_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A lease connection that answered this recently counts as alive without
+/// another query: every bot checks its lease each second, and 500 bots
+/// must not mean 500 queries a second on the one lease connection.
+const ALIVE_REUSE: Duration = Duration::from_millis(900);
 /// Mixed into every advisory lock key, so botvisor's keys are unlikely to
 /// meet another application's on a shared database.
 const KEY_SALT: i64 = 0x0B07_0000_0000_0000;
@@ -36,6 +40,8 @@ pub struct PgLeases {
     /// The connection and its generation: a lease taken on an older
     /// generation was lost with that connection.
     conn: Mutex<(Option<PgConnection>, u64)>,
+    /// When the connection of a generation last answered.
+    alive_at: std::sync::Mutex<Option<(u64, Instant)>>,
 }
 
 /// A lease on one bot, held until released or the process ends.
@@ -66,6 +72,7 @@ impl Leases {
             StoreSpec::Postgres(url) => Ok(Leases::Postgres(Arc::new(PgLeases {
                 options: pg_options(url)?,
                 conn: Mutex::new((None, 0)),
+                alive_at: std::sync::Mutex::new(None),
             }))),
         }
     }
@@ -104,6 +111,16 @@ impl Leases {
 }
 
 impl PgLeases {
+    // A std mutex: held for one read or write, never across an await.
+    fn answered_recently(&self, generation: u64) -> bool {
+        let alive_at = self.alive_at.lock().unwrap_or_else(|e| e.into_inner());
+        alive_at.is_some_and(|(gen_, at)| gen_ == generation && at.elapsed() < ALIVE_REUSE)
+    }
+
+    fn set_answered(&self, alive_at: Option<(u64, Instant)>) {
+        *self.alive_at.lock().unwrap_or_else(|e| e.into_inner()) = alive_at;
+    }
+
     async fn try_acquire(self: &Arc<Self>, key: i64) -> Result<Option<Lease>, StoreError> {
         let mut guard = self.conn.lock().await;
         if guard.0.is_none() {
@@ -160,6 +177,9 @@ impl Lease {
                 let Some(conn) = guard.0.as_mut() else {
                     return false;
                 };
+                if leases.answered_recently(*generation) {
+                    return true;
+                }
                 let alive = matches!(
                     tokio::time::timeout(
                         LEASE_QUERY_TIMEOUT,
@@ -168,6 +188,7 @@ impl Lease {
                     .await,
                     Ok(Ok(_))
                 );
+                leases.set_answered(alive.then(|| (*generation, Instant::now())));
                 if !alive {
                     // Every lease on this connection is gone with it.
                     guard.0 = None;
