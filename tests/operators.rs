@@ -59,15 +59,30 @@ async fn get_until(base: &str, path: &str, code: u16) -> String {
     }
 }
 
+const ALERT_CHAT: i64 = -1_001_234_567_890;
+
+/// The alerts bot b sent to [`ALERT_CHAT`].
+fn alerts(tg: &FakeTelegram, token: &str) -> Vec<String> {
+    tg.sent_messages(token)
+        .into_iter()
+        .filter(|m| m.chat_id == ALERT_CHAT)
+        .map(|m| m.text)
+        .collect()
+}
+
 #[tokio::test]
 async fn healthz_turns_503_during_a_409_storm_and_200_after() {
     let tg = FakeTelegram::start().await.expect("start the fake");
     let a = tg.add_bot(TOKEN_A, "a_bot");
-    tg.add_bot(TOKEN_B, "b_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    tg.add_chat(&Chat::supergroup(ALERT_CHAT, "Operators"));
     let config = ConfigDir::new(&two_echo_bots(
         &tg.url(),
-        "[supervisor.http]\nlisten = \"127.0.0.1:0\"\n",
-        "[bot.a.restart]\nconflict_max_backoff = \"3s\"\n",
+        &format!(
+            "[supervisor.http]\nlisten = \"127.0.0.1:0\"\n\
+             [supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"
+        ),
+        "[bot.a.restart]\nconflict_max_backoff = \"3s\"\nconflict_alert_after = \"2s\"\n",
     ));
     let mut daemon = Daemon::start(&config.path, TOKENS);
     let base = endpoint(&mut daemon).await;
@@ -93,12 +108,28 @@ async fn healthz_turns_503_during_a_409_storm_and_200_after() {
         "only the bot in conflict fails:\n{body}"
     );
 
+    // Past conflict_alert_after: the next 409 raises the incident.
+    daemon
+        .wait_for_line("stop the other copy of this bot", PROMPT)
+        .await;
     tg.clear_faults(&a.token);
     daemon
         .wait_for_line("the conflict is over", Duration::from_secs(30))
         .await;
     let (code, body) = get(&base, "/healthz").await;
     assert_eq!(code, 200, "{body}");
+    // A conflict longer than conflict_alert_after: one alert, one all-clear.
+    daemon
+        .wait_for_line("alert sent alert=✅ botvisor: a polls alone again", PROMPT)
+        .await;
+    let sent = alerts(&tg, &b.token);
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(
+        sent[0].starts_with(
+            "⚠️ botvisor: a is in conflict: another process polls with its token: for "
+        ),
+        "{sent:#?}"
+    );
     daemon.stop_cleanly().await;
 }
 
@@ -235,7 +266,6 @@ async fn the_watchdog_restarts_a_worker_whose_poll_hangs() {
 
 #[tokio::test]
 async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
-    const ALERT_CHAT: i64 = -1_001_234_567_890;
     let tg = FakeTelegram::start().await.expect("start the fake");
     let a = tg.add_bot(TOKEN_A, "a_bot");
     let b = tg.add_bot(TOKEN_B, "b_bot");
@@ -251,20 +281,13 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
     daemon
         .wait_for_lines("parked: Telegram rejected", 4, PROMPT)
         .await;
-    let alerts = || -> Vec<String> {
-        tg.sent_messages(&b.token)
-            .into_iter()
-            .filter(|m| m.chat_id == ALERT_CHAT)
-            .map(|m| m.text)
-            .collect()
-    };
     tg.wait_for_sent(&b.token, 1, PROMPT)
         .await
         .expect("the alert");
     tg.clear_faults(&a.token);
     daemon.wait_for_line("alert sent alert=✅", PROMPT).await;
     assert_echoes(&tg, &a.token, 7, "back").await;
-    let sent = alerts();
+    let sent = alerts(&tg, &b.token);
     assert_eq!(sent.len(), 2, "{sent:#?}");
     assert!(
         sent[0].starts_with("⚠️ botvisor: a is parked: Telegram rejected the token in A_TOKEN"),
@@ -276,7 +299,7 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
             .all(|t| !t.contains(TOKEN_A) && !t.contains("token-of"))
     );
     daemon.stop_cleanly().await;
-    assert_eq!(alerts().len(), 2, "nothing more at shutdown");
+    assert_eq!(alerts(&tg, &b.token).len(), 2, "nothing more at shutdown");
 }
 
 #[tokio::test]
