@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod logging;
 pub mod restart;
+pub mod sandbox;
 pub mod secret;
 pub mod signals;
 pub mod status;
