@@ -11,6 +11,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod restart;
+pub mod sandbox;
 pub mod secret;
 pub mod signals;
 pub mod status;

@@ -57,6 +57,10 @@ enum Command {
         #[arg(long)]
         bot: String,
     },
+    /// Run the configured bots against a fake Telegram on this machine and
+    /// chat with them in the terminal: no tokens, no network, a throwaway
+    /// store.
+    Sandbox,
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
     };
+    // The sandbox invents its tokens: it reads neither `.env` nor them.
+    if let Some(Command::Sandbox) = cli.command {
+        return sandbox(config);
+    }
     let env = match Environment::with_dotenv(config.dir()) {
         Ok(env) => env,
         Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
@@ -75,6 +83,7 @@ fn main() -> ExitCode {
             faq_preview(&config, &bot, command.as_deref())
         }
         Some(Command::AnnouncementsPreview { bot }) => announcements_preview(&config, &bot),
+        Some(Command::Sandbox) => sandbox(config),
         None => daemon(config, env),
     }
 }
@@ -215,6 +224,38 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
             tracing::error!("{text}");
             fail(code, &text)
         }
+    }
+}
+
+fn sandbox(config: Config) -> ExitCode {
+    if let Err(err) = botvisor::sandbox::init_logging() {
+        return fail(EXIT_CONFIG, &err.to_string());
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            return fail(
+                EXIT_FAILURE,
+                &format!("cannot start the async runtime: {err}"),
+            );
+        }
+    };
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
+    let outcome = runtime.block_on(async {
+        let signals = botvisor::signals::listen().map_err(|err| {
+            botvisor::sandbox::SandboxError::Setup(format!("cannot listen for signals: {err}"))
+        })?;
+        let terminal = botvisor::sandbox::Terminal::stdin();
+        botvisor::sandbox::run(config, terminal, &mut std::io::stdout(), signals).await
+    });
+    // Do not wait for the thread blocked on reading stdin.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(err) => fail(err.exit_code(), &err.to_string()),
     }
 }
 
