@@ -15,6 +15,9 @@ use crate::secret::Token;
 pub struct Environment {
     dotenv: HashMap<String, String>,
     dotenv_path: Option<PathBuf>,
+    /// Ignore the process environment (the sandbox: an operator's real
+    /// tokens and `DATABASE_URL` must not leak in).
+    isolated: bool,
 }
 
 /// Why a `.env` file could not be used.
@@ -57,6 +60,7 @@ impl Environment {
         Ok(Environment {
             dotenv,
             dotenv_path: Some(path),
+            isolated: false,
         })
     }
 
@@ -73,6 +77,20 @@ impl Environment {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
             dotenv_path: None,
+            isolated: false,
+        }
+    }
+
+    /// Only the given variables; the process environment is not read at all.
+    pub fn isolated<I, K, V>(pairs: I) -> Environment
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Environment {
+            isolated: true,
+            ..Environment::from_pairs(pairs)
         }
     }
 
@@ -84,15 +102,17 @@ impl Environment {
     /// The variable `name`: the process environment first, then `.env`.
     /// An empty or blank value counts as unset.
     pub fn var(&self, name: &str) -> Option<String> {
-        let value = std::env::var(name)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .or_else(|| {
-                self.dotenv
-                    .get(name)
-                    .filter(|v| !v.trim().is_empty())
-                    .cloned()
-            })?;
+        let process = if self.isolated {
+            None
+        } else {
+            std::env::var(name).ok()
+        };
+        let value = process.filter(|v| !v.trim().is_empty()).or_else(|| {
+            self.dotenv
+                .get(name)
+                .filter(|v| !v.trim().is_empty())
+                .cloned()
+        })?;
         Some(value.trim().to_owned())
     }
 

@@ -31,7 +31,8 @@ use crate::config::{Config, Environment, KindSettings};
 use crate::logging::LogError;
 use crate::secret::{Redactor, Token};
 use crate::signals::Signal;
-use crate::supervisor::{self, RunError, StatusBoard};
+use crate::status::StatusBoard;
+use crate::supervisor::{self, RunError};
 use crate::{EXIT_CONFIG, EXIT_FAILURE};
 
 use chat::{ButtonAction, ChatChoice, Input};
@@ -49,12 +50,6 @@ const CHECKS_OFF_URL: &str = "sandbox:announcement-checks-are-off";
 /// How often the relay would check: its first check fails (above) and
 /// its retries back off towards this, so it stays quiet.
 const CHECKS_OFF_EVERY: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// The environment reads the process's own variables before the map it is
-/// given. A variable name containing NUL can never be set in a process
-/// environment, so the sandbox's token variables and `store_env` end with
-/// one: an operator's real `TANITIM_TOKEN` or `DATABASE_URL` cannot leak in.
-const UNSETTABLE: char = '\0';
 
 /// How long a bot may take to start polling before the banner says so.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -134,8 +129,10 @@ pub fn prepare(config: &Config, api_url: &Url, store: &Path) -> Result<Prepared,
     let mut copy = config.clone();
     copy.supervisor.api_url = api_url.clone();
     copy.supervisor.store = format!("sqlite:{store}");
-    copy.supervisor.store_env = format!("BOTVISOR_SANDBOX_STORE{UNSETTABLE}");
     copy.supervisor.log_dir = None;
+    // No port taken, and no alert sent anywhere, from the sandbox.
+    copy.supervisor.http = None;
+    copy.supervisor.alerts = None;
     let disabled = copy
         .bots
         .iter()
@@ -150,7 +147,7 @@ pub fn prepare(config: &Config, api_url: &Url, store: &Path) -> Result<Prepared,
     for (index, bot) in copy.bots.iter_mut().enumerate() {
         bot.api_url = api_url.clone();
         bot.token_env = format!(
-            "BOTVISOR_SANDBOX_TOKEN_{}{UNSETTABLE}",
+            "BOTVISOR_SANDBOX_TOKEN_{}",
             bot.name.to_ascii_uppercase().replace('-', "_")
         );
         if let KindSettings::Announcements(settings) = &mut bot.kind {
@@ -170,7 +167,9 @@ pub fn prepare(config: &Config, api_url: &Url, store: &Path) -> Result<Prepared,
     }
     Ok(Prepared {
         config: copy,
-        env: Environment::from_pairs(vars),
+        // Only the invented tokens: the operator's real TANITIM_TOKEN or
+        // DATABASE_URL never leak in.
+        env: Environment::isolated(vars),
         bots,
         disabled,
         relays,
@@ -813,11 +812,7 @@ impl Session {
     fn state_of(&self, name: &str) -> String {
         match self.board.snapshot().into_iter().find(|s| s.name == name) {
             Some(status) if status.reason.is_empty() => status.state.to_string(),
-            Some(status) => format!(
-                "{}: {}",
-                status.state,
-                status.reason.replace(UNSETTABLE, "")
-            ),
+            Some(status) => format!("{}: {}", status.state, status.reason),
             None => "not started".to_owned(),
         }
     }
@@ -891,11 +886,13 @@ enabled = false
             prepared.config.store_spec(&prepared.env),
             Ok(StoreSpec::Sqlite(store.to_path_buf()))
         );
-        assert!(std::env::var(&prepared.config.supervisor.store_env).is_err());
+        // The process environment is not read: PATH is always set there.
+        assert_eq!(prepared.env.var("PATH"), None);
+        assert_eq!(prepared.config.supervisor.http, None);
+        assert_eq!(prepared.config.supervisor.alerts, None);
 
         for (bot, sandboxed) in prepared.config.bots.iter().zip(&prepared.bots) {
             assert_eq!(bot.api_url, fake, "{}", bot.name);
-            assert!(std::env::var(&bot.token_env).is_err(), "{}", bot.name);
             assert_eq!(
                 prepared.env.token(&bot.token_env).as_ref(),
                 Some(&sandboxed.token)
