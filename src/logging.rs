@@ -111,6 +111,29 @@ pub fn init(settings: &SupervisorSettings) -> Result<LogGuard, LogError> {
     Ok(LogGuard { _file: file_guard })
 }
 
+/// Text logs to stderr only, for commands whose stdout is their own (the
+/// sandbox's chat): `default_filter` unless `RUST_LOG` says otherwise,
+/// every line redacted like the daemon's.
+///
+/// # Errors
+/// When the filter is invalid, or a logger is installed already.
+pub fn init_stderr(default_filter: &str) -> Result<(), LogError> {
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => env,
+        _ => default_filter.to_owned(),
+    };
+    let filter = EnvFilter::builder()
+        .parse(&directives)
+        .map_err(|e| LogError::Filter(e.to_string()))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_writer(Redacting(io::stderr))
+        .finish()
+        .try_init()
+        .map_err(|_| LogError::AlreadyInstalled)
+}
+
 /// A `MakeWriter` whose writers pass each formatted line through the global
 /// redactor. tracing-subscriber formats a whole event into one buffer and
 /// writes it with a single `write_all`, so a token is never split across two

@@ -23,13 +23,11 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::util::SubscriberInitExt;
 use url::Url;
 
 use crate::config::{Config, Environment, KindSettings};
 use crate::logging::LogError;
-use crate::secret::{Redactor, Token};
+use crate::secret::Token;
 use crate::signals::Signal;
 use crate::status::StatusBoard;
 use crate::supervisor::{self, RunError};
@@ -194,36 +192,7 @@ fn invent_token(index: usize) -> Token {
 /// # Errors
 /// When `RUST_LOG` is not a valid filter, or a logger is installed already.
 pub fn init_logging() -> Result<(), LogError> {
-    let directives = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.trim().is_empty() => env,
-        _ => LOG_FILTER.to_owned(),
-    };
-    let filter = EnvFilter::builder()
-        .parse(&directives)
-        .map_err(|e| LogError::Filter(e.to_string()))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(io::stderr().is_terminal())
-        .with_writer(|| RedactingStderr)
-        .finish()
-        .try_init()
-        .map_err(|_| LogError::AlreadyInstalled)
-}
-
-/// Standard error, through the token redactor. tracing-subscriber writes
-/// each event with one `write_all`, so a token is never split.
-struct RedactingStderr;
-
-impl Write for RedactingStderr {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        io::stderr().write_all(Redactor::global().redact(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
-    }
+    crate::logging::init_stderr(LOG_FILTER)
 }
 
 /// The lines the user types.
@@ -898,7 +867,7 @@ enabled = false
                 Some(&sandboxed.token)
             );
             assert_eq!(
-                Redactor::global().redact(sandboxed.token.expose()),
+                crate::secret::Redactor::global().redact(sandboxed.token.expose()),
                 "<redacted>",
                 "an invented token is token-shaped"
             );
