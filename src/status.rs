@@ -251,6 +251,16 @@ impl StatusSender {
         });
     }
 
+    /// Takes over the incidents a previous worker of the same bot left open
+    /// (a reload restarted it): they close when this worker gets past them,
+    /// not merely because the worker is new.
+    pub fn carry_over(&self, incidents: BTreeMap<Incident, String>) {
+        if !incidents.is_empty() {
+            self.tx
+                .send_modify(|status| status.incidents.extend(incidents));
+        }
+    }
+
     /// Closes `incident` if it is open.
     pub fn clear(&self, incident: Incident) {
         self.tx
@@ -380,6 +390,15 @@ impl StatusBoard {
                 status
             })
             .collect()
+    }
+
+    /// The incidents open for bot `name`.
+    pub fn incidents_of(&self, name: &str) -> BTreeMap<Incident, String> {
+        self.read()
+            .bots
+            .get(name)
+            .map(|rx| rx.borrow().incidents.clone())
+            .unwrap_or_default()
     }
 
     /// Enabled bots that cannot run, with the reason.

@@ -308,6 +308,7 @@ impl Supervisor {
             .collect();
         let name = bot.config.name.clone();
         let (status, rx) = StatusSender::new(&name, bot.config.kind.name());
+        status.carry_over(self.board.incidents_of(&name));
         self.board.insert(&name, rx);
         let cancel = self.root.child_token();
         let stopped = CancellationToken::new();

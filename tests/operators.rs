@@ -284,6 +284,46 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
     tg.wait_for_sent(&b.token, 1, PROMPT)
         .await
         .expect("the alert");
+
+    // A reload restarts a with a new worker that spends 1.5 s (more than
+    // the monitor's tick) connecting before it is parked again: the
+    // incident goes on, so no all-clear and no second alert.
+    tg.clear_faults(&a.token);
+    tg.add_fault(
+        &a.token,
+        "getMe",
+        Fault::unauthorized()
+            .delay(Duration::from_millis(1500))
+            .forever(),
+    );
+    let parked_lines = |daemon: &Daemon| {
+        daemon
+            .lines()
+            .iter()
+            .filter(|l| l.contains("parked: Telegram rejected"))
+            .count()
+    };
+    let parked_before = parked_lines(&daemon);
+    config.write(
+        "supervisor.toml",
+        &two_echo_bots(
+            &tg.url(),
+            &format!("[supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"),
+            "[bot.a.restart]\npark_for = \"400ms\"\n",
+        ),
+    );
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for_line("restarted: a;", PROMPT).await;
+    daemon
+        .wait_for_lines("parked: Telegram rejected", parked_before + 2, PROMPT)
+        .await;
+    assert_eq!(
+        alerts(&tg, &b.token).len(),
+        1,
+        "{:#?}",
+        alerts(&tg, &b.token)
+    );
+
     tg.clear_faults(&a.token);
     daemon.wait_for_line("alert sent alert=✅", PROMPT).await;
     assert_echoes(&tg, &a.token, 7, "back").await;

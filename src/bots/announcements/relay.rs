@@ -194,10 +194,11 @@ impl Announcements {
             }
             return Ok(());
         }
+        // Also closes an incident a previous worker of this bot left open.
+        ctx.status.clear(Incident::SelectorEmpty);
         if *selector_empty {
             info!(selector = %settings.link_selector, "the link selector finds announcements again");
             *selector_empty = false;
-            ctx.status.clear(Incident::SelectorEmpty);
             self.alert(ctx, "Duyuru botu: duyuru listesi yeniden okunabiliyor.")
                 .await;
         }
