@@ -423,6 +423,29 @@ impl FakeTelegram {
         })
     }
 
+    /// Waits until a recorded request satisfies `matches` and returns the
+    /// oldest one that does. The check runs again whenever the fake's state
+    /// changes, so it may look at a request's `outcome` or `at` too (say,
+    /// "the first getUpdates answered 200 after this instant"). `what` names
+    /// the awaited request in the timeout error.
+    pub async fn wait_for_request_matching(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&RecordedRequest) -> bool,
+    ) -> Result<RecordedRequest, WaitTimeout> {
+        self.wait_until(timeout, |st| {
+            (st.log.iter().find(|r| matches(r)).cloned(), 0)
+        })
+        .await
+        .map_err(|(seen, timeout)| WaitTimeout {
+            waiting_for: what.to_owned(),
+            seen,
+            wanted: 1,
+            timeout,
+        })
+    }
+
     /// A subscription to request events (arrived, finished). Events sent
     /// before the subscription are not seen; a slow subscriber may lag
     /// (capacity 4096).

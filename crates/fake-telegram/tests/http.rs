@@ -235,6 +235,47 @@ async fn wait_for_request_returns_the_nth() {
 }
 
 #[tokio::test]
+async fn wait_for_request_matching_sees_bodies_and_outcomes() {
+    bounded(async {
+        let tg = fake().await;
+        let bot = teloxide_bot(&tg, TOKEN);
+        let poller = bot.clone();
+        let poll = tokio::spawn(async move { poller.get_updates().timeout(20).await });
+        let held = tg
+            .wait_for_request_matching("a held poll", WAIT, |r| {
+                r.method == "getupdates" && r.outcome == Outcome::Pending
+            })
+            .await
+            .expect("held poll");
+        bot.send_message(ChatId(9), "first").await.expect("send");
+        bot.send_message(ChatId(9), "second").await.expect("send");
+        let second = tg
+            .wait_for_request_matching("the second message", WAIT, |r| r.body["text"] == "second")
+            .await
+            .expect("second message");
+        assert!(second.at >= held.at);
+        tg.inject_message(TOKEN, &alice_chat(), &alice(), "hi");
+        let answered = tg
+            .wait_for_request_matching("an answered poll", WAIT, |r| {
+                r.method == "getupdates" && r.status() == Some(200)
+            })
+            .await
+            .expect("answered poll");
+        assert_eq!(answered.seq, held.seq);
+        poll.await.expect("task").expect("poll");
+        let err = tg
+            .wait_for_request_matching("a 409", Duration::from_millis(100), |r| {
+                r.status() == Some(409)
+            })
+            .await
+            .expect_err("no 409");
+        assert_eq!(err.wanted, 1);
+        assert!(err.to_string().contains("a 409"));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn events_are_broadcast() {
     bounded(async {
         let tg = fake().await;

@@ -1,0 +1,377 @@
+//! `cargo bench`: botvisor's footprint and speed, measured the same way
+//! every time (BENCHMARKS.md describes each scenario and holds a run).
+//!
+//! Drives the release build of `botvisor` against the project's fake
+//! Telegram on 127.0.0.1 and prints one table: for every figure the minimum,
+//! median and maximum over several runs, and the target it aims at. Each
+//! run checks its own outcome (every reply arrived, once, in order; every
+//! bot answered; the exit was clean) and panics otherwise; a scenario with
+//! a failed run prints FAILED instead of numbers and the suite exits 1.
+//!
+//! - `BOTVISOR_BENCH_RUNS=N`: runs per scenario (default 3); `1` for a
+//!   quick development run.
+//! - `BOTVISOR_BENCH_ONLY=a,b`: only these scenarios (`capacity`, `idle`,
+//!   `burst`, `steady`, `scale-1`, `scale-10`, `scale-100`, `scale-500`,
+//!   `shutdown`, `shutdown-in-flight`, `reload`, `conflict`, `takeover`,
+//!   `broadcast`, `startup`); a name also selects the scenarios named
+//!   after it with a dash (`scale`: all four sizes).
+//! - `BOTVISOR_BENCH_BIN=path`: benchmark this `botvisor` binary instead
+//!   of the one cargo built (to compare builds, e.g. other profiles).
+
+mod broadcast;
+mod capacity;
+mod conflict;
+mod daemon;
+mod faq;
+mod fleet;
+mod footprint;
+mod reload;
+mod scale;
+mod shutdown;
+// The tests' stand-in for the department's web site; the suite uses only
+// part of it.
+#[allow(dead_code)]
+#[path = "../../tests/common/site.rs"]
+mod site;
+mod table;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use table::{Measure, Target, measure};
+
+type Run = Pin<Box<dyn Future<Output = Vec<f64>> + Send>>;
+
+/// A scenario: its name (for `BOTVISOR_BENCH_ONLY`), its number in the
+/// issue, the figures one run reports, and one run.
+struct Scenario {
+    name: &'static str,
+    number: &'static str,
+    measures: Vec<Measure>,
+    run: Box<dyn Fn() -> Run>,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    use Target::{AtLeast, AtMost, None, Ruler};
+    vec![
+        Scenario {
+            name: "capacity",
+            number: "0",
+            measures: vec![measure(
+                "fake Telegram's capacity: sendMessage, trivial client, 64 at once",
+                "requests/s",
+                Ruler,
+            )],
+            run: Box::new(|| Box::pin(capacity::run())),
+        },
+        Scenario {
+            name: "idle",
+            number: "1",
+            measures: vec![
+                measure("idle, shipped two bots: RSS", "MB", AtMost(15.0, "≤ 15")),
+                measure(
+                    "… of which file-backed (the binary's code and data pages)",
+                    "MB",
+                    None,
+                ),
+                measure(
+                    "idle, shipped two bots: CPU time per idle minute (30 s measured ×2)",
+                    "s/min",
+                    AtMost(0.1, "≤ 0.1"),
+                ),
+            ],
+            run: Box::new(|| Box::pin(footprint::idle())),
+        },
+        Scenario {
+            name: "burst",
+            number: "2",
+            measures: vec![
+                measure(
+                    "FAQ burst: 10,000 commands from 1,000 chats, total time",
+                    "s",
+                    None,
+                ),
+                measure(
+                    "FAQ burst: replies per second",
+                    "replies/s",
+                    AtLeast(5000.0, "≥ 5,000"),
+                ),
+            ],
+            run: Box::new(|| Box::pin(faq::burst())),
+        },
+        Scenario {
+            name: "steady",
+            number: "2",
+            measures: vec![
+                measure("FAQ steady 200 commands/s: latency p50", "ms", None),
+                measure(
+                    "FAQ steady 200 commands/s: latency p99",
+                    "ms",
+                    AtMost(5.0, "≤ 5"),
+                ),
+            ],
+            run: Box::new(|| Box::pin(faq::steady())),
+        },
+        scale_scenario(1),
+        scale_scenario(10),
+        scale_scenario(100),
+        scale_scenario(500),
+        Scenario {
+            name: "shutdown",
+            number: "4",
+            measures: vec![measure(
+                "SIGTERM to exit, shipped two bots idle",
+                "ms",
+                AtMost(100.0, "≤ 100"),
+            )],
+            run: Box::new(|| Box::pin(shutdown::idle())),
+        },
+        Scenario {
+            name: "shutdown-in-flight",
+            number: "4",
+            measures: vec![
+                measure(
+                    "SIGTERM to exit, 20 handlers in flight (1 s each, all finish)",
+                    "s",
+                    None,
+                ),
+                measure("… of which after the last handler's reply", "ms", None),
+            ],
+            run: Box::new(|| Box::pin(shutdown::in_flight())),
+        },
+        Scenario {
+            name: "reload",
+            number: "5",
+            measures: vec![
+                measure(
+                    "SIGHUP, 1 of 100 bots changed: it polls again",
+                    "ms",
+                    AtMost(500.0, "≤ 500"),
+                ),
+                measure(
+                    "SIGHUP: reconnects or dropped polls of the other 99",
+                    "count",
+                    AtMost(0.0, "0"),
+                ),
+                measure(
+                    "SIGHUP: other 99, slowest reply in the 0.5 s before",
+                    "ms",
+                    None,
+                ),
+                measure(
+                    "SIGHUP: other 99, slowest reply in the 1.5 s after",
+                    "ms",
+                    AtMost(100.0, "≤ 100 (no pause)"),
+                ),
+            ],
+            run: Box::new(|| Box::pin(reload::run())),
+        },
+        Scenario {
+            name: "conflict",
+            number: "6",
+            measures: vec![
+                measure(
+                    "409 storm (5 s): end of storm to next successful poll",
+                    "s",
+                    None,
+                ),
+                measure("409 storm: 409s botvisor received", "count", None),
+            ],
+            run: Box::new(|| Box::pin(conflict::storm())),
+        },
+        Scenario {
+            name: "takeover",
+            number: "6",
+            measures: vec![
+                measure(
+                    "takeover, two instances on one SQLite store: SIGTERM to the other's first getUpdates (worst case)",
+                    "s",
+                    AtMost(2.0, "≤ 2"),
+                ),
+                measure("takeover: 409s", "count", AtMost(0.0, "0")),
+            ],
+            run: Box::new(|| Box::pin(conflict::takeover())),
+        },
+        Scenario {
+            name: "broadcast",
+            number: "7",
+            measures: vec![
+                measure(
+                    "broadcast to 1,000 chats under Telegram's limits: time",
+                    "s",
+                    None,
+                ),
+                measure(
+                    "broadcast: messages per second (30 allowed)",
+                    "messages/s",
+                    AtLeast(27.0, "≥ 27 (90 %)"),
+                ),
+                measure("broadcast: 429s received", "count", AtMost(0.0, "0")),
+            ],
+            run: Box::new(|| Box::pin(broadcast::run())),
+        },
+        Scenario {
+            name: "startup",
+            number: "8",
+            measures: vec![
+                measure(
+                    "start-up: process start to Tanıtım's first getUpdates",
+                    "ms",
+                    AtMost(100.0, "≤ 100"),
+                ),
+                measure(
+                    "start-up: process start to Duyuru's first getUpdates",
+                    "ms",
+                    AtMost(100.0, "≤ 100"),
+                ),
+            ],
+            run: Box::new(|| Box::pin(footprint::startup())),
+        },
+    ]
+}
+
+fn scale_scenario(n: usize) -> Scenario {
+    let (startup, rss) = if n == 500 {
+        (Target::AtMost(2.0, "≤ 2"), Target::AtMost(80.0, "≤ 80"))
+    } else {
+        (Target::None, Target::None)
+    };
+    let bots = if n == 1 {
+        "1 bot".to_owned()
+    } else {
+        format!("{n} bots")
+    };
+    let name = match n {
+        1 => "scale-1",
+        10 => "scale-10",
+        100 => "scale-100",
+        _ => "scale-500",
+    };
+    Scenario {
+        name,
+        number: "3",
+        measures: vec![
+            measure(
+                format!("scale, {bots}: start-up to every bot's first getUpdates"),
+                "s",
+                startup,
+            ),
+            measure(format!("scale, {bots}: RSS"), "MB", rss),
+            measure(
+                format!("scale, {bots}: CPU time per idle minute (10 s polls)"),
+                "s/min",
+                Target::None,
+            ),
+            measure(
+                format!("scale, {bots}: SIGTERM to exit"),
+                "ms",
+                Target::None,
+            ),
+        ],
+        run: Box::new(move || Box::pin(scale::run(n))),
+    }
+}
+
+/// What a scenario's runs came to.
+enum Outcome {
+    /// One figure per measure per run.
+    Figures(Vec<Vec<f64>>),
+    /// A run failed its checks (the panic message).
+    Failed(String),
+}
+
+fn panic_text(err: tokio::task::JoinError) -> String {
+    match err.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic".to_owned()),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = match std::env::var("BOTVISOR_BENCH_RUNS") {
+        Ok(text) => text
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .expect("BOTVISOR_BENCH_RUNS is a number of runs, at least 1"),
+        Err(_) => 3,
+    };
+    let only: Vec<String> = std::env::var("BOTVISOR_BENCH_ONLY")
+        .map(|text| {
+            text.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let selected: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| {
+            only.is_empty()
+                || only
+                    .iter()
+                    .any(|o| s.name == o || s.name.starts_with(&format!("{o}-")))
+        })
+        .collect();
+    assert!(
+        !selected.is_empty(),
+        "BOTVISOR_BENCH_ONLY={only:?} selects no scenario"
+    );
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for scenario in &selected {
+        let mut figures = Vec::new();
+        let mut failure = None;
+        for run in 1..=runs {
+            eprintln!(
+                "[{:>5.1} s] {} run {run}/{runs}",
+                started.elapsed().as_secs_f64(),
+                scenario.name
+            );
+            match tokio::spawn((scenario.run)()).await {
+                Ok(values) => {
+                    assert_eq!(values.len(), scenario.measures.len(), "{}", scenario.name);
+                    figures.push(values);
+                }
+                Err(err) => {
+                    failure = Some(panic_text(err));
+                    break;
+                }
+            }
+        }
+        outcomes.push(match failure {
+            Some(why) => Outcome::Failed(why),
+            None => Outcome::Figures(figures),
+        });
+    }
+    let elapsed = started.elapsed();
+    table::header(runs);
+    let mut failed = false;
+    for (scenario, outcome) in selected.iter().zip(&outcomes) {
+        for (i, measure) in scenario.measures.iter().enumerate() {
+            match outcome {
+                Outcome::Figures(runs) => {
+                    let values: Vec<f64> = runs.iter().map(|r| r[i]).collect();
+                    table::row(scenario.number, measure, &values);
+                }
+                Outcome::Failed(why) => {
+                    failed = true;
+                    table::failed(scenario.number, measure, why);
+                }
+            }
+        }
+    }
+    println!(
+        "\nThe whole suite took {:.0} s. Targets are met when every run meets them.",
+        elapsed.as_secs_f64()
+    );
+    if failed {
+        std::process::exit(1);
+    }
+}
