@@ -13,7 +13,7 @@ use std::time::Duration;
 use botvisor::bots::announcements::Announcements;
 use botvisor::config::faq::FaqContent;
 use botvisor::config::{AnnouncementsSettings, Config, KindSettings};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::watch;
 
@@ -68,8 +68,8 @@ impl Sandbox {
         let tx = Arc::new(tx);
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
-        read_lines(stdout, "", lines.clone(), tx.clone());
-        read_lines(stderr, "stderr: ", lines.clone(), tx);
+        common::spawn_reader(stdout, "", lines.clone(), tx.clone());
+        common::spawn_reader(stderr, "stderr: ", lines.clone(), tx);
         Sandbox {
             stdin: child.stdin.take(),
             child,
@@ -148,25 +148,6 @@ impl Sandbox {
         assert!(!shape.is_match(&output), "a token was printed:\n{output}");
         assert!(!output.contains(common::REAL_SHAPED_TOKEN));
     }
-}
-
-fn read_lines(
-    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    prefix: &'static str,
-    lines: Arc<Mutex<Vec<String>>>,
-    tx: Arc<watch::Sender<usize>>,
-) {
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            let count = {
-                let mut lines = lines.lock().expect("lines lock");
-                lines.push(format!("{prefix}{line}"));
-                lines.len()
-            };
-            tx.send_replace(count);
-        }
-    });
 }
 
 #[tokio::test]

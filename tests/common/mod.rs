@@ -223,7 +223,9 @@ impl Daemon {
     }
 }
 
-fn spawn_reader(
+/// Collects `stream` line by line into `lines` (each with `prefix`),
+/// announcing the new count on `tx`.
+pub fn spawn_reader(
     stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     prefix: &'static str,
     lines: Arc<Mutex<Vec<String>>>,
