@@ -127,14 +127,30 @@ impl Cap {
     }
 }
 
+/// Alerts waiting to go out at most; when more pile up (the sending bot
+/// is down for long), the oldest are dropped, each with a log line.
+const MAX_PENDING: usize = 100;
+/// Tries of one alert before it is given up (a chat the bot cannot write
+/// to fails every time).
+const MAX_TRIES: u32 = 5;
+
+/// An alert not sent yet.
+struct Pending {
+    text: String,
+    tries: u32,
+}
+
 /// Watches the board and sends alerts to the current target until `stop`;
-/// the target may change on reload.
+/// the target may change on reload. An alert that cannot go out now (the
+/// sending bot is not running, or Telegram refused it) waits for the next
+/// tick, so a recovery is announced even when the sending bot was down too.
 pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: CancellationToken) {
     let mut open = Open::new();
     let mut cap = Cap {
         sent: VecDeque::new(),
         held_back: 0,
     };
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -152,23 +168,33 @@ pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: Canc
             .collect();
         let changes = diff(&open, &now, &present);
         open = now;
+        let target = target.borrow().clone();
+        if matches!(target, Target::Off) {
+            pending.clear();
+            continue;
+        }
         for change in changes {
             let text = Redactor::global().redact(&change.text()).into_owned();
-            let target = target.borrow().clone();
-            let route = match target {
-                Target::Off => continue,
-                Target::Unavailable { via_bot } => {
-                    warn!(alert = %text, %via_bot, "alert not sent: the alerts' via_bot is not running");
-                    continue;
-                }
-                Target::Send(route) => route,
-            };
+            if let Target::Unavailable { via_bot } = &target {
+                warn!(alert = %text, %via_bot, "alert not sent yet: the alerts' via_bot is not running");
+            }
+            pending.push_back(Pending { text, tries: 0 });
+            if pending.len() > MAX_PENDING
+                && let Some(dropped) = pending.pop_front()
+            {
+                warn!(alert = %dropped.text, "alert dropped: too many alerts waiting");
+            }
+        }
+        let Target::Send(route) = target else {
+            continue;
+        };
+        while let Some(mut alert) = pending.pop_front() {
             if !cap.allows(route.max_per_hour, Instant::now()) {
                 cap.held_back += 1;
-                warn!(alert = %text, max_per_hour = route.max_per_hour, "alert not sent: max_per_hour reached");
+                warn!(alert = %alert.text, max_per_hour = route.max_per_hour, "alert not sent: max_per_hour reached");
                 continue;
             }
-            let mut message = text.clone();
+            let mut message = alert.text.clone();
             if cap.held_back > 0 {
                 message.push_str(&format!(
                     "\n({} earlier alert(s) were held back by max_per_hour; see the logs)",
@@ -183,10 +209,18 @@ pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: Canc
                 Ok(_) => {
                     cap.sent.push_back(Instant::now());
                     cap.held_back = 0;
-                    info!(alert = %text, chat = route.chat.0, "alert sent");
+                    info!(alert = %alert.text, chat = route.chat.0, "alert sent");
                 }
                 Err(err) => {
-                    warn!(alert = %text, chat = route.chat.0, error_class = %err.class, error = %err.text, "could not send the alert");
+                    alert.tries += 1;
+                    warn!(alert = %alert.text, chat = route.chat.0, tries = alert.tries, error_class = %err.class, error = %err.text, "could not send the alert");
+                    if alert.tries < MAX_TRIES {
+                        // Keep the order: try again at the next tick.
+                        pending.push_front(alert);
+                    } else {
+                        warn!(alert = %alert.text, "alert given up after {MAX_TRIES} tries");
+                    }
+                    break;
                 }
             }
         }

@@ -45,8 +45,9 @@ const INCIDENTS: [Incident; 4] = [
     Incident::StoreDown,
     Incident::SelectorEmpty,
 ];
-/// How long open connections may take to finish at shutdown.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// How long open connections may take to finish at shutdown: well inside
+/// the 250 ms the supervisor keeps back from the deadline.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]

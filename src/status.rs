@@ -261,6 +261,11 @@ impl StatusSender {
         }
     }
 
+    /// True while `incident` is open.
+    pub fn has(&self, incident: Incident) -> bool {
+        self.tx.borrow().incidents.contains_key(&incident)
+    }
+
     /// Closes `incident` if it is open.
     pub fn clear(&self, incident: Incident) {
         self.tx
@@ -289,11 +294,11 @@ impl StatusSender {
                 WorkerState::Parked => {
                     status.incidents.insert(Incident::Parked, reason.clone());
                 }
-                // Polling again ends what kept the bot from polling.
-                WorkerState::Running => {
-                    for incident in [Incident::Parked, Incident::Conflict, Incident::StoreDown] {
-                        status.incidents.remove(&incident);
-                    }
+                // Standby proves the token (getMe) and the store (the lease
+                // query) work; another instance polls the bot.
+                WorkerState::Standby => {
+                    status.incidents.remove(&Incident::Parked);
+                    status.incidents.remove(&Incident::StoreDown);
                 }
                 _ => {}
             }
@@ -341,9 +346,14 @@ impl StatusSender {
         self.tx.send_modify(|status| status.restarts += 1);
     }
 
+    /// A `getUpdates` succeeded: the bot is no longer parked. (A conflict
+    /// ends by its own rule in the worker, a store outage when the store
+    /// answers.)
     pub fn polled(&self) {
-        self.tx
-            .send_modify(|status| status.last_successful_poll = Some(SystemTime::now()));
+        self.tx.send_modify(|status| {
+            status.last_successful_poll = Some(SystemTime::now());
+            status.incidents.remove(&Incident::Parked);
+        });
     }
 
     pub fn handled(&self, count: u64) {
@@ -399,6 +409,15 @@ impl StatusBoard {
             .get(name)
             .map(|rx| rx.borrow().incidents.clone())
             .unwrap_or_default()
+    }
+
+    /// The counter of messages bot `name` sent, for another handle of the
+    /// same bot (the alerts') to count into.
+    pub(crate) fn sent_counter(&self, name: &str) -> Option<Arc<AtomicU64>> {
+        self.read()
+            .bots
+            .get(name)
+            .map(|rx| rx.borrow().sent.clone())
     }
 
     /// Enabled bots that cannot run, with the reason.

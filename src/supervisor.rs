@@ -283,7 +283,11 @@ pub async fn run_with_board(
     let services_stop = supervisor.services.clone();
     let outcome = supervisor.shutdown(&mut signals).await;
     services_stop.cancel();
-    services.wait().await;
+    if outcome.is_ok() {
+        // Bounded: the status endpoint gives open connections
+        // `CLOSE_GRACE`, and the exit must stay inside the deadline.
+        let _ = tokio::time::timeout(http::CLOSE_GRACE * 2, services.wait()).await;
+    }
     outcome
 }
 
@@ -308,7 +312,15 @@ impl Supervisor {
             .collect();
         let name = bot.config.name.clone();
         let (status, rx) = StatusSender::new(&name, bot.config.kind.name());
-        status.carry_over(self.board.incidents_of(&name));
+        let mut open = self.board.incidents_of(&name);
+        if !matches!(
+            bot.config.kind,
+            crate::config::KindSettings::Announcements(_)
+        ) {
+            // Only a relay can close it.
+            open.remove(&crate::status::Incident::SelectorEmpty);
+        }
+        status.carry_over(open);
         self.board.insert(&name, rx);
         let cancel = self.root.child_token();
         let stopped = CancellationToken::new();
@@ -458,12 +470,18 @@ impl Supervisor {
                     }
                 }
                 Some(entry) => Target::Send(Route {
-                    bot: telegram::BotHandle::new(
-                        &alerts.via_bot,
-                        &entry.bot.token,
-                        &entry.bot.config.api_url,
-                        self.client.clone(),
-                    ),
+                    bot: {
+                        let bot = telegram::BotHandle::new(
+                            &alerts.via_bot,
+                            &entry.bot.token,
+                            &entry.bot.config.api_url,
+                            self.client.clone(),
+                        );
+                        match self.board.sent_counter(&alerts.via_bot) {
+                            Some(sent) => bot.counting_into(sent),
+                            None => bot,
+                        }
+                    },
                     chat: teloxide::types::ChatId(alerts.chat_id),
                     max_per_hour: alerts.max_per_hour,
                 }),

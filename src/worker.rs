@@ -82,6 +82,9 @@ struct Kept {
     /// When the offset was last saved: an offset saved within six days
     /// means an update below it was handled already.
     offset_saved: Option<SystemTime>,
+    /// The conflict going on, if any: it outlives a session, so a restart
+    /// in the middle of one neither ends it nor alerts twice.
+    conflict: ConflictLog,
 }
 
 /// How a session ended.
@@ -135,6 +138,7 @@ impl Worker {
             handled: HashSet::new(),
             loaded: false,
             offset_saved: None,
+            conflict: ConflictLog::default(),
         };
         let policy = self.config.restart.clone();
         let mut backoff = Backoff::new(policy.clone());
@@ -239,7 +243,14 @@ impl Worker {
                 return SessionEnd::StoreDown(format!("reading the stored offset failed: {err}"));
             }
             kept.loaded = true;
+        } else if self.status.has(Incident::StoreDown) {
+            // A read shows the store answers again (the offset in memory
+            // stays: it may be ahead of the stored one).
+            if let Err(err) = self.store.offset(&bot_id).await {
+                return SessionEnd::StoreDown(format!("the store still fails: {err}"));
+            }
         }
+        self.status.clear(Incident::StoreDown);
         let ctx = Arc::new(Context {
             bot: bot.clone(),
             username: me.username().to_owned(),
@@ -331,7 +342,6 @@ impl Worker {
             .background(ctx.clone(), background_stop.clone())
             .map(|work| tokio::spawn(work.in_current_span()));
         let _stop_background = background_stop.clone().drop_guard();
-        let mut conflict = ConflictLog::default();
         let mut webhook_deleted = false;
         loop {
             if let Some(task) = &background
@@ -358,7 +368,7 @@ impl Worker {
                     let class = telegram::classify(&err);
                     self.status.error(&class);
                     let wait = match class {
-                        ErrorClass::ConflictOtherPoller => self.conflict_wait(&mut conflict),
+                        ErrorClass::ConflictOtherPoller => self.conflict_wait(&mut kept.conflict),
                         ErrorClass::ConflictWebhook => match self.config.restart.on_webhook {
                             OnWebhook::Park => {
                                 return SessionEnd::Park(
@@ -402,19 +412,24 @@ impl Worker {
                 }
             };
             self.status.polled();
-            if let Some(started) = conflict.started {
+            if let Some(started) = kept.conflict.started {
                 // A real second poller makes polls fail and succeed by turns;
                 // the conflict is over only once no 409 came for longer than
                 // the other side's longest wait plus one long poll.
                 let quiet = self.config.restart.conflict_max_backoff + self.poll_timeout;
-                if conflict.last_409.is_none_or(|last| last.elapsed() >= quiet) {
+                if kept
+                    .conflict
+                    .last_409
+                    .is_none_or(|last| last.elapsed() >= quiet)
+                {
                     let lasted = short(started.elapsed());
                     self.status.set(
                         WorkerState::Running,
                         format!("the conflict is over after {lasted}; polling again"),
                         None,
                     );
-                    conflict = ConflictLog::default();
+                    kept.conflict = ConflictLog::default();
+                    self.status.clear(Incident::Conflict);
                 }
             } else if self.status.state() != WorkerState::Running {
                 self.status.set(WorkerState::Running, "polling again", None);
@@ -462,6 +477,7 @@ impl Worker {
             if let Err(err) = self.store.save_offset(&bot_id, next).await {
                 return SessionEnd::StoreDown(format!("saving the offset failed: {err}"));
             }
+            self.status.clear(Incident::StoreDown);
             kept.offset_saved = Some(SystemTime::now());
         }
         let lost = lease_lost.load(Ordering::SeqCst);

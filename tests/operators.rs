@@ -232,7 +232,7 @@ async fn the_watchdog_restarts_a_worker_whose_poll_hangs() {
     tg.add_bot(TOKEN_B, "b_bot");
     let text = two_echo_bots(&tg.url(), "", "").replace(
         "poll_timeout = \"2s\"",
-        "poll_timeout = \"1s\"\nwatchdog_after = \"3s\"",
+        "poll_timeout = \"1s\"\nwatchdog_after = \"6s\"",
     );
     let config = ConfigDir::new(&text);
     let mut daemon = Daemon::start(&config.path, TOKENS);
@@ -271,6 +271,12 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
     let b = tg.add_bot(TOKEN_B, "b_bot");
     tg.add_chat(&Chat::supergroup(ALERT_CHAT, "Operators"));
     tg.add_fault(&a.token, "getMe", Fault::unauthorized().forever());
+    // The first try to send the alert fails: it goes out at the next tick.
+    tg.add_fault(
+        &b.token,
+        "sendMessage",
+        Fault::api_error(400, "Bad Request: not enough rights to send text messages").times(1),
+    );
     let config = ConfigDir::new(&two_echo_bots(
         &tg.url(),
         &format!("[supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"),
@@ -340,6 +346,41 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
     );
     daemon.stop_cleanly().await;
     assert_eq!(alerts(&tg, &b.token).len(), 2, "nothing more at shutdown");
+}
+
+#[tokio::test]
+async fn a_bot_parked_after_connecting_is_one_incident() {
+    // getMe succeeds, then the webhook parks the bot (on_webhook = "park"),
+    // again at every attempt: still one incident, no all-clear between.
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    tg.add_chat(&Chat::supergroup(ALERT_CHAT, "Operators"));
+    // Each getUpdates answers "webhook is active" after 1.5 s: the bot
+    // looks connected for longer than the monitor's tick each time.
+    tg.add_fault(
+        &a.token,
+        "getUpdates",
+        Fault::api_error(409, fake_telegram::conflicts::WEBHOOK_ACTIVE)
+            .delay(Duration::from_millis(1500))
+            .forever(),
+    );
+    let config = ConfigDir::new(&two_echo_bots(
+        &tg.url(),
+        &format!("[supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"),
+        "[bot.a.restart]\non_webhook = \"park\"\npark_for = \"1500ms\"\n",
+    ));
+    let mut daemon = Daemon::start(&config.path, TOKENS);
+    daemon
+        .wait_for_lines("parked: a webhook is set", 3, PROMPT)
+        .await;
+    let sent = alerts(&tg, &b.token);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert!(
+        sent[0].starts_with("⚠️ botvisor: a is parked: a webhook is set"),
+        "{sent:#?}"
+    );
+    daemon.stop_cleanly().await;
 }
 
 #[tokio::test]

@@ -25,8 +25,9 @@ pub const MESSAGE_LIMIT: usize = 4096;
 pub const DESCRIPTION_LIMIT: usize = 256;
 /// Content commands at most: the menu holds 100 and `/help` takes one.
 pub const MAX_COMMANDS: usize = 99;
-/// Commands the bot answers itself, which content may not redefine.
-pub const BUILT_IN: &[&str] = &["start", "help"];
+/// Commands the bot answers itself, which content may not redefine
+/// (`durum` is botvisor's own, for operators).
+pub const BUILT_IN: &[&str] = &["start", "help", "durum"];
 /// The placeholder replaced by `contact` in every text.
 pub const CONTACT_PLACEHOLDER: &str = "{contact}";
 
@@ -255,7 +256,12 @@ fn validate(check: &mut Checker<'_>, prefix: &str, raw: &RawContent) -> Option<F
             check.report(
                 command.name.span(),
                 &at("name"),
-                format!("/{name} is built in; its text comes from `greeting` or `help_header`"),
+                if name == "durum" {
+                    "/durum is botvisor's status command for operators; choose another name"
+                        .to_owned()
+                } else {
+                    format!("/{name} is built in; its text comes from `greeting` or `help_header`")
+                },
             );
         } else if !seen.insert(name.clone()) {
             check.report(

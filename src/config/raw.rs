@@ -561,11 +561,12 @@ fn supervisor_settings(
             &raw.watchdog_after,
             Duration::ZERO,
         );
-        if !limit.is_zero() && limit <= settings.poll_timeout {
+        if !limit.is_zero() && limit < settings.poll_timeout + Duration::from_secs(5) {
             check.report(
                 after.span(),
                 "supervisor.watchdog_after",
-                "must be longer than poll_timeout: an idle long poll takes that long",
+                "must be at least poll_timeout + 5s: an idle long poll takes poll_timeout, \
+                 and the network some more",
             );
         } else if !limit.is_zero() {
             settings.watchdog_after = Some(limit);
@@ -599,6 +600,13 @@ fn supervisor_settings(
                     "must be a whole number of at least 1",
                 ),
             }
+        }
+        if *raw_alerts.chat_id.get_ref() == 0 {
+            check.report(
+                raw_alerts.chat_id.span(),
+                "supervisor.alerts.chat_id",
+                "must be a chat id (a user id, or a group's negative id)",
+            );
         }
         settings.alerts = Some(super::AlertSettings {
             chat_id: *raw_alerts.chat_id.get_ref(),

@@ -316,15 +316,18 @@ fn operator_settings_are_checked_with_positions() {
         ),
         &[
             "2:18 supervisor.operators: positive whole numbers",
-            "4:18 supervisor.watchdog_after: longer than poll_timeout",
+            "4:18 supervisor.watchdog_after: at least poll_timeout + 5s",
             "6:10 supervisor.http.listen: address and port",
             "9:11 supervisor.alerts.via_bot: there is no [bot.nobody]",
             "10:16 supervisor.alerts.max_per_hour: at least 1",
         ],
     );
     check(
-        &format!("[supervisor.alerts]\nchat_id = 1\nvia_bot = \"a\"\n{BOT}enabled = false\n"),
-        &["3:11 supervisor.alerts.via_bot: bot a is disabled"],
+        &format!("[supervisor.alerts]\nchat_id = 0\nvia_bot = \"a\"\n{BOT}enabled = false\n"),
+        &[
+            "2:11 supervisor.alerts.chat_id: must be a chat id",
+            "3:11 supervisor.alerts.via_bot: bot a is disabled",
+        ],
     );
     check(
         &format!("{BOT}[supervisor.http]\nport = 1\n"),

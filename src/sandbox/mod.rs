@@ -144,10 +144,8 @@ pub fn prepare(config: &Config, api_url: &Url, store: &Path) -> Result<Prepared,
     let mut relays = Vec::new();
     for (index, bot) in copy.bots.iter_mut().enumerate() {
         bot.api_url = api_url.clone();
-        bot.token_env = format!(
-            "BOTVISOR_SANDBOX_TOKEN_{}",
-            bot.name.to_ascii_uppercase().replace('-', "_")
-        );
+        // By position: `a-b` and `a_b` are two bots.
+        bot.token_env = format!("BOTVISOR_SANDBOX_TOKEN_{index}");
         if let KindSettings::Announcements(settings) = &mut bot.kind {
             settings.list_url = checks_off.clone();
             settings.check_every = CHECKS_OFF_EVERY;
@@ -156,11 +154,15 @@ pub fn prepare(config: &Config, api_url: &Url, store: &Path) -> Result<Prepared,
         }
         let token = invent_token(index);
         vars.push((bot.token_env.clone(), token.expose().to_owned()));
+        let mut username = format!("{}_bot", bot.name.replace('-', "_"));
+        if bots.iter().any(|b: &SandboxBot| b.username == username) {
+            username = format!("{}_{index}_bot", bot.name.replace('-', "_"));
+        }
         bots.push(SandboxBot {
             name: bot.name.clone(),
             kind: bot.kind.name(),
             token,
-            username: format!("{}_bot", bot.name.replace('-', "_")),
+            username,
         });
     }
     Ok(Prepared {
@@ -884,6 +886,28 @@ enabled = false
         assert!(!matches!(relay.list_url.scheme(), "http" | "https"));
         assert_eq!(relay.alert_chat, None);
         assert_eq!(relay.check_every, CHECKS_OFF_EVERY);
+    }
+
+    #[test]
+    fn bots_whose_names_differ_only_by_dash_stay_apart() {
+        let text = "[bot.a-b]\nkind = \"echo\"\ntoken_env = \"X\"\n[bot.a_b]\nkind = \"echo\"\ntoken_env = \"Y\"\n";
+        let config = Config::from_str(text, Path::new("/srv/supervisor.toml")).expect("valid");
+        let fake = Url::parse("http://127.0.0.1:4321").expect("a URL");
+        let prepared = prepare(&config, &fake, Path::new("/tmp/s.db")).expect("prepared");
+        let vars: Vec<&str> = prepared
+            .config
+            .bots
+            .iter()
+            .map(|b| b.token_env.as_str())
+            .collect();
+        assert_ne!(vars[0], vars[1]);
+        assert_ne!(prepared.bots[0].username, prepared.bots[1].username);
+        for (bot, sandboxed) in prepared.config.bots.iter().zip(&prepared.bots) {
+            assert_eq!(
+                prepared.env.token(&bot.token_env).as_ref(),
+                Some(&sandboxed.token)
+            );
+        }
     }
 
     #[test]
