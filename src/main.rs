@@ -182,21 +182,10 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
         Ok(guard) => guard,
         Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            return fail(
-                EXIT_FAILURE,
-                &format!("cannot start the async runtime: {err}"),
-            );
-        }
+        Err(code) => return code,
     };
-    // A panic is logged like any other error (so it passes the redactor and
-    // lands in the log stream), not printed raw to stderr.
-    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %config.path.display(),
@@ -231,19 +220,10 @@ fn sandbox(config: Config) -> ExitCode {
     if let Err(err) = botvisor::sandbox::init_logging() {
         return fail(EXIT_CONFIG, &err.to_string());
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            return fail(
-                EXIT_FAILURE,
-                &format!("cannot start the async runtime: {err}"),
-            );
-        }
+        Err(code) => return code,
     };
-    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     let outcome = runtime.block_on(async {
         let signals = botvisor::signals::listen().map_err(|err| {
             botvisor::sandbox::SandboxError::Setup(format!("cannot listen for signals: {err}"))
@@ -257,6 +237,23 @@ fn sandbox(config: Config) -> ExitCode {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(err) => fail(err.exit_code(), &err.to_string()),
     }
+}
+
+/// The tokio runtime, with panics logged like any other error (so they
+/// pass the redactor and land in the log stream), not printed raw to
+/// stderr. Call it once logging is set up.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            fail(
+                EXIT_FAILURE,
+                &format!("cannot start the async runtime: {err}"),
+            )
+        })?;
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
+    Ok(runtime)
 }
 
 /// Prints `message` to stderr (tokens redacted) and returns `code`.

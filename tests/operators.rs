@@ -61,6 +61,19 @@ async fn get_until(base: &str, path: &str, code: u16) -> String {
 
 const ALERT_CHAT: i64 = -1_001_234_567_890;
 
+/// Bots a and b, b sending alerts to [`ALERT_CHAT`] (made known to the
+/// fake).
+fn alerting_bots(tg: &FakeTelegram, supervisor_extra: &str, a_extra: &str) -> String {
+    tg.add_chat(&Chat::supergroup(ALERT_CHAT, "Operators"));
+    two_echo_bots(
+        &tg.url(),
+        &format!(
+            "{supervisor_extra}[supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"
+        ),
+        a_extra,
+    )
+}
+
 /// The alerts bot b sent to [`ALERT_CHAT`].
 fn alerts(tg: &FakeTelegram, token: &str) -> Vec<String> {
     tg.sent_messages(token)
@@ -75,13 +88,9 @@ async fn healthz_turns_503_during_a_409_storm_and_200_after() {
     let tg = FakeTelegram::start().await.expect("start the fake");
     let a = tg.add_bot(TOKEN_A, "a_bot");
     let b = tg.add_bot(TOKEN_B, "b_bot");
-    tg.add_chat(&Chat::supergroup(ALERT_CHAT, "Operators"));
-    let config = ConfigDir::new(&two_echo_bots(
-        &tg.url(),
-        &format!(
-            "[supervisor.http]\nlisten = \"127.0.0.1:0\"\n\
-             [supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"
-        ),
+    let config = ConfigDir::new(&alerting_bots(
+        &tg,
+        "[supervisor.http]\nlisten = \"127.0.0.1:0\"\n",
         "[bot.a.restart]\nconflict_max_backoff = \"3s\"\nconflict_alert_after = \"2s\"\n",
     ));
     let mut daemon = Daemon::start(&config.path, TOKENS);
@@ -269,7 +278,6 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
     let tg = FakeTelegram::start().await.expect("start the fake");
     let a = tg.add_bot(TOKEN_A, "a_bot");
     let b = tg.add_bot(TOKEN_B, "b_bot");
-    tg.add_chat(&Chat::supergroup(ALERT_CHAT, "Operators"));
     tg.add_fault(&a.token, "getMe", Fault::unauthorized().forever());
     // The first try to send the alert fails: it goes out at the next tick.
     tg.add_fault(
@@ -277,11 +285,7 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
         "sendMessage",
         Fault::api_error(400, "Bad Request: not enough rights to send text messages").times(1),
     );
-    let config = ConfigDir::new(&two_echo_bots(
-        &tg.url(),
-        &format!("[supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"),
-        "",
-    ));
+    let config = ConfigDir::new(&alerting_bots(&tg, "", ""));
     let mut daemon = Daemon::start(&config.path, TOKENS);
     // Parked again and again (park_for is 300 ms): one incident.
     daemon
@@ -312,11 +316,7 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
     let parked_before = parked_lines(&daemon);
     config.write(
         "supervisor.toml",
-        &two_echo_bots(
-            &tg.url(),
-            &format!("[supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"),
-            "[bot.a.restart]\npark_for = \"400ms\"\n",
-        ),
+        &alerting_bots(&tg, "", "[bot.a.restart]\npark_for = \"400ms\"\n"),
     );
     daemon.signal(libc::SIGHUP);
     daemon.wait_for_line("restarted: a;", PROMPT).await;
@@ -355,7 +355,6 @@ async fn a_bot_parked_after_connecting_is_one_incident() {
     let tg = FakeTelegram::start().await.expect("start the fake");
     let a = tg.add_bot(TOKEN_A, "a_bot");
     let b = tg.add_bot(TOKEN_B, "b_bot");
-    tg.add_chat(&Chat::supergroup(ALERT_CHAT, "Operators"));
     // Each getUpdates answers "webhook is active" after 1.5 s: the bot
     // looks connected for longer than the monitor's tick each time.
     tg.add_fault(
@@ -365,9 +364,9 @@ async fn a_bot_parked_after_connecting_is_one_incident() {
             .delay(Duration::from_millis(1500))
             .forever(),
     );
-    let config = ConfigDir::new(&two_echo_bots(
-        &tg.url(),
-        &format!("[supervisor.alerts]\nchat_id = {ALERT_CHAT}\nvia_bot = \"b\"\n"),
+    let config = ConfigDir::new(&alerting_bots(
+        &tg,
+        "",
         "[bot.a.restart]\non_webhook = \"park\"\npark_for = \"1500ms\"\n",
     ));
     let mut daemon = Daemon::start(&config.path, TOKENS);
