@@ -8,19 +8,20 @@
 //! removed by a reload is forgotten without a message. Messages are capped
 //! per hour; one held back is still logged, and the next message that goes
 //! says how many were held back. Every text passes the redactor, though no
-//! incident detail carries a token.
+//! incident detail carries a token. Alerts go through the sending bot's
+//! outbox (not durably): paced with its other messages, retried until they
+//! go, and sent only by the instance that runs that bot.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use teloxide::types::ChatId;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::outbox::{OutMessage, Outbox};
 use crate::secret::Redactor;
 use crate::status::{Incident, StatusBoard};
-use crate::telegram::{BotHandle, send};
 
 /// How often the board is read.
 const TICK: Duration = Duration::from_secs(1);
@@ -29,8 +30,9 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// Where alerts go: the chat, the bot that sends them, and the cap.
 #[derive(Clone, Debug)]
 pub struct Route {
-    pub bot: BotHandle,
-    pub chat: ChatId,
+    /// The sending bot's outbox.
+    pub outbox: Outbox,
+    pub chat: i64,
     pub max_per_hour: u32,
 }
 
@@ -127,30 +129,16 @@ impl Cap {
     }
 }
 
-/// Alerts waiting to go out at most; when more pile up (the sending bot
-/// is down for long), the oldest are dropped, each with a log line.
-const MAX_PENDING: usize = 100;
-/// Tries of one alert before it is given up (a chat the bot cannot write
-/// to fails every time).
-const MAX_TRIES: u32 = 5;
-
-/// An alert not sent yet.
-struct Pending {
-    text: String,
-    tries: u32,
-}
-
 /// Watches the board and sends alerts to the current target until `stop`;
-/// the target may change on reload. An alert that cannot go out now (the
-/// sending bot is not running, or Telegram refused it) waits for the next
-/// tick, so a recovery is announced even when the sending bot was down too.
+/// the target may change on reload. An alert is handed to the sending
+/// bot's outbox, which keeps it until that bot runs here and Telegram
+/// takes it, so a recovery is announced even when the sending bot was down.
 pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: CancellationToken) {
     let mut open = Open::new();
     let mut cap = Cap {
         sent: VecDeque::new(),
         held_back: 0,
     };
-    let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -169,60 +157,37 @@ pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: Canc
         let changes = diff(&open, &now, &present);
         open = now;
         let target = target.borrow().clone();
-        if matches!(target, Target::Off) {
-            pending.clear();
-            continue;
-        }
         for change in changes {
             let text = Redactor::global().redact(&change.text()).into_owned();
-            if let Target::Unavailable { via_bot } = &target {
-                warn!(alert = %text, %via_bot, "alert not sent yet: the alerts' via_bot is not running");
-            }
-            pending.push_back(Pending { text, tries: 0 });
-            if pending.len() > MAX_PENDING
-                && let Some(dropped) = pending.pop_front()
-            {
-                warn!(alert = %dropped.text, "alert dropped: too many alerts waiting");
-            }
-        }
-        let Target::Send(route) = target else {
-            continue;
-        };
-        while let Some(mut alert) = pending.pop_front() {
+            let route = match &target {
+                Target::Off => continue,
+                Target::Unavailable { via_bot } => {
+                    warn!(alert = %text, %via_bot, "alert not sent: the alerts' via_bot is not running");
+                    continue;
+                }
+                Target::Send(route) => route,
+            };
             if !cap.allows(route.max_per_hour, Instant::now()) {
                 cap.held_back += 1;
-                warn!(alert = %alert.text, max_per_hour = route.max_per_hour, "alert not sent: max_per_hour reached");
+                warn!(alert = %text, max_per_hour = route.max_per_hour, "alert not sent: max_per_hour reached");
                 continue;
             }
-            let mut message = alert.text.clone();
+            let mut message = text.clone();
             if cap.held_back > 0 {
                 message.push_str(&format!(
                     "\n({} earlier alert(s) were held back by max_per_hour; see the logs)",
                     cap.held_back
                 ));
             }
-            let sent = tokio::select! {
-                () = stop.cancelled() => return,
-                sent = send::send_text(&route.bot, route.chat, &message, None) => sent,
-            };
-            match sent {
-                Ok(_) => {
-                    cap.sent.push_back(Instant::now());
-                    cap.held_back = 0;
-                    info!(alert = %alert.text, chat = route.chat.0, "alert sent");
-                }
-                Err(err) => {
-                    alert.tries += 1;
-                    warn!(alert = %alert.text, chat = route.chat.0, tries = alert.tries, error_class = %err.class, error = %err.text, "could not send the alert");
-                    if alert.tries < MAX_TRIES {
-                        // Keep the order: try again at the next tick.
-                        pending.push_front(alert);
-                    } else {
-                        warn!(alert = %alert.text, "alert given up after {MAX_TRIES} tries");
-                    }
-                    break;
-                }
+            let parts = OutMessage::text(route.chat, message).into_parts();
+            for _ in &parts {
+                cap.sent.push_back(Instant::now());
             }
+            for part in parts {
+                route.outbox.send_volatile(part);
+            }
+            cap.held_back = 0;
+            info!(alert = %text, chat = route.chat, "alert queued");
         }
     }
 }

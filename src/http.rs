@@ -176,6 +176,12 @@ fn bot_json(bot: &BotStatus) -> serde_json::Value {
         "last_error_class": bot.last_error_class.as_ref().map(ToString::to_string),
         "updates_handled": bot.updates_handled,
         "messages_sent": bot.messages_sent,
+        "outbox": {
+            "pending": bot.outbox.pending,
+            "oldest_age_seconds": bot.outbox.oldest_age.map(|age| age.as_secs_f64()),
+            "dropped": bot.outbox.dropped,
+            "rate_limited": bot.outbox.rate_limited,
+        },
         "incidents": incidents,
     })
 }
@@ -223,6 +229,30 @@ pub fn render_metrics(board: &StatusBoard) -> String {
     let last_poll = Family::<BotLabels, Gauge<f64, AtomicU64>>::default();
     let incidents = Family::<IncidentLabels, Gauge>::default();
     let not_running = Gauge::<i64>::default();
+    let outbox_pending = Family::<BotLabels, Gauge>::default();
+    let outbox_oldest = Family::<BotLabels, Gauge<f64, AtomicU64>>::default();
+    let outbox_dropped = Family::<BotLabels, Counter>::default();
+    let outbox_429 = Family::<BotLabels, Counter>::default();
+    registry.register(
+        "outbox_pending",
+        "Messages waiting in the bot's outbox",
+        outbox_pending.clone(),
+    );
+    registry.register(
+        "outbox_oldest_age_seconds",
+        "How long the oldest message in the bot's outbox has waited (0 when empty)",
+        outbox_oldest.clone(),
+    );
+    registry.register(
+        "outbox_dropped",
+        "Messages the outbox dropped: past a cap, past max_age, or refused for good",
+        outbox_dropped.clone(),
+    );
+    registry.register(
+        "outbox_rate_limited",
+        "429 answers Telegram gave the bot's outbox",
+        outbox_429.clone(),
+    );
     registry.register(
         "bot_state",
         "1 for the state each bot is in, 0 for the others",
@@ -281,6 +311,18 @@ pub fn render_metrics(board: &StatusBoard) -> String {
         restarts.get_or_create(&labels).inc_by(bot.restarts);
         handled.get_or_create(&labels).inc_by(bot.updates_handled);
         sent.get_or_create(&labels).inc_by(bot.messages_sent);
+        outbox_pending
+            .get_or_create(&labels)
+            .set(i64::try_from(bot.outbox.pending).unwrap_or(i64::MAX));
+        outbox_oldest
+            .get_or_create(&labels)
+            .set(bot.outbox.oldest_age.map_or(0.0, |age| age.as_secs_f64()));
+        outbox_dropped
+            .get_or_create(&labels)
+            .inc_by(bot.outbox.dropped);
+        outbox_429
+            .get_or_create(&labels)
+            .inc_by(bot.outbox.rate_limited);
         if let Some(at) = bot.last_successful_poll
             && let Ok(since_epoch) = at.duration_since(SystemTime::UNIX_EPOCH)
         {

@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod outbox;
 pub mod restart;
 pub mod sandbox;
 pub mod secret;

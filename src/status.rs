@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::outbox::{OutboxFigures, OutboxStats};
 use crate::telegram::ErrorClass;
 
 /// Where a worker is in its life.
@@ -125,7 +126,11 @@ pub struct BotStatus {
     pub messages_sent: u64,
     /// The incidents open now, each with its detail.
     pub incidents: BTreeMap<Incident, String>,
+    /// The outbox's queue and counters; filled in by
+    /// [`StatusBoard::snapshot`].
+    pub outbox: OutboxFigures,
     sent: Arc<AtomicU64>,
+    outbox_stats: Arc<OutboxStats>,
 }
 
 impl BotStatus {
@@ -144,7 +149,9 @@ impl BotStatus {
             updates_handled: 0,
             messages_sent: 0,
             incidents: BTreeMap::new(),
+            outbox: OutboxFigures::default(),
             sent: Arc::new(AtomicU64::new(0)),
+            outbox_stats: Arc::new(OutboxStats::default()),
         }
     }
 
@@ -164,8 +171,8 @@ impl BotStatus {
             out.push_str(&format!(", last_error={class}"));
         }
         out.push_str(&format!(
-            ", handled={}, sent={})",
-            self.updates_handled, self.messages_sent
+            ", handled={}, sent={}, queued={})",
+            self.updates_handled, self.messages_sent, self.outbox.pending
         ));
         out
     }
@@ -190,6 +197,16 @@ impl BotStatus {
         }
         if let Some(class) = &self.last_error_class {
             out.push_str(&format!(", last error {class}"));
+        }
+        let outbox = &self.outbox;
+        if outbox.pending > 0 || outbox.dropped > 0 {
+            out.push_str(&format!("\n  outbox: {} queued", outbox.pending));
+            if let Some(age) = outbox.oldest_age {
+                out.push_str(&format!(", oldest {}", short(age)));
+            }
+            if outbox.dropped > 0 {
+                out.push_str(&format!(", {} dropped", outbox.dropped));
+            }
         }
         for (incident, detail) in &self.incidents {
             out.push_str(&format!("\n  ⚠ {}: {detail}", incident.describe()));
@@ -236,6 +253,11 @@ impl StatusSender {
     /// The counter of messages sent, for the bot's handle to count into.
     pub fn sent_counter(&self) -> Arc<AtomicU64> {
         self.tx.borrow().sent.clone()
+    }
+
+    /// The figures the bot's outbox keeps up to date.
+    pub fn outbox_stats(&self) -> Arc<OutboxStats> {
+        self.tx.borrow().outbox_stats.clone()
     }
 
     /// Opens `incident` (or updates its detail). Logged by the caller,
@@ -397,6 +419,7 @@ impl StatusBoard {
             .map(|rx| {
                 let mut status = rx.borrow().clone();
                 status.messages_sent = status.sent.load(Ordering::Relaxed);
+                status.outbox = status.outbox_stats.figures();
                 status
             })
             .collect()
@@ -409,15 +432,6 @@ impl StatusBoard {
             .get(name)
             .map(|rx| rx.borrow().incidents.clone())
             .unwrap_or_default()
-    }
-
-    /// The counter of messages bot `name` sent, for another handle of the
-    /// same bot (the alerts') to count into.
-    pub(crate) fn sent_counter(&self, name: &str) -> Option<Arc<AtomicU64>> {
-        self.read()
-            .bots
-            .get(name)
-            .map(|rx| rx.borrow().sent.clone())
     }
 
     /// Enabled bots that cannot run, with the reason.

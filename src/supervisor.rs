@@ -21,6 +21,7 @@ use tracing::{Instrument, error, info, warn};
 use crate::alerts::{self, Route, Target};
 use crate::config::{BotConfig, Config, Environment};
 use crate::http::{self, HttpError};
+use crate::outbox::Outbox;
 use crate::secret::Token;
 use crate::signals::Signal;
 use crate::status::{StatusBoard, StatusSender, WorkerState};
@@ -28,9 +29,9 @@ use crate::store::{Leases, Store, StoreError};
 use crate::telegram;
 use crate::worker::Worker;
 
-/// Time kept back from the shutdown deadline for confirming offsets after
-/// the handlers stop.
-const CONFIRM_BUDGET: Duration = Duration::from_secs(2);
+/// Time kept back from the shutdown deadline, after the handlers stop, for
+/// the outbox's last sends and commit and for confirming offsets.
+const CONFIRM_BUDGET: Duration = Duration::from_secs(3);
 /// The supervisor gives up this long before the deadline, so the process
 /// is gone before whoever set the deadline kills it.
 const EXIT_MARGIN: Duration = Duration::from_millis(250);
@@ -164,6 +165,8 @@ fn plan_reload(
 /// A running worker, as the supervisor tracks it.
 struct Entry {
     bot: Runnable,
+    /// The bot's outbox, which the alerts use when this bot sends them.
+    outbox: Outbox,
     cancel: CancellationToken,
     /// Cancelled when the worker's task has ended.
     stopped: CancellationToken,
@@ -325,6 +328,10 @@ impl Supervisor {
         let cancel = self.root.child_token();
         let stopped = CancellationToken::new();
         let shutdown_timeout = self.config.supervisor.shutdown_timeout;
+        let outbox = Outbox::new(
+            self.config.supervisor.outbox.clone(),
+            status.outbox_stats(),
+        );
         let worker = Worker {
             config: bot.config.clone(),
             token: bot.token.clone(),
@@ -337,6 +344,7 @@ impl Supervisor {
             leases: self.leases.clone(),
             watchdog_after: self.config.supervisor.watchdog_limit(),
             board: self.board.clone(),
+            outbox: outbox.clone(),
         };
         let done = stopped.clone().drop_guard();
         let span = tracing::info_span!("bot", bot = %name);
@@ -354,6 +362,7 @@ impl Supervisor {
             name,
             Entry {
                 bot,
+                outbox,
                 cancel,
                 stopped,
             },
@@ -404,7 +413,8 @@ impl Supervisor {
         }
         let shared_changed = config.supervisor.poll_timeout != self.config.supervisor.poll_timeout
             || config.supervisor.shutdown_timeout != self.config.supervisor.shutdown_timeout
-            || config.supervisor.watchdog_limit() != self.config.supervisor.watchdog_limit();
+            || config.supervisor.watchdog_limit() != self.config.supervisor.watchdog_limit()
+            || config.supervisor.outbox != self.config.supervisor.outbox;
         let running: BTreeMap<String, Runnable> = self
             .workers
             .iter()
@@ -470,19 +480,8 @@ impl Supervisor {
                     }
                 }
                 Some(entry) => Target::Send(Route {
-                    bot: {
-                        let bot = telegram::BotHandle::new(
-                            &alerts.via_bot,
-                            &entry.bot.token,
-                            &entry.bot.config.api_url,
-                            self.client.clone(),
-                        );
-                        match self.board.sent_counter(&alerts.via_bot) {
-                            Some(sent) => bot.counting_into(sent),
-                            None => bot,
-                        }
-                    },
-                    chat: teloxide::types::ChatId(alerts.chat_id),
+                    outbox: entry.outbox.clone(),
+                    chat: alerts.chat_id,
                     max_per_hour: alerts.max_per_hour,
                 }),
             },

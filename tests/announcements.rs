@@ -60,6 +60,20 @@ async fn command(tg: &FakeTelegram, chat: &Chat, user: &User, text: &str) -> Str
     sent[before].text.clone()
 }
 
+/// Waits until each of `chats` has received an announcement.
+async fn wait_until_delivered(tg: &FakeTelegram, chats: &[i64]) {
+    loop {
+        let sent = tg.sent_messages(TOKEN);
+        let by_chat = announcements_by_chat(&sent);
+        if chats.iter().all(|chat| by_chat.contains_key(chat)) {
+            return;
+        }
+        tg.wait_for_sent(TOKEN, sent.len() + 1, PROMPT)
+            .await
+            .unwrap_or_else(|e| panic!("not delivered to every chat: {e:?}; {by_chat:?}"));
+    }
+}
+
 fn announcements_by_chat(sent: &[SentMessage]) -> HashMap<i64, Vec<String>> {
     let mut by_chat: HashMap<i64, Vec<String>> = HashMap::new();
     for message in sent.iter().filter(|m| m.text.starts_with("DUYURU: ")) {
@@ -110,7 +124,7 @@ async fn chats_switch_the_relay_on_and_off_with_admin_checks() {
             &Chat::private(&member),
             &member,
             "/yaz",
-            "yalnızca grubun yöneticileri ve botun yöneticileri",
+            "yalnızca botun yöneticileri",
         ),
         (
             &Chat::private(&admin),
@@ -156,12 +170,14 @@ async fn chats_switch_the_relay_on_and_off_with_admin_checks() {
         before + 1,
         "no answer to /start"
     );
-    // In a group, its administrators may list the chats too.
+    // In a group, its administrators learn whether their own group is
+    // subscribed, nothing about the other chats (private users' ids).
     let list = command(&tg, &group, &admin, "/yaz").await;
-    assert!(list.contains("Duyuruların açık olduğu sohbetler"), "{list}");
+    assert!(list.contains("Duyurular bu sohbette kapalı"), "{list}");
+    assert!(!list.contains("sohbetler ("), "{list}");
     let refused = command(&tg, &group, &member, "/yaz").await;
     assert!(
-        refused.contains("yalnızca grubun yöneticileri"),
+        refused.contains("yalnızca botun yöneticileri"),
         "{refused}"
     );
     daemon.stop_cleanly().await;
@@ -462,14 +478,9 @@ async fn blocked_chats_are_unsubscribed_and_migrated_groups_followed() {
         )
         .await;
     daemon
-        .wait_for_line(
-            "a group became a supergroup; its subscription moves",
-            PROMPT,
-        )
+        .wait_for_line("a group became a supergroup; its messages follow it", PROMPT)
         .await;
-    daemon
-        .wait_for_line("the announcement reached every chat", PROMPT)
-        .await;
+    wait_until_delivered(&tg, &[42, supergroup]).await;
     let by_chat = announcements_by_chat(&tg.sent_messages(TOKEN));
     assert_eq!(by_chat.get(&42).map(Vec::len), Some(1), "{by_chat:?}");
     assert_eq!(
@@ -551,27 +562,32 @@ async fn kill_9_during_a_broadcast_resumes_without_resending() {
     daemon.wait_for_line("first check", PROMPT).await;
     subscribe_private(&tg, 600..650).await;
     publish(&site, &[2, 1]);
-    // Killed once 20 deliveries are recorded.
-    daemon.wait_for_lines("relay: delivered", 20, PROMPT).await;
+    // Killed once 20 chats have it.
+    let before = tg.sent_messages(TOKEN).len();
+    tg.wait_for_sent(TOKEN, before + 20, PROMPT)
+        .await
+        .expect("20 delivered");
     daemon.signal(libc::SIGKILL);
     assert_eq!(daemon.wait_exit(PROMPT).await.code(), None);
     let mut daemon = Daemon::start(&config.path, VARS);
-    daemon
-        .wait_for_line("the announcement reached every chat", PROMPT)
-        .await;
+    let chats: Vec<i64> = (600..650).collect();
+    wait_until_delivered(&tg, &chats).await;
     let fetched = site.requests("/duyuru/birim/193");
     site.wait_for_requests("/duyuru/birim/193", fetched + 3, PROMPT)
         .await
         .expect("checks go on");
     let by_chat = announcements_by_chat(&tg.sent_messages(TOKEN));
     assert_eq!(by_chat.len(), 50);
+    // The one message that can go twice is one in flight at the kill
+    // (accepted by Telegram, its row not yet deleted): paced at under 30 a
+    // second, that is one at most.
     let twice: Vec<&i64> = by_chat
         .iter()
         .filter(|(_, texts)| texts.len() != 1)
         .map(|(chat, _)| chat)
         .collect();
     assert!(
-        twice.is_empty(),
+        twice.len() <= 1 && by_chat.values().all(|texts| texts.len() <= 2),
         "chats that got it other than once: {twice:?}"
     );
     daemon.stop_cleanly().await;

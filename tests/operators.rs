@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ConfigDir, Daemon, PROMPT, assert_echoes, supervisor_table};
+use common::{
+    ConfigDir, Daemon, PROMPT, assert_echoes, endpoint, get, get_until, supervisor_table,
+};
 use fake_telegram::{Chat, FakeTelegram, Fault, User};
 
 const TOKEN_A: &str = "101:token-of-bot-a";
@@ -18,45 +20,6 @@ fn two_echo_bots(api_url: &str, supervisor_extra: &str, a_extra: &str) -> String
         "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n{a_extra}\n[bot.b]\nkind = \"echo\"\ntoken_env = \"B_TOKEN\"\n",
         supervisor_table(api_url, supervisor_extra)
     )
-}
-
-/// The endpoint's base URL, from the line botvisor logs when it listens.
-async fn endpoint(daemon: &mut Daemon) -> String {
-    let line = daemon
-        .wait_for_line("status endpoint listening", PROMPT)
-        .await;
-    let addr = line
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("addr="))
-        .unwrap_or_else(|| panic!("no addr= in {line:?}"));
-    format!("http://{addr}")
-}
-
-/// GETs `path`: the status code and the body.
-async fn get(base: &str, path: &str) -> (u16, String) {
-    let response = reqwest::get(format!("{base}{path}"))
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let code = response.status().as_u16();
-    let body = response.text().await.expect("a body");
-    (code, body)
-}
-
-/// GETs `path` until its status code is `code` (the workers change state
-/// on their own schedule); panics after [`PROMPT`].
-async fn get_until(base: &str, path: &str, code: u16) -> String {
-    let started = Instant::now();
-    loop {
-        let (got, body) = get(base, path).await;
-        if got == code {
-            return body;
-        }
-        assert!(
-            started.elapsed() < PROMPT,
-            "GET {path} stayed {got}, not {code}:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 const ALERT_CHAT: i64 = -1_001_234_567_890;
@@ -128,9 +91,9 @@ async fn healthz_turns_503_during_a_409_storm_and_200_after() {
     let (code, body) = get(&base, "/healthz").await;
     assert_eq!(code, 200, "{body}");
     // A conflict longer than conflict_alert_after: one alert, one all-clear.
-    daemon
-        .wait_for_line("alert sent alert=✅ botvisor: a polls alone again", PROMPT)
-        .await;
+    tg.wait_for_sent(&b.token, 2, PROMPT)
+        .await
+        .expect("the all-clear");
     let sent = alerts(&tg, &b.token);
     assert_eq!(sent.len(), 2, "{sent:#?}");
     assert!(
@@ -279,12 +242,9 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
     let a = tg.add_bot(TOKEN_A, "a_bot");
     let b = tg.add_bot(TOKEN_B, "b_bot");
     tg.add_fault(&a.token, "getMe", Fault::unauthorized().forever());
-    // The first try to send the alert fails: it goes out at the next tick.
-    tg.add_fault(
-        &b.token,
-        "sendMessage",
-        Fault::api_error(400, "Bad Request: not enough rights to send text messages").times(1),
-    );
+    // The first try to send the alert fails: it stays queued and goes out
+    // at the next try.
+    tg.add_fault(&b.token, "sendMessage", Fault::server_error().times(1));
     let config = ConfigDir::new(&alerting_bots(&tg, "", ""));
     let mut daemon = Daemon::start(&config.path, TOKENS);
     // Parked again and again (park_for is 300 ms): one incident.
@@ -331,7 +291,9 @@ async fn alerts_are_sent_once_per_incident_and_once_on_recovery() {
     );
 
     tg.clear_faults(&a.token);
-    daemon.wait_for_line("alert sent alert=✅", PROMPT).await;
+    tg.wait_for_sent(&b.token, 2, PROMPT)
+        .await
+        .expect("the all-clear");
     assert_echoes(&tg, &a.token, 7, "back").await;
     let sent = alerts(&tg, &b.token);
     assert_eq!(sent.len(), 2, "{sent:#?}");

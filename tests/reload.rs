@@ -207,9 +207,8 @@ async fn renaming_a_bot_never_polls_its_token_twice() {
         .await;
     assert!(line.contains("bot=a"), "{line}");
     let renamed = daemon.wait_for_line("bot=renamed", PROMPT).await;
-    let finished = daemon
-        .wait_for_line("bot=a}: botvisor::status: stopped", PROMPT)
-        .await;
+    let finished = daemon.wait_for_line("stopped: stopped", PROMPT).await;
+    assert!(finished.contains("bot=a"), "{finished}");
     let output = daemon.lines();
     let at = |needle: &str| output.iter().position(|l| l == needle);
     assert!(

@@ -67,7 +67,7 @@ async fn run_through_faults(log_format: &str) {
     }
     for bot in [&real, &odd] {
         let sent = tg
-            .wait_for_sent(&bot.token, 1, FAULTS_PLAYED)
+            .wait_for_sent(&bot.token, 2, FAULTS_PLAYED)
             .await
             .unwrap_or_else(|e| panic!("no reply after the faults: {e:?}\n{}", daemon.output()));
         assert!(sent.iter().any(|m| m.text == "second"), "{sent:?}");

@@ -3,11 +3,9 @@
 //! use its opt-in faults (`panic_on`, `slow_on`) to try supervision.
 
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
-use tracing::warn;
 
-use super::Context;
 use crate::config::EchoSettings;
-use crate::telegram::send;
+use crate::outbox::OutMessage;
 
 /// The update types this kind handles.
 pub const ALLOWED_UPDATES: &[AllowedUpdate] = &[AllowedUpdate::Message];
@@ -25,19 +23,19 @@ impl Echo {
     }
 
     /// Replies to a text message with its text.
-    pub async fn handle(&self, ctx: &Context, update: &Update) {
+    pub async fn handle(&self, update: &Update) -> Vec<OutMessage> {
         let UpdateKind::Message(message) = &update.kind else {
-            return;
+            return Vec::new();
         };
-        let Some(text) = message.text() else { return };
+        let Some(text) = message.text() else {
+            return Vec::new();
+        };
         if self.settings.panic_on.as_deref() == Some(text) {
             panic!("echo: received the configured panic_on text");
         }
         if self.settings.slow_on.as_deref() == Some(text) {
             tokio::time::sleep(self.settings.slow_for).await;
         }
-        if let Err(err) = send::send_text(&ctx.bot, message.chat.id, text, None).await {
-            warn!(update_id = update.id.0, error_class = %err.class, error = %err.text, "could not send the reply");
-        }
+        vec![OutMessage::text(message.chat.id.0, text)]
     }
 }

@@ -11,16 +11,14 @@ use std::sync::Arc;
 
 use teloxide::payloads::AnswerCallbackQuerySetters;
 use teloxide::requests::Requester;
-use teloxide::types::{
-    AllowedUpdate, BotCommand, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, Update,
-    UpdateKind,
-};
+use teloxide::types::{AllowedUpdate, BotCommand, Update, UpdateKind};
 use tracing::{debug, warn};
 
 use super::{Context, StartError};
 use crate::config::FaqSettings;
 use crate::config::faq::FaqContent;
-use crate::telegram::{self, send};
+use crate::outbox::{Keyboard, OutMessage};
+use crate::telegram::{self, text};
 
 /// The update types this kind handles.
 pub const ALLOWED_UPDATES: &[AllowedUpdate] =
@@ -47,16 +45,9 @@ impl Reply {
         }
     }
 
-    fn keyboard(&self) -> Option<InlineKeyboardMarkup> {
-        if self.buttons.is_empty() {
-            return None;
-        }
-        let row: Vec<InlineKeyboardButton> = self
-            .buttons
-            .iter()
-            .map(|(label, data)| InlineKeyboardButton::callback(label.clone(), data.clone()))
-            .collect();
-        Some(InlineKeyboardMarkup::new([row]))
+    /// The message to `chat`, the buttons in one row.
+    fn to(&self, chat: i64) -> OutMessage {
+        OutMessage::with_keyboard(chat, self.text.clone(), Keyboard(vec![self.buttons.clone()]))
     }
 }
 
@@ -130,7 +121,7 @@ impl Faq {
                 out.push_str("(no answer)\n");
             }
             for reply in replies {
-                for (i, part) in send::split_message(&reply.text, crate::config::faq::MESSAGE_LIMIT)
+                for (i, part) in text::split_message(&reply.text, text::MESSAGE_LIMIT)
                     .iter()
                     .enumerate()
                 {
@@ -214,26 +205,31 @@ impl Faq {
         Ok(())
     }
 
-    /// Answers one update.
-    pub async fn handle(&self, ctx: &Context, update: &Update) {
+    /// Answers one update: the messages to send.
+    pub async fn handle(&self, ctx: &Context, update: &Update) -> Vec<OutMessage> {
         match &update.kind {
             UpdateKind::Message(message) => {
                 let Some(command) = message.text().and_then(|text| ctx.command(text)) else {
-                    return;
+                    return Vec::new();
                 };
                 let replies = self.reply_to_command(command.name, message.chat.is_private());
-                send_all(ctx, message.chat.id, &replies, update.id.0).await;
+                replies.iter().map(|r| r.to(message.chat.id.0)).collect()
             }
             UpdateKind::CallbackQuery(query) => {
                 // Answer first, whatever the data, so the button never spins.
-                if let Err(err) = ctx
+                let answer = ctx
                     .bot
                     .api()
                     .answer_callback_query(query.id.clone())
-                    .cache_time(0)
-                    .await
-                {
-                    warn!(update_id = update.id.0, error = %telegram::errors::describe(&err), "could not answer a button press");
+                    .cache_time(0);
+                match tokio::time::timeout(telegram::send::SEND_TIMEOUT, answer).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => {
+                        warn!(update_id = update.id.0, error = %telegram::errors::describe(&err), "could not answer a button press");
+                    }
+                    Err(_) => {
+                        warn!(update_id = update.id.0, "could not answer a button press in time");
+                    }
                 }
                 let replies = query
                     .data
@@ -241,27 +237,17 @@ impl Faq {
                     .and_then(|data| self.reply_to_button(data));
                 let chat = query.message.as_ref().map(|m| m.chat().id);
                 match (replies, chat) {
-                    (Some(replies), Some(chat)) => send_all(ctx, chat, &replies, update.id.0).await,
-                    _ => debug!(
-                        update_id = update.id.0,
-                        "a stale or unknown button; acknowledged only"
-                    ),
+                    (Some(replies), Some(chat)) => replies.iter().map(|r| r.to(chat.0)).collect(),
+                    _ => {
+                        debug!(
+                            update_id = update.id.0,
+                            "a stale or unknown button; acknowledged only"
+                        );
+                        Vec::new()
+                    }
                 }
             }
-            _ => {}
-        }
-    }
-}
-
-async fn send_all(ctx: &Context, chat: ChatId, replies: &[Reply], update_id: u32) {
-    let mut chat = chat;
-    for reply in replies {
-        match send::send_text(&ctx.bot, chat, &reply.text, reply.keyboard()).await {
-            Ok(sent) => chat = sent.chat,
-            Err(err) => {
-                warn!(update_id, error_class = %err.class, error = %err.text, "could not send the answer");
-                return;
-            }
+            _ => Vec::new(),
         }
     }
 }

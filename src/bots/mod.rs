@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::outbox::{ChatEvent, OutMessage, Sink};
 use crate::status::{StatusBoard, StatusSender};
 use crate::store::Store;
 use crate::telegram::BotHandle;
@@ -35,6 +36,8 @@ pub struct Context {
     pub status: StatusSender,
     /// Every bot's status, and who may ask for it with `/durum`.
     pub board: StatusBoard,
+    /// The session's outbox, for messages not in reply to an update.
+    pub outbox: Sink,
 }
 
 /// A command as a user typed it: `/help@SomeBot extra words`.
@@ -135,16 +138,23 @@ impl Kind {
         }
     }
 
-    /// Handles one update.
-    pub async fn handle(&self, ctx: &Context, update: &Update) {
+    /// Handles one update; the messages to send.
+    pub async fn handle(&self, ctx: &Context, update: &Update) -> Vec<OutMessage> {
         // `/durum` belongs to botvisor, whatever the kind.
-        if operator::handle(ctx, update).await {
-            return;
+        if let Some(replies) = operator::handle(ctx, update) {
+            return replies;
         }
         match self {
             Kind::Faq(k) => k.handle(ctx, update).await,
             Kind::Announcements(k) => k.handle(ctx, update).await,
-            Kind::Echo(k) => k.handle(ctx, update).await,
+            Kind::Echo(k) => k.handle(update).await,
+        }
+    }
+
+    /// What the outbox learned about a chat (it refuses the bot, it moved).
+    pub async fn chat_event(&self, ctx: &Context, event: ChatEvent) {
+        if let Kind::Announcements(relay) = self {
+            relay.chat_event(ctx, event).await;
         }
     }
 }

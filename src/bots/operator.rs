@@ -7,28 +7,26 @@
 //! not even show that it exists.
 
 use teloxide::types::{ChatKind, Update, UpdateKind};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Context;
-use crate::telegram::send;
+use crate::outbox::OutMessage;
 
 /// The command operators send.
 pub const STATUS_COMMAND: &str = "durum";
 
-/// Answers `update` when it is a `/durum` command; true when it was one
-/// (answered or not), so the kind does not see it.
-pub async fn handle(ctx: &Context, update: &Update) -> bool {
+/// The answer to `update` when it is a `/durum` command (no message for
+/// someone not allowed); `None` when it is not one, for the kind to handle.
+pub fn handle(ctx: &Context, update: &Update) -> Option<Vec<OutMessage>> {
     let UpdateKind::Message(message) = &update.kind else {
-        return false;
+        return None;
     };
-    let Some(text) = message.text() else {
-        return false;
-    };
+    let text = message.text()?;
     if !ctx
         .command(text)
         .is_some_and(|command| command.name.eq_ignore_ascii_case(STATUS_COMMAND))
     {
-        return false;
+        return None;
     }
     let from = message.from.as_ref().map(|user| user.id.0);
     let private = matches!(message.chat.kind, ChatKind::Private(_));
@@ -41,11 +39,7 @@ pub async fn handle(ctx: &Context, update: &Update) -> bool {
             private,
             "/{STATUS_COMMAND} from someone who is not an operator, or outside a private chat; not answered"
         );
-        return true;
+        return Some(Vec::new());
     }
-    let table = ctx.board.table();
-    if let Err(err) = send::send_text(&ctx.bot, message.chat.id, &table, None).await {
-        warn!(update_id = update.id.0, error_class = %err.class, error = %err.text, "could not send the status table");
-    }
-    true
+    Some(vec![OutMessage::text(message.chat.id.0, ctx.board.table())])
 }

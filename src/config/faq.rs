@@ -19,10 +19,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::raw::Checker;
 
-/// Telegram's longest message, in UTF-16 units.
-pub const MESSAGE_LIMIT: usize = 4096;
-/// Telegram's longest command description.
-pub const DESCRIPTION_LIMIT: usize = 256;
+pub use crate::telegram::text::{DESCRIPTION_LIMIT, MESSAGE_LIMIT, telegram_len};
 /// Content commands at most: the menu holds 100 and `/help` takes one.
 pub const MAX_COMMANDS: usize = 99;
 /// Commands the bot answers itself, which content may not redefine
@@ -69,11 +66,6 @@ impl FaqContent {
     pub fn command(&self, name: &str) -> Option<&FaqCommand> {
         self.commands.iter().find(|c| c.name == name)
     }
-}
-
-/// Telegram's length of a text: UTF-16 code units.
-pub fn telegram_len(text: &str) -> usize {
-    text.encode_utf16().count()
 }
 
 #[derive(Deserialize)]

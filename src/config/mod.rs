@@ -144,6 +144,42 @@ pub struct SupervisorSettings {
     pub http: Option<HttpSettings>,
     /// Where alerts go, off unless `[supervisor.alerts]` is given.
     pub alerts: Option<AlertSettings>,
+    /// How every bot's outbox paces and bounds what it sends.
+    pub outbox: OutboxSettings,
+}
+
+/// The `[supervisor.outbox]` table: Telegram's sending limits, kept by
+/// each bot's outbox before Telegram has to answer 429, and the caps on
+/// what may wait in it. A limit of 0 switches that limit off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxSettings {
+    /// False switches every limit off (a local Bot API server, a benchmark).
+    pub pacing: bool,
+    /// Messages to one chat per second (Telegram: about 1).
+    pub per_chat_per_second: u32,
+    /// Messages to one group, supergroup or channel per minute (Telegram: 20).
+    pub per_group_per_minute: u32,
+    /// Messages from one bot per second, all chats together (Telegram: about 30).
+    pub per_bot_per_second: u32,
+    /// Messages waiting for one chat at most; replies past it are dropped
+    /// (and counted, and logged once per chat).
+    pub max_per_chat: u32,
+    /// A message still unsent this long after it was queued is dropped.
+    pub max_age: Duration,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            pacing: true,
+            per_chat_per_second: 1,
+            per_group_per_minute: 20,
+            per_bot_per_second: 30,
+            max_per_chat: 100,
+            // As long as Telegram keeps an update nobody fetched.
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl SupervisorSettings {
@@ -192,6 +228,7 @@ impl Default for SupervisorSettings {
             watchdog_after: None,
             http: None,
             alerts: None,
+            outbox: OutboxSettings::default(),
         }
     }
 }

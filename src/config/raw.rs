@@ -60,6 +60,18 @@ struct RawSupervisor {
     watchdog_after: Option<Spanned<String>>,
     http: Option<RawHttp>,
     alerts: Option<Spanned<RawAlerts>>,
+    outbox: Option<RawOutbox>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawOutbox {
+    pacing: Option<bool>,
+    per_chat_per_second: Option<Spanned<i64>>,
+    per_group_per_minute: Option<Spanned<i64>>,
+    per_bot_per_second: Option<Spanned<i64>>,
+    max_per_chat: Option<Spanned<i64>>,
+    max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -614,6 +626,9 @@ fn supervisor_settings(
             max_per_hour,
         });
     }
+    if let Some(outbox) = &raw.outbox {
+        settings.outbox = outbox_settings(check, outbox, &default.outbox);
+    }
     if let Some(store_env) = &raw.store_env {
         if ENV_NAME.is_match(store_env.get_ref()) {
             settings.store_env = store_env.get_ref().clone();
@@ -626,6 +641,56 @@ fn supervisor_settings(
         }
     }
     settings
+}
+
+fn outbox_settings(
+    check: &mut Checker<'_>,
+    raw: &RawOutbox,
+    default: &super::OutboxSettings,
+) -> super::OutboxSettings {
+    let mut count = |key: &str, value: &Option<Spanned<i64>>, default: u32, min: u32| match value
+    {
+        None => default,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(v) if v >= min => v,
+            _ => {
+                let what = if min == 0 {
+                    "must be a whole number, 0 or more (0 switches the limit off)"
+                } else {
+                    "must be a whole number of at least 1"
+                };
+                check.report(n.span(), &format!("supervisor.outbox.{key}"), what);
+                default
+            }
+        },
+    };
+    let settings = super::OutboxSettings {
+        pacing: raw.pacing.unwrap_or(default.pacing),
+        per_chat_per_second: count(
+            "per_chat_per_second",
+            &raw.per_chat_per_second,
+            default.per_chat_per_second,
+            0,
+        ),
+        per_group_per_minute: count(
+            "per_group_per_minute",
+            &raw.per_group_per_minute,
+            default.per_group_per_minute,
+            0,
+        ),
+        per_bot_per_second: count(
+            "per_bot_per_second",
+            &raw.per_bot_per_second,
+            default.per_bot_per_second,
+            0,
+        ),
+        max_per_chat: count("max_per_chat", &raw.max_per_chat, default.max_per_chat, 1),
+        max_age: default.max_age,
+    };
+    super::OutboxSettings {
+        max_age: check.duration("supervisor.outbox.max_age", &raw.max_age, default.max_age),
+        ..settings
+    }
 }
 
 fn bot_config(

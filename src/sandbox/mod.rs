@@ -131,6 +131,8 @@ pub fn prepare(config: &Config, api_url: &Url, store: &Path) -> Result<Prepared,
     // No port taken, and no alert sent anywhere, from the sandbox.
     copy.supervisor.http = None;
     copy.supervisor.alerts = None;
+    // One person at a terminal: replies show at once, not a second apart.
+    copy.supervisor.outbox.pacing = false;
     let disabled = copy
         .bots
         .iter()
@@ -609,10 +611,36 @@ impl Session {
         Ok(None)
     }
 
-    /// True once the current bot's offset has moved past `update_id`:
-    /// botvisor moves it only after the whole batch was handled, and each
-    /// getUpdates carries it. False after [`HANDLE_TIMEOUT`].
+    /// True once the current bot has handled `update_id` and its outbox has
+    /// sent what that decided. False after [`HANDLE_TIMEOUT`].
     async fn handled(&self, update_id: u32) -> bool {
+        let deadline = Instant::now() + HANDLE_TIMEOUT;
+        if !self.offset_past(update_id).await {
+            return false;
+        }
+        // The replies are in the outbox before the offset moves; they are
+        // sent at once (no pacing in the sandbox).
+        let name = &self.bots[self.current].name;
+        while Instant::now() < deadline {
+            let pending = self
+                .board
+                .snapshot()
+                .into_iter()
+                .find(|s| &s.name == name)
+                .map_or(0, |s| s.outbox.pending);
+            if pending == 0 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// True once the current bot's offset has moved past `update_id`:
+    /// botvisor moves it only once the update is handled and its replies
+    /// are in the outbox, and each getUpdates carries it. False after
+    /// [`HANDLE_TIMEOUT`].
+    async fn offset_past(&self, update_id: u32) -> bool {
         let token = self.bots[self.current].token.expose();
         let past = |offset: i64| offset > i64::from(update_id);
         let deadline = Instant::now() + HANDLE_TIMEOUT;

@@ -12,6 +12,7 @@
 //! bot in the config keeps its state.
 
 pub mod lease;
+pub mod outbox;
 pub mod relay;
 
 use std::collections::HashSet;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
 };
 
 pub use lease::{Lease, Leases};
+pub use outbox::{OutboxCommit, OutboxRow};
 pub use relay::{Announcement, NewAnnouncement, Subscription};
 
 /// An offset older than this is ignored: after a week without updates

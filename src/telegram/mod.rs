@@ -1,12 +1,18 @@
-//! Everything that speaks HTTP to the Bot API: the shared HTTP client, the
-//! per-bot handle, the error classes and the polling loop.
+//! The bottom layer: everything that speaks HTTP to the Bot API. The shared
+//! HTTP client, the per-bot handle, raw calls with capped answers
+//! (`api`), the error classes (`errors`), `getUpdates` (`polling`), one
+//! message sent or edited (`send`), and Telegram's text limits (`text`).
 //!
 //! No other module builds a request URL or sees a raw token; they get a
 //! [`BotHandle`], whose `Debug` shows the bot's name and never its token.
+//! This layer knows nothing of workers, stores or bots: it makes one
+//! request and says how it went.
 
+pub mod api;
 pub mod errors;
 pub mod polling;
 pub mod send;
+pub mod text;
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,6 +53,9 @@ pub fn http_client(poll_timeout: Duration) -> Result<reqwest::Client, ClientErro
 pub struct BotHandle {
     name: String,
     bot: Bot,
+    client: reqwest::Client,
+    /// `<api_url>/bot<token>/`: holds the token, never shown.
+    base: Arc<str>,
     /// Messages sent through this handle (each part of a split message).
     sent: Arc<AtomicU64>,
 }
@@ -56,10 +65,17 @@ impl BotHandle {
     /// shared `client`. The token is registered with the global redactor.
     pub fn new(name: &str, token: &Token, api_url: &Url, client: reqwest::Client) -> BotHandle {
         Redactor::global().learn(token);
-        let bot = Bot::with_client(token.expose(), client).set_api_url(api_url.clone());
+        let bot = Bot::with_client(token.expose(), client.clone()).set_api_url(api_url.clone());
+        let base = format!(
+            "{}/bot{}/",
+            api_url.as_str().trim_end_matches('/'),
+            token.expose()
+        );
         BotHandle {
             name: name.to_owned(),
             bot,
+            client,
+            base: Arc::from(base),
             sent: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -86,6 +102,36 @@ impl BotHandle {
     pub fn api(&self) -> &Bot {
         &self.bot
     }
+
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The URL of `method` for this bot (holds the token: never shown).
+    fn method_url(&self, method: &str) -> String {
+        format!("{}{method}", self.base)
+    }
+}
+
+/// Text that came from outside (a server's description, a network error),
+/// made safe to show: no token, no control characters, at most a few
+/// hundred characters.
+pub(crate) fn excerpt(text: &str) -> String {
+    const MAX: usize = 300;
+    let redacted = Redactor::global().redact(text);
+    let mut out = String::new();
+    for (count, c) in redacted.chars().enumerate() {
+        if count == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl fmt::Debug for BotHandle {

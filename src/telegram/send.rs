@@ -1,208 +1,126 @@
-//! Sending a text message the way Telegram wants it: split at 4096 UTF-16
-//! units (never inside a character), waited out on 429, followed to the new
-//! id when a group became a supergroup.
+//! One message sent or edited, once: no retries, no waiting, no splitting.
+//! The outbox above decides when to send, what to do with each error class,
+//! and splits long texts with [`super::text::split_message`] before they
+//! get here.
 
 use std::time::Duration;
 
-use teloxide::payloads::SendMessageSetters;
-use teloxide::requests::Requester;
-use teloxide::types::{ChatId, InlineKeyboardMarkup, LinkPreviewOptions};
+use serde::{Deserialize, Serialize};
 
-use super::{BotHandle, ErrorClass, classify, errors::describe};
-use crate::config::faq::{MESSAGE_LIMIT, telegram_len};
+use super::BotHandle;
+use super::api::{self, CallError};
 
-/// How many times one part is tried before giving up.
-const ATTEMPTS: u32 = 4;
-/// A `retry_after` longer than this is not waited out inside a handler.
-const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(60);
+/// How long one send may take before it counts as failed (and is tried
+/// again): far above Telegram's usual fraction of a second, far below the
+/// long-poll timeout a hung connection would otherwise hold a chat for.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Why a message could not be sent.
-#[derive(Debug, thiserror::Error)]
-#[error("{class}: {text}")]
-pub struct SendError {
-    pub class: ErrorClass,
-    /// Telegram's description, with no token in it.
-    pub text: String,
+/// Inline buttons: rows of (label, callback data).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyboard(pub Vec<Vec<(String, String)>>);
+
+#[derive(Serialize)]
+struct Button<'a> {
+    text: &'a str,
+    callback_data: &'a str,
 }
 
-/// What a successful send did.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Sent {
-    /// Where the message went: the chat asked for, or the supergroup it
-    /// migrated to (callers that store chat ids should update them).
-    pub chat: ChatId,
-    /// How many messages it took.
-    pub parts: usize,
+#[derive(Serialize)]
+struct Markup<'a> {
+    inline_keyboard: Vec<Vec<Button<'a>>>,
 }
 
-/// Sends `text` to `chat`, split into as many messages as Telegram's limit
-/// needs; `keyboard` goes on the last one. Link previews are off.
+impl Keyboard {
+    fn markup(&self) -> Markup<'_> {
+        Markup {
+            inline_keyboard: self
+                .0
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|(text, data)| Button {
+                            text,
+                            callback_data: data,
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LinkPreview {
+    is_disabled: bool,
+}
+
+#[derive(Serialize)]
+struct SendMessage<'a> {
+    chat_id: i64,
+    text: &'a str,
+    link_preview_options: LinkPreview,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_markup: Option<Markup<'a>>,
+}
+
+#[derive(Serialize)]
+struct EditMessageText<'a> {
+    chat_id: i64,
+    message_id: i32,
+    text: &'a str,
+    link_preview_options: LinkPreview,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_markup: Option<Markup<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MessageId {
+    message_id: i32,
+}
+
+/// Sends `text` (at most 4096 UTF-16 units) to `chat`, link previews off;
+/// the id of the message sent.
 ///
 /// # Errors
-/// The first part that could not be sent; parts before it were sent.
-pub async fn send_text(
+/// The call's [`CallError`]; a 400 with `migrate_to_chat_id` comes back
+/// as [`super::ErrorClass::Migrated`] for the caller to follow.
+pub async fn send_message(
     bot: &BotHandle,
-    chat: ChatId,
+    chat: i64,
     text: &str,
-    keyboard: Option<InlineKeyboardMarkup>,
-) -> Result<Sent, SendError> {
-    send(bot, chat, text, keyboard, true).await
+    keyboard: Option<&Keyboard>,
+) -> Result<i32, CallError> {
+    let body = SendMessage {
+        chat_id: chat,
+        text,
+        link_preview_options: LinkPreview { is_disabled: true },
+        reply_markup: keyboard.map(Keyboard::markup),
+    };
+    let sent: MessageId = api::call(bot, "sendMessage", &body, SEND_TIMEOUT).await?;
+    bot.count_sent(1);
+    Ok(sent.message_id)
 }
 
-/// Like [`send_text`], but a 429 is returned at once rather than waited
-/// out, for a caller that paces many chats and must pause them all.
+/// Replaces the text (and buttons) of message `message_id` in `chat`.
 ///
 /// # Errors
-/// As [`send_text`], and [`ErrorClass::RateLimited`] on a 429.
-pub async fn send_text_paced(bot: &BotHandle, chat: ChatId, text: &str) -> Result<Sent, SendError> {
-    send(bot, chat, text, None, false).await
-}
-
-async fn send(
+/// The call's [`CallError`].
+pub async fn edit_message(
     bot: &BotHandle,
-    chat: ChatId,
+    chat: i64,
+    message_id: i32,
     text: &str,
-    keyboard: Option<InlineKeyboardMarkup>,
-    wait_out_429: bool,
-) -> Result<Sent, SendError> {
-    let parts = split_message(text, MESSAGE_LIMIT);
-    let count = parts.len();
-    let mut chat = chat;
-    for (i, part) in parts.into_iter().enumerate() {
-        let markup = if i + 1 == count {
-            keyboard.clone()
-        } else {
-            None
-        };
-        chat = send_part(bot, chat, part, markup, wait_out_429).await?;
-    }
-    Ok(Sent { chat, parts: count })
-}
-
-async fn send_part(
-    bot: &BotHandle,
-    mut chat: ChatId,
-    text: String,
-    keyboard: Option<InlineKeyboardMarkup>,
-    wait_out_429: bool,
-) -> Result<ChatId, SendError> {
-    let mut last = None;
-    for _ in 0..ATTEMPTS {
-        let mut request = bot
-            .api()
-            .send_message(chat, text.clone())
-            .link_preview_options(LinkPreviewOptions {
-                is_disabled: true,
-                url: None,
-                prefer_small_media: false,
-                prefer_large_media: false,
-                show_above_text: false,
-            });
-        if let Some(keyboard) = &keyboard {
-            request = request.reply_markup(keyboard.clone());
-        }
-        match request.await {
-            Ok(_) => {
-                bot.count_sent(1);
-                return Ok(chat);
-            }
-            Err(err) => {
-                let class = classify(&err);
-                match class {
-                    ErrorClass::RateLimited(wait) if wait_out_429 && wait <= LONGEST_RETRY_WAIT => {
-                        tokio::time::sleep(wait).await;
-                    }
-                    ErrorClass::Migrated(new_chat) if new_chat != chat => chat = new_chat,
-                    class => {
-                        return Err(SendError {
-                            class,
-                            text: describe(&err),
-                        });
-                    }
-                }
-                last = Some(err);
-            }
-        }
-    }
-    let text = last.as_ref().map(describe).unwrap_or_default();
-    let class = last.as_ref().map_or(ErrorClass::Transient, classify);
-    Err(SendError { class, text })
-}
-
-/// Splits `text` into parts of at most `limit` UTF-16 units: at line breaks
-/// where it can, inside a line only when one line is longer than the limit,
-/// and never inside a character.
-pub fn split_message(text: &str, limit: usize) -> Vec<String> {
-    if telegram_len(text) <= limit {
-        return vec![text.to_owned()];
-    }
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut current_len = 0;
-    for line in text.split_inclusive('\n') {
-        let line_len = telegram_len(line);
-        if current_len + line_len <= limit {
-            current.push_str(line);
-            current_len += line_len;
-            continue;
-        }
-        if !current.is_empty() {
-            parts.push(std::mem::take(&mut current));
-            current_len = 0;
-        }
-        if line_len <= limit {
-            current.push_str(line);
-            current_len = line_len;
-            continue;
-        }
-        for ch in line.chars() {
-            let ch_len = ch.len_utf16();
-            if current_len + ch_len > limit {
-                parts.push(std::mem::take(&mut current));
-                current_len = 0;
-            }
-            current.push(ch);
-            current_len += ch_len;
-        }
-    }
-    if !current.is_empty() {
-        parts.push(current);
-    }
-    parts
-        .into_iter()
-        .map(|p| p.trim_start_matches(['\n', '\r']).trim_end().to_owned())
-        .filter(|p| !p.trim().is_empty())
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_at_lines_then_characters_never_inside_one() {
-        let cases: &[(&str, usize, &[&str])] = &[
-            ("short", 10, &["short"]),
-            ("one\ntwo\nthree", 8, &["one\ntwo", "three"]),
-            ("abcdefghij", 4, &["abcd", "efgh", "ij"]),
-            // ğ is one UTF-16 unit; 😀 is two, and is never cut in half.
-            ("ğğğğğ", 2, &["ğğ", "ğğ", "ğ"]),
-            ("a😀b😀", 2, &["a", "😀", "b", "😀"]),
-            ("line one\n\nline two", 9, &["line one", "line two"]),
-        ];
-        for (text, limit, expected) in cases {
-            let parts = split_message(text, *limit);
-            assert_eq!(parts, *expected, "text {text:?} limit {limit}");
-            assert!(parts.iter().all(|p| telegram_len(p) <= *limit));
-        }
-    }
-
-    #[test]
-    fn a_long_answer_fits_telegram_in_whole_characters() {
-        let text = "Bölüm hakkında bilgi 😀\n".repeat(400);
-        let parts = split_message(&text, MESSAGE_LIMIT);
-        assert!(parts.len() > 1);
-        assert!(parts.iter().all(|p| telegram_len(p) <= MESSAGE_LIMIT));
-        assert_eq!(parts.concat().replace('\n', ""), text.replace('\n', ""));
-    }
+    keyboard: Option<&Keyboard>,
+) -> Result<(), CallError> {
+    let body = EditMessageText {
+        chat_id: chat,
+        message_id,
+        text,
+        link_preview_options: LinkPreview { is_disabled: true },
+        reply_markup: keyboard.map(Keyboard::markup),
+    };
+    // The result is the edited message, or `true` for inline messages.
+    let _: serde_json::Value = api::call(bot, "editMessageText", &body, SEND_TIMEOUT).await?;
+    bot.count_sent(1);
+    Ok(())
 }

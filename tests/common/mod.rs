@@ -244,6 +244,89 @@ pub fn spawn_reader(
     });
 }
 
+/// The status endpoint's base URL, from the line botvisor logs when it
+/// listens (`[supervisor.http] listen = "127.0.0.1:0"`).
+pub async fn endpoint(daemon: &mut Daemon) -> String {
+    let line = daemon
+        .wait_for_line("status endpoint listening", PROMPT)
+        .await;
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"));
+    format!("http://{addr}")
+}
+
+/// GETs `path`: the status code and the body.
+pub async fn get(base: &str, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let code = response.status().as_u16();
+    let body = response.text().await.expect("a body");
+    (code, body)
+}
+
+/// GETs `path` until its status code is `code` (the workers change state
+/// on their own schedule); panics after [`PROMPT`].
+pub async fn get_until(base: &str, path: &str, code: u16) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let (got, body) = get(base, path).await;
+        if got == code {
+            return body;
+        }
+        assert!(
+            started.elapsed() < PROMPT,
+            "GET {path} stayed {got}, not {code}:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Bot `bot`'s entry in `/status`.
+pub async fn bot_status(base: &str, bot: &str) -> serde_json::Value {
+    let (code, body) = get(base, "/status").await;
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    status["bots"]
+        .as_array()
+        .and_then(|bots| bots.iter().find(|b| b["name"] == bot))
+        .cloned()
+        .unwrap_or_else(|| panic!("no bot {bot} in {body}"))
+}
+
+/// Waits until `/status` shows bot `bot` in which `check` holds; that entry.
+/// Panics after `timeout`.
+pub async fn wait_for_status(
+    base: &str,
+    bot: &str,
+    timeout: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let status = bot_status(base, bot).await;
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "bot {bot} never got there; last status: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until `/status` shows bot `bot` in `state`.
+pub async fn wait_for_state(base: &str, bot: &str, state: &str) -> serde_json::Value {
+    wait_for_status(base, bot, PROMPT, |s| s["state"] == state).await
+}
+
+/// A `[supervisor.http]` table on a free loopback port, for a
+/// `supervisor_table` extra.
+pub const HTTP: &str = "[supervisor.http]\nlisten = \"127.0.0.1:0\"\n";
+
 /// A `[supervisor]` table pointing at the fake, with short backoffs so
 /// error paths run quickly.
 pub fn supervisor_table(api_url: &str, extra: &str) -> String {

@@ -16,11 +16,12 @@ use regex::Regex;
 use scraper::Selector;
 use teloxide::requests::Requester;
 use teloxide::types::{AllowedUpdate, ChatMemberKind, Message, Update, UpdateKind};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::Context;
 use crate::config::AnnouncementsSettings;
-use crate::telegram::{self, send};
+use crate::outbox::{ChatEvent, OutMessage};
+use crate::telegram;
 
 /// The update types this kind handles.
 pub const ALLOWED_UPDATES: &[AllowedUpdate] = &[AllowedUpdate::Message];
@@ -32,8 +33,9 @@ const OFF: &str = "Duyurular bu sohbette kapatıldı.";
 const WAS_OFF: &str = "Duyurular bu sohbette zaten kapalıydı.";
 const ADMINS_ONLY: &str =
     "Bu komutu bu grupta yalnızca grubun kurucusu ve yöneticileri kullanabilir.";
-const BOT_ADMINS_ONLY: &str =
-    "Bu komutu yalnızca grubun yöneticileri ve botun yöneticileri kullanabilir.";
+const BOT_ADMINS_ONLY: &str = "Sohbetlerin listesini yalnızca botun yöneticileri görebilir.";
+const THIS_CHAT_ON: &str = "Duyurular bu sohbette açık. Diğer sohbetlerin listesini yalnızca botun yöneticileri görebilir.";
+const THIS_CHAT_OFF: &str = "Duyurular bu sohbette kapalı. Diğer sohbetlerin listesini yalnızca botun yöneticileri görebilir.";
 const TRY_LATER: &str = "Şu anda bir sorun var; lütfen biraz sonra tekrar deneyin.";
 
 /// An `announcements` bot.
@@ -115,16 +117,16 @@ impl Announcements {
         )
     }
 
-    /// Answers a command.
-    pub async fn handle(&self, ctx: &Context, update: &Update) {
+    /// Answers a command: the reply to send.
+    pub async fn handle(&self, ctx: &Context, update: &Update) -> Vec<OutMessage> {
         let UpdateKind::Message(message) = &update.kind else {
-            return;
+            return Vec::new();
         };
         let Some(command) = message.text().and_then(|text| ctx.command(text)) else {
-            return;
+            return Vec::new();
         };
         let Some(action) = self.action(command.name) else {
-            return;
+            return Vec::new();
         };
         let reply = match action {
             Action::Start | Action::Stop => match self.may_switch(ctx, message).await {
@@ -137,8 +139,26 @@ impl Announcements {
             Action::About => self.settings.about.clone(),
             Action::Web => format!("Bölümün web sayfası: {}", self.settings.web_url),
         };
-        if let Err(err) = send::send_text(&ctx.bot, message.chat.id, &reply, None).await {
-            warn!(update_id = update.id.0, error_class = %err.class, error = %err.text, "could not send the reply");
+        vec![OutMessage::text(message.chat.id.0, reply)]
+    }
+
+    /// A chat refused the relay for good: its subscription goes. A group
+    /// that became a supergroup keeps its subscription under the new id.
+    pub async fn chat_event(&self, ctx: &Context, event: ChatEvent) {
+        match event {
+            ChatEvent::Refused { chat } if !self.settings.extra_chats.contains(&chat) => {
+                match ctx.store.unsubscribe(&ctx.bot_id, chat).await {
+                    Ok(true) => info!(chat, "a chat blocked or removed the bot; it is unsubscribed"),
+                    Ok(false) => {}
+                    Err(err) => warn!(chat, error = %err, "could not unsubscribe a chat that refuses the bot"),
+                }
+            }
+            ChatEvent::Refused { .. } => {}
+            ChatEvent::Migrated { from, to } => {
+                if let Err(err) = ctx.store.move_chat(&ctx.bot_id, from, to).await {
+                    warn!(from, to, error = %err, "could not move a migrated group's subscription");
+                }
+            }
         }
     }
 
@@ -194,16 +214,31 @@ impl Announcements {
     }
 
     async fn list_chats(&self, ctx: &Context, message: &Message) -> String {
-        // The bot's own admins anywhere; in a group, its creator and
-        // administrators too.
+        // Only the bot's own admins see every subscribed chat: the list
+        // holds private users' ids. A group's creator or administrator
+        // learns whether their own group is subscribed, nothing more.
         let bot_admin = message
             .from
             .as_ref()
             .is_some_and(|user| self.settings.admins.contains(&user.id.0));
-        let allowed = bot_admin
-            || (!message.chat.is_private() && self.may_switch(ctx, message).await == Ok(true));
-        if !allowed {
-            return BOT_ADMINS_ONLY.to_owned();
+        if !bot_admin {
+            if message.chat.is_private() || self.may_switch(ctx, message).await != Ok(true) {
+                return BOT_ADMINS_ONLY.to_owned();
+            }
+            let chat = message.chat.id.0;
+            return match ctx.store.subscriptions(&ctx.bot_id).await {
+                Ok(subscriptions)
+                    if subscriptions.iter().any(|s| s.chat_id == chat)
+                        || self.settings.extra_chats.contains(&chat) =>
+                {
+                    THIS_CHAT_ON.to_owned()
+                }
+                Ok(_) => THIS_CHAT_OFF.to_owned(),
+                Err(err) => {
+                    warn!(error = %err, "could not list the subscriptions");
+                    TRY_LATER.to_owned()
+                }
+            };
         }
         match ctx.store.subscriptions(&ctx.bot_id).await {
             Ok(subscriptions) => {

@@ -1,41 +1,28 @@
 //! The relay's periodic work: check the list page, record new
-//! announcements, and broadcast each to every subscribed chat within
-//! Telegram's limits, exactly once, resuming after a crash where it stopped.
+//! announcements, and hand each to the bot's outbox as one broadcast to
+//! every subscribed chat. The outbox paces it within Telegram's limits
+//! (one pacer per bot, shared with command answers and alerts) and
+//! delivers it exactly once, resuming after a crash where it stopped: the
+//! broadcast's messages and the announcement's end are one transaction.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use super::Announcements;
 use super::scrape::{self, FetchError, Listed};
 use crate::bots::Context;
-use crate::config::faq::MESSAGE_LIMIT;
+use crate::telegram::text::MESSAGE_LIMIT;
 use crate::status::{Incident, short};
 use crate::store::{NewAnnouncement, StoreError};
-use crate::telegram::ErrorClass;
-use crate::telegram::send::{self, SendError, Sent};
+use crate::outbox::{OutMessage, OutboxError};
 
 /// Announcements remembered as seen, at most (the newest are kept).
 const SEEN_KEPT: i64 = 1000;
-/// Messages per second overall: under Telegram's 30, with a margin for
-/// jitter in when they arrive.
-const MESSAGES_PER_SECOND: f64 = 28.0;
-/// The shortest gap between two messages to one chat.
-const PER_CHAT_GAP: Duration = Duration::from_millis(1050);
-/// Messages to one group in any minute, at most.
-const PER_GROUP_PER_MINUTE: usize = 20;
-/// Sends in flight at once during a broadcast.
-const SENDS_IN_FLIGHT: usize = 16;
 /// The first wait after a failed check; it doubles up to `check_every`.
 const FIRST_RETRY: Duration = Duration::from_secs(30);
-/// How often a chat that got a 429 is put back in one broadcast's queue.
-const RATE_LIMITED_ATTEMPTS: u32 = 3;
 /// How many lines of each announcement the preview prints.
 const PREVIEW_LINES: usize = 3;
 
@@ -50,76 +37,11 @@ pub enum CheckError {
     Unusable(&'static str),
 }
 
-/// Spaces a broadcast's sends as Telegram's limits require: about 30
-/// messages a second overall, one a second per chat, 20 a minute per group.
-/// A pure schedule: it says when each send may start.
-pub struct Pacer {
-    interval: Duration,
-    next: Option<Instant>,
-    last_per_chat: HashMap<i64, Instant>,
-    per_group: HashMap<i64, VecDeque<Instant>>,
-    paused_until: Option<Instant>,
-}
-
-impl Pacer {
-    /// A pacer sending at most `per_second` messages a second overall.
-    pub fn new(per_second: f64) -> Pacer {
-        Pacer {
-            interval: Duration::from_secs_f64(1.0 / per_second.max(0.1)),
-            next: None,
-            last_per_chat: HashMap::new(),
-            per_group: HashMap::new(),
-            paused_until: None,
-        }
-    }
-
-    /// When a message to `chat` may be sent (not before `now`); records it.
-    pub fn reserve(&mut self, chat: i64, now: Instant) -> Instant {
-        let mut at = now;
-        for earliest in [
-            self.next,
-            self.paused_until,
-            self.last_per_chat.get(&chat).map(|t| *t + PER_CHAT_GAP),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            at = at.max(earliest);
-        }
-        if chat < 0 {
-            let window = self.per_group.entry(chat).or_default();
-            while window
-                .front()
-                .is_some_and(|t| at.saturating_duration_since(*t) >= Duration::from_secs(60))
-            {
-                window.pop_front();
-            }
-            if window.len() >= PER_GROUP_PER_MINUTE
-                && let Some(oldest) = window.get(window.len() - PER_GROUP_PER_MINUTE)
-            {
-                at = at.max(*oldest + Duration::from_secs(60) + Duration::from_millis(50));
-            }
-            window.push_back(at);
-        }
-        self.next = Some(at + self.interval);
-        self.last_per_chat.insert(chat, at);
-        at
-    }
-
-    /// Telegram said to wait: nothing is sent before `until`.
-    pub fn pause(&mut self, until: Instant) {
-        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
-    }
-}
-
 impl Announcements {
     /// Checks the site and broadcasts, every `check_every`, until `stop`.
     pub async fn run(&self, ctx: &Context, stop: &CancellationToken) {
         let every = self.settings.check_every;
         let mut failures = 0u32;
-        // One schedule for the relay's life: the per-chat and per-group
-        // windows carry over from one check to the next.
-        let mut pacer = Pacer::new(MESSAGES_PER_SECOND);
         let mut selector_empty = false;
         loop {
             // Cancel-safe: an unfinished check writes nothing (its writes
@@ -142,8 +64,12 @@ impl Announcements {
                     wait
                 }
             };
-            if let Err(err) = self.deliver(ctx, stop, &mut pacer).await {
-                warn!(error = %err, "the broadcast stopped early; it goes on at the next check");
+            let delivered = tokio::select! {
+                () = stop.cancelled() => return,
+                delivered = self.deliver(ctx) => delivered,
+            };
+            if let Err(err) = delivered {
+                warn!(error = %err, "queueing the broadcast failed; it is tried again at the next check");
             }
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -157,9 +83,8 @@ impl Announcements {
         let Some(chat) = self.settings.alert_chat else {
             return;
         };
-        if let Err(err) = send::send_text(&ctx.bot, teloxide::types::ChatId(chat), text, None).await
-        {
-            warn!(chat, error = %err, "could not alert the operator chat");
+        if let Err(err) = ctx.outbox.enqueue(vec![OutMessage::text(chat, text)]).await {
+            warn!(chat, error = %err, "could not queue an alert to the operator chat");
         }
     }
 
@@ -334,176 +259,36 @@ impl Announcements {
         }))
     }
 
-    /// Sends every pending announcement to the chats that have not had it.
-    async fn deliver(
-        &self,
-        ctx: &Context,
-        stop: &CancellationToken,
-        pacer: &mut Pacer,
-    ) -> Result<(), StoreError> {
+    /// Queues every pending announcement for the chats that have not had
+    /// it, each as one broadcast that also ends the announcement.
+    async fn deliver(&self, ctx: &Context) -> Result<(), OutboxError> {
         let pending = ctx.store.pending_announcements(&ctx.bot_id).await?;
         if pending.is_empty() {
             return Ok(());
         }
         let subscriptions = ctx.store.subscriptions(&ctx.bot_id).await?;
-        let limit = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
         for announcement in pending {
+            // Chats an earlier botvisor (before the outbox) delivered to.
             let delivered = ctx
                 .store
                 .delivered_to(&ctx.bot_id, &announcement.id)
                 .await?;
-            let mut targets: Vec<i64> = subscriptions
+            let mut unique = HashSet::new();
+            let messages: Vec<OutMessage> = subscriptions
                 .iter()
                 .filter(|s| s.since <= announcement.first_seen)
                 .map(|s| s.chat_id)
                 .chain(self.settings.extra_chats.iter().copied())
-                .filter(|chat| !delivered.contains(chat))
+                .filter(|chat| !delivered.contains(chat) && unique.insert(*chat))
+                .map(|chat| OutMessage::text(chat, announcement.message.clone()))
                 .collect();
-            let mut unique = HashSet::new();
-            targets.retain(|chat| unique.insert(*chat));
-            let mut queue: VecDeque<(i64, u32)> =
-                targets.into_iter().map(|chat| (chat, 0)).collect();
-            let mut tasks: JoinSet<(i64, u32, Result<Sent, SendError>)> = JoinSet::new();
-            let mut complete = true;
-            'chats: loop {
-                let Some((chat, attempts)) = queue.pop_front() else {
-                    // Sends in flight may put a chat back (after a 429).
-                    match tasks.join_next().await {
-                        Some(done) => {
-                            complete &= self
-                                .settle(ctx, &announcement.id, done, pacer, &mut queue)
-                                .await?;
-                            continue;
-                        }
-                        None => break,
-                    }
-                };
-                // A send permit first, then the chat's slot; sends that
-                // finish meanwhile are recorded at once, so that few sends
-                // are ever done but not yet recorded when a crash comes.
-                let permit = loop {
-                    tokio::select! {
-                        biased;
-                        () = stop.cancelled() => {
-                            complete = false;
-                            break 'chats;
-                        }
-                        Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                            complete &= self.settle(ctx, &announcement.id, done, pacer, &mut queue).await?;
-                        }
-                        permit = limit.clone().acquire_owned() => match permit {
-                            Ok(permit) => break permit,
-                            Err(_) => {
-                                complete = false;
-                                break 'chats;
-                            }
-                        },
-                    }
-                };
-                let at = pacer.reserve(chat, Instant::now());
-                loop {
-                    tokio::select! {
-                        biased;
-                        () = stop.cancelled() => {
-                            complete = false;
-                            break 'chats;
-                        }
-                        Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                            complete &= self.settle(ctx, &announcement.id, done, pacer, &mut queue).await?;
-                        }
-                        () = tokio::time::sleep_until(at) => break,
-                    }
-                }
-                let bot = ctx.bot.clone();
-                let message = announcement.message.clone();
-                tasks.spawn(
-                    async move {
-                        let result =
-                            send::send_text_paced(&bot, teloxide::types::ChatId(chat), &message)
-                                .await;
-                        drop(permit);
-                        (chat, attempts, result)
-                    }
-                    .in_current_span(),
-                );
-            }
-            while let Some(done) = tasks.join_next().await {
-                complete &= self
-                    .settle(ctx, &announcement.id, done, pacer, &mut queue)
-                    .await?;
-            }
-            if !complete || !queue.is_empty() {
-                // Tried again at the next check; later announcements go on.
-                continue;
-            }
-            ctx.store
-                .finish_announcement(&ctx.bot_id, &announcement.id)
+            let chats = messages.len();
+            ctx.outbox
+                .broadcast(announcement.id.clone(), messages)
                 .await?;
-            info!(announcement = %announcement.id, "the announcement reached every chat");
+            info!(announcement = %announcement.id, chats, "the announcement is queued for every chat");
         }
         Ok(())
-    }
-
-    /// Records one send's outcome. False when the chat must wait for the
-    /// next check; a chat that got a 429 goes back in the queue (a few times)
-    /// and every send pauses for `retry_after`.
-    async fn settle(
-        &self,
-        ctx: &Context,
-        id: &str,
-        done: Result<(i64, u32, Result<Sent, SendError>), tokio::task::JoinError>,
-        pacer: &mut Pacer,
-        queue: &mut VecDeque<(i64, u32)>,
-    ) -> Result<bool, StoreError> {
-        let (chat, attempts, result) = match done {
-            Ok(done) => done,
-            Err(err) => {
-                error!(error = %err, "a send task failed");
-                return Ok(false);
-            }
-        };
-        let err = match result {
-            Ok(sent) => {
-                if sent.chat.0 != chat {
-                    info!(
-                        from = chat,
-                        to = sent.chat.0,
-                        "a group became a supergroup; its subscription moves"
-                    );
-                    ctx.store.move_chat(&ctx.bot_id, chat, sent.chat.0).await?;
-                }
-                ctx.store
-                    .mark_delivered(&ctx.bot_id, id, sent.chat.0)
-                    .await?;
-                debug!(announcement = %id, chat = sent.chat.0, "delivered");
-                return Ok(true);
-            }
-            Err(err) => err,
-        };
-        match err.class {
-            ErrorClass::Forbidden if !self.settings.extra_chats.contains(&chat) => {
-                info!(chat, error = %err.text, "a chat blocked or removed the bot; it is unsubscribed");
-                ctx.store.unsubscribe(&ctx.bot_id, chat).await?;
-                ctx.store.mark_delivered(&ctx.bot_id, id, chat).await?;
-                Ok(true)
-            }
-            ErrorClass::Forbidden | ErrorClass::BadRequest => {
-                // Retrying will not help; the other chats must not wait for it.
-                error!(chat, announcement = %id, error = %err.text, "this chat refuses the message; it is skipped for this announcement");
-                ctx.store.mark_delivered(&ctx.bot_id, id, chat).await?;
-                Ok(true)
-            }
-            ErrorClass::RateLimited(wait) if attempts < RATE_LIMITED_ATTEMPTS => {
-                pacer.pause(Instant::now() + wait);
-                warn!(chat, retry_after = %short(wait), "Telegram asked to slow down; every send waits");
-                queue.push_back((chat, attempts + 1));
-                Ok(true)
-            }
-            class => {
-                warn!(chat, error_class = %class, error = %err.text, "could not deliver; tried again at the next check");
-                Ok(false)
-            }
-        }
     }
 
     /// What `botvisor announcements-preview` prints: the announcements the
@@ -541,39 +326,5 @@ impl Announcements {
             }
         }
         Ok(out.trim_end().to_owned())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pacer_keeps_telegrams_limits() {
-        let start = Instant::now();
-        let mut pacer = Pacer::new(28.0);
-        // Overall: a new chat each time, evenly spaced.
-        let times: Vec<Instant> = (0..56).map(|i| pacer.reserve(1000 + i, start)).collect();
-        let in_first_second = times
-            .iter()
-            .filter(|t| t.duration_since(start) < Duration::from_secs(1))
-            .count();
-        assert!(
-            in_first_second <= 28,
-            "{in_first_second} in the first second"
-        );
-        // One chat twice: at least a second apart.
-        let mut pacer = Pacer::new(28.0);
-        let a = pacer.reserve(5, start);
-        let b = pacer.reserve(5, start);
-        assert!(b.duration_since(a) >= Duration::from_secs(1));
-        // One group: at most 20 in any minute.
-        let mut pacer = Pacer::new(1000.0);
-        let group: Vec<Instant> = (0..21).map(|_| pacer.reserve(-42, start)).collect();
-        assert!(group[20].duration_since(group[0]) >= Duration::from_secs(60));
-        // A pause holds everything back.
-        let mut pacer = Pacer::new(28.0);
-        pacer.pause(start + Duration::from_secs(3));
-        assert!(pacer.reserve(9, start) >= start + Duration::from_secs(3));
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use encoding_rs::{Encoding, UTF_8};
 use scraper::{ElementRef, Html, Node, Selector};
 use url::Url;
+use crate::telegram::text::{cut_to_units, shorten, telegram_len};
 
 /// The most bytes of a page body [`fetch`] reads.
 const MAX_BODY: usize = 5 * 1024 * 1024;
@@ -464,10 +465,10 @@ pub fn format_message(text: &str, link: &str, limit: usize) -> String {
     let text = text.trim();
     let suffix = format!("{LINK_LABEL}{link}");
     let full = format!("{PREFIX}{text}{suffix}");
-    if utf16_len(&full) <= limit {
+    if telegram_len(&full) <= limit {
         return full;
     }
-    let fixed = utf16_len(PREFIX) + utf16_len(ELLIPSIS) + utf16_len(&suffix);
+    let fixed = telegram_len(PREFIX) + telegram_len(ELLIPSIS) + telegram_len(&suffix);
     let Some(room) = limit.checked_sub(fixed) else {
         return cut_to_units(&full, limit).to_owned();
     };
@@ -475,90 +476,10 @@ pub fn format_message(text: &str, link: &str, limit: usize) -> String {
     format!("{PREFIX}{kept}{ELLIPSIS}{suffix}")
 }
 
-fn utf16_len(text: &str) -> usize {
-    text.encode_utf16().count()
-}
-
-/// The longest prefix of `text` of at most `units` UTF-16 code units that
-/// ends at a character boundary.
-fn cut_to_units(text: &str, units: usize) -> &str {
-    let mut used = 0;
-    for (index, c) in text.char_indices() {
-        used += c.len_utf16();
-        if used > units {
-            return &text[..index];
-        }
-    }
-    text
-}
-
-/// `text` shortened to at most `room` UTF-16 code units, preferably at a
-/// word boundary, with trailing whitespace removed.
-fn shorten(text: &str, room: usize) -> &str {
-    let head = cut_to_units(text, room);
-    let rest = &text[head.len()..];
-    if rest.is_empty() || rest.starts_with(char::is_whitespace) {
-        return head.trim_end();
-    }
-    if let Some(space) = head.rfind(char::is_whitespace) {
-        let before = head[..space].trim_end();
-        if !before.is_empty() && utf16_len(before) * 2 >= room {
-            return before;
-        }
-    }
-    let mut end = head.len();
-    while end > 0 && splits_cluster(&text[..end], &text[end..]) {
-        end = text[..end]
-            .char_indices()
-            .next_back()
-            .map_or(0, |(index, _)| index);
-    }
-    text[..end].trim_end()
-}
-
-/// Whether cutting between `before` and `after` would split what is shown as
-/// one character: a letter and its combining mark, an emoji and its
-/// modifier or variation selector, a zero-width-joiner sequence, a flag.
-fn splits_cluster(before: &str, after: &str) -> bool {
-    let (Some(last), Some(next)) = (before.chars().next_back(), after.chars().next()) else {
-        return false;
-    };
-    if last == '\u{200D}' || extends(next) {
-        return true;
-    }
-    if is_regional_indicator(last) && is_regional_indicator(next) {
-        let run = before
-            .chars()
-            .rev()
-            .take_while(|c| is_regional_indicator(*c))
-            .count();
-        return run % 2 == 1;
-    }
-    false
-}
-
-/// Characters that attach to the one before them.
-fn extends(c: char) -> bool {
-    matches!(c,
-        '\u{0300}'..='\u{036F}'
-        | '\u{1AB0}'..='\u{1AFF}'
-        | '\u{1DC0}'..='\u{1DFF}'
-        | '\u{200C}'..='\u{200D}'
-        | '\u{20D0}'..='\u{20FF}'
-        | '\u{FE00}'..='\u{FE0F}'
-        | '\u{FE20}'..='\u{FE2F}'
-        | '\u{1F3FB}'..='\u{1F3FF}'
-        | '\u{E0020}'..='\u{E007F}'
-        | '\u{E0100}'..='\u{E01EF}')
-}
-
-fn is_regional_indicator(c: char) -> bool {
-    ('\u{1F1E6}'..='\u{1F1FF}').contains(&c)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telegram::text::splits_cluster;
 
     const PAGE: &str = "https://mdbf.btu.edu.tr/tr/bilgisayar/duyuru/birim/193";
 

@@ -1,0 +1,232 @@
+//! When the next message may go: Telegram's limits as a pure schedule.
+//!
+//! Three limits, each kept with a small margin so that a message arriving a
+//! few milliseconds early at Telegram still fits: a gap between two messages
+//! to one chat (1 s), a sliding window of messages to one group, supergroup
+//! or channel (20 a minute; groups have negative ids), and an even spacing of
+//! the bot's messages overall (30 a second). A 429 that still comes pauses a
+//! chat or the whole bot until a given instant. Nothing here sleeps or
+//! sends: the sender asks and records.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::OutboxSettings;
+
+/// Added to every limit's period: Telegram counts arrivals, and ours arrive
+/// a little apart from when we sent them.
+pub const MARGIN: Duration = Duration::from_millis(50);
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The limits in force, from `[supervisor.outbox]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The shortest gap between two messages to one chat.
+    pub per_chat_gap: Option<Duration>,
+    /// Messages to one group in any minute (plus the margin).
+    pub per_group_per_minute: Option<usize>,
+    /// The shortest gap between two messages of the bot.
+    pub global_gap: Option<Duration>,
+}
+
+impl Limits {
+    /// No limit at all.
+    pub const OFF: Limits = Limits {
+        per_chat_gap: None,
+        per_group_per_minute: None,
+        global_gap: None,
+    };
+
+    pub fn from_settings(settings: &OutboxSettings) -> Limits {
+        if !settings.pacing {
+            return Limits::OFF;
+        }
+        let gap = |per_second: u32| (per_second > 0).then(|| (SECOND + MARGIN) / per_second);
+        Limits {
+            per_chat_gap: gap(settings.per_chat_per_second),
+            per_group_per_minute: (settings.per_group_per_minute > 0)
+                .then(|| usize::try_from(settings.per_group_per_minute).unwrap_or(usize::MAX)),
+            global_gap: gap(settings.per_bot_per_second),
+        }
+    }
+}
+
+#[derive(Default)]
+struct ChatPace {
+    /// The earliest the next message to this chat may go.
+    next: Option<Instant>,
+    /// Paused by a 429 for this chat until then.
+    paused_until: Option<Instant>,
+    /// When the messages to this group within the last minute went.
+    group: VecDeque<Instant>,
+}
+
+/// One bot's schedule.
+pub struct Pacer {
+    limits: Limits,
+    global_next: Option<Instant>,
+    paused_until: Option<Instant>,
+    chats: HashMap<i64, ChatPace>,
+}
+
+impl Pacer {
+    pub fn new(limits: Limits) -> Pacer {
+        Pacer {
+            limits,
+            global_next: None,
+            paused_until: None,
+            chats: HashMap::new(),
+        }
+    }
+
+    /// The earliest any message of the bot may go (not before `now`).
+    pub fn global_next(&self, now: Instant) -> Instant {
+        [self.global_next, self.paused_until]
+            .into_iter()
+            .flatten()
+            .fold(now, Instant::max)
+    }
+
+    /// The earliest a message to `chat` may go as far as the chat's own
+    /// limits say (not before `now`).
+    pub fn chat_next(&self, chat: i64, now: Instant) -> Instant {
+        let Some(pace) = self.chats.get(&chat) else {
+            return now;
+        };
+        let mut at = [pace.next, pace.paused_until]
+            .into_iter()
+            .flatten()
+            .fold(now, Instant::max);
+        if let Some(max) = self.limits.per_group_per_minute
+            && chat < 0
+            && pace.group.len() >= max
+            && let Some(oldest) = pace.group.get(pace.group.len() - max)
+        {
+            at = at.max(*oldest + MINUTE + MARGIN);
+        }
+        at
+    }
+
+    /// A message to `chat` goes at `at`.
+    pub fn record(&mut self, chat: i64, at: Instant) {
+        if let Some(gap) = self.limits.global_gap {
+            self.global_next = Some(at + gap);
+        }
+        if self.limits.per_chat_gap.is_none() && self.limits.per_group_per_minute.is_none() {
+            return;
+        }
+        let pace = self.chats.entry(chat).or_default();
+        if let Some(gap) = self.limits.per_chat_gap {
+            pace.next = Some(at + gap);
+        }
+        if let Some(max) = self.limits.per_group_per_minute
+            && chat < 0
+        {
+            while pace
+                .group
+                .front()
+                .is_some_and(|t| at.saturating_duration_since(*t) >= MINUTE + MARGIN)
+            {
+                pace.group.pop_front();
+            }
+            pace.group.push_back(at);
+            while pace.group.len() > max {
+                pace.group.pop_front();
+            }
+        }
+    }
+
+    /// Telegram said 429 for `chat`: nothing goes to it before `until`.
+    pub fn pause_chat(&mut self, chat: i64, until: Instant) {
+        let pace = self.chats.entry(chat).or_default();
+        pace.paused_until = Some(pace.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    /// Telegram's limit for the whole bot: nothing goes before `until`.
+    pub fn pause_all(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    /// Forgets chats whose every limit lies in the past, so the schedule
+    /// stays as small as the set of chats written to in the last minute.
+    pub fn forget_idle(&mut self, now: Instant) {
+        self.chats.retain(|_, pace| {
+            pace.next.is_some_and(|t| t > now)
+                || pace.paused_until.is_some_and(|t| t > now)
+                || pace
+                    .group
+                    .back()
+                    .is_some_and(|t| now.saturating_duration_since(*t) < MINUTE + MARGIN)
+        });
+    }
+
+    /// Chats the schedule remembers.
+    pub fn remembered(&self) -> usize {
+        self.chats.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn telegram() -> Limits {
+        Limits::from_settings(&OutboxSettings::default())
+    }
+
+    /// Sends `count` messages to `chat` as early as the pacer allows; the
+    /// offsets from `start` in milliseconds.
+    fn schedule(pacer: &mut Pacer, chats: &[i64], start: Instant) -> Vec<u64> {
+        chats
+            .iter()
+            .map(|chat| {
+                let at = pacer.global_next(start).max(pacer.chat_next(*chat, start));
+                pacer.record(*chat, at);
+                u64::try_from(at.duration_since(start).as_millis()).unwrap_or(u64::MAX)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_schedule_keeps_telegrams_limits() {
+        let start = Instant::now();
+        // (limits, chats in order, expected send times in ms)
+        let group = vec![-5_i64; 22];
+        let cases: Vec<(Limits, Vec<i64>, Vec<u64>)> = vec![
+            // Different private chats: evenly spaced at 1.05 s / 30 = 35 ms.
+            (telegram(), vec![1, 2, 3], vec![0, 35, 70]),
+            // One chat: 1.05 s apart.
+            (telegram(), vec![7, 7, 7], vec![0, 1050, 2100]),
+            // One group: 20 at 1.05 s apart, the 21st a minute (and the
+            // margin) after the first, the 22nd after the second.
+            (telegram(), group, {
+                let mut t: Vec<u64> = (0..20).map(|i| i * 1050).collect();
+                t.push(60_050);
+                t.push(61_100);
+                t
+            }),
+            // Off: everything at once.
+            (Limits::OFF, vec![-5, -5, 1, 1], vec![0, 0, 0, 0]),
+        ];
+        for (limits, chats, expected) in cases {
+            let mut pacer = Pacer::new(limits);
+            assert_eq!(schedule(&mut pacer, &chats, start), expected, "{chats:?}");
+        }
+    }
+
+    #[test]
+    fn pauses_hold_back_a_chat_or_everything() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(Limits::OFF);
+        pacer.pause_chat(1, start + Duration::from_secs(3));
+        assert_eq!(pacer.chat_next(1, start), start + Duration::from_secs(3));
+        assert_eq!(pacer.chat_next(2, start), start);
+        pacer.pause_all(start + Duration::from_secs(2));
+        assert_eq!(pacer.global_next(start), start + Duration::from_secs(2));
+        pacer.forget_idle(start + Duration::from_secs(4));
+        assert_eq!(pacer.remembered(), 0);
+    }
+}

@@ -1,0 +1,464 @@
+//! The outbox's sender: one queue per chat, one send in flight per chat,
+//! each chat going as soon as the pacer allows, never behind another chat.
+//!
+//! A single task owns every queue, so there are no locks: it takes new
+//! items from the committer, starts the sends the pacer allows (each a task
+//! of its own, at most [`MAX_IN_FLIGHT`] at once), and settles each answer.
+//! Chats waiting for their turn sit in `ready`, ordered by when they may go
+//! and then by their head message's place in the bot's order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, warn};
+
+use super::committer::Job;
+use super::pacer::{Limits, Pacer};
+use super::{Body, ChatEvent, Item, OutboxStats, Sink, now_ms};
+use crate::config::OutboxSettings;
+use crate::status::short;
+use crate::telegram::api::CallError;
+use crate::telegram::{BotHandle, ErrorClass, send};
+
+/// Sends of one bot in flight at once (one per chat at most).
+pub const MAX_IN_FLIGHT: usize = 32;
+/// The first wait after a failed send; it doubles up to [`LONGEST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LONGEST_RETRY: Duration = Duration::from_secs(60);
+/// Two chats answered 429 within this long: the limit is the bot's.
+const GLOBAL_429_WINDOW: Duration = Duration::from_secs(1);
+/// How often the pacer forgets idle chats.
+const TIDY_EVERY: Duration = Duration::from_secs(30);
+
+struct ChatQueue {
+    items: VecDeque<Item>,
+    /// A send to this chat is in flight.
+    busy: bool,
+    /// Failed sends in a row (not 429s).
+    failures: u32,
+    /// Not before this (backoff after a failure).
+    retry_at: Option<Instant>,
+    /// Its key in `ready`, while it is there.
+    ready_key: Option<(Instant, u64)>,
+}
+
+/// What a finished send reports.
+struct Done {
+    chat: i64,
+    result: Result<(), CallError>,
+}
+
+pub(crate) struct Sender {
+    bot: BotHandle,
+    pacer: Pacer,
+    max_age: Duration,
+    stats: Arc<OutboxStats>,
+    committer: Sink,
+    events: mpsc::UnboundedSender<ChatEvent>,
+    chats: HashMap<i64, ChatQueue>,
+    ready: BTreeSet<(Instant, u64, i64)>,
+    in_flight: JoinSet<Done>,
+    /// Queued items by when they were queued (ms → count), for the oldest.
+    ages: BTreeMap<i64, u32>,
+    /// Order of items without a stored seq (alerts) among the others.
+    next_order: u64,
+    /// The last 429 for a chat: (when, which chat).
+    last_429: Option<(Instant, i64)>,
+    last_tidy: Instant,
+}
+
+/// An item's place in the bot's order.
+fn order_of(item: &Item, fallback: u64) -> u64 {
+    item.seq
+        .and_then(|seq| u64::try_from(seq).ok())
+        .map_or(fallback, |seq| seq << 1)
+}
+
+impl Sender {
+    pub(crate) fn new(
+        bot: BotHandle,
+        settings: &OutboxSettings,
+        stats: Arc<OutboxStats>,
+        committer: Sink,
+        events: mpsc::UnboundedSender<ChatEvent>,
+    ) -> Sender {
+        Sender {
+            bot,
+            pacer: Pacer::new(Limits::from_settings(settings)),
+            max_age: settings.max_age,
+            stats,
+            committer,
+            events,
+            chats: HashMap::new(),
+            ready: BTreeSet::new(),
+            in_flight: JoinSet::new(),
+            ages: BTreeMap::new(),
+            next_order: 1,
+            last_429: None,
+            last_tidy: Instant::now(),
+        }
+    }
+
+    /// Sends until `stop`; then waits briefly for the sends in flight and
+    /// returns the alerts not sent (stored messages stay in the store).
+    pub(crate) async fn run(
+        mut self,
+        mut items: mpsc::UnboundedReceiver<Vec<Item>>,
+        stop: CancellationToken,
+    ) -> Vec<Item> {
+        loop {
+            let now = Instant::now();
+            let wake = self.launch(now);
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    if let Ok(done) = done {
+                        self.settle(done);
+                    }
+                }
+                received = items.recv() => match received {
+                    Some(batch) => self.push(batch),
+                    None => break,
+                },
+                () = sleep_until(wake), if wake.is_some() => {}
+            }
+        }
+        // What may go at once still goes (the replies of the handlers that
+        // finished during the stop), and the sends in flight finish, so
+        // that what went out is deleted from the store before the next
+        // session reads it. Anything else waits in the store.
+        while let Ok(batch) = items.try_recv() {
+            self.push(batch);
+        }
+        let deadline = Instant::now() + super::STOP_WAIT;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wake = self.launch(now);
+            if self.in_flight.is_empty() && wake.is_none_or(|at| at > now) {
+                break;
+            }
+            tokio::select! {
+                done = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    if let Some(Ok(done)) = done {
+                        self.settle(done);
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.in_flight.abort_all();
+        self.chats
+            .into_values()
+            .flat_map(|queue| queue.items)
+            .filter(|item| item.seq.is_none())
+            .collect()
+    }
+
+    /// Takes new items into their chats' queues.
+    fn push(&mut self, batch: Vec<Item>) {
+        let now = Instant::now();
+        let mut touched = Vec::new();
+        for item in batch {
+            let chat = item.message.chat;
+            *self.ages.entry(item.created_ms).or_default() += 1;
+            let queue = self.chats.entry(chat).or_insert_with(|| ChatQueue {
+                items: VecDeque::new(),
+                busy: false,
+                failures: 0,
+                retry_at: None,
+                ready_key: None,
+            });
+            queue.items.push_back(item);
+            touched.push(chat);
+        }
+        for chat in touched {
+            self.schedule(chat, now);
+        }
+        self.publish();
+    }
+
+    /// Puts `chat` in `ready` at the time its head may go, unless it is
+    /// there already, busy or empty.
+    fn schedule(&mut self, chat: i64, now: Instant) {
+        let Some(queue) = self.chats.get_mut(&chat) else {
+            return;
+        };
+        if queue.busy || queue.ready_key.is_some() {
+            return;
+        }
+        let Some(head) = queue.items.front() else {
+            self.chats.remove(&chat);
+            return;
+        };
+        let order = order_of(head, self.next_order);
+        if head.seq.is_none() {
+            self.next_order = self.next_order.saturating_add(2);
+        }
+        let at = self
+            .pacer
+            .chat_next(chat, now)
+            .max(queue.retry_at.unwrap_or(now));
+        queue.ready_key = Some((at, order));
+        self.ready.insert((at, order, chat));
+    }
+
+    /// Starts every send that may go at `now`; when to look again.
+    fn launch(&mut self, now: Instant) -> Option<Instant> {
+        if now.duration_since(self.last_tidy) >= TIDY_EVERY {
+            self.pacer.forget_idle(now);
+            self.last_tidy = now;
+        }
+        while self.in_flight.len() < MAX_IN_FLIGHT {
+            let &(at, order, chat) = self.ready.first()?;
+            if at > now {
+                return Some(at);
+            }
+            let global = self.pacer.global_next(now);
+            if global > now {
+                return Some(global);
+            }
+            self.ready.pop_first();
+            if let Some(queue) = self.chats.get_mut(&chat) {
+                queue.ready_key = None;
+            }
+            // The chat's own limits may have moved since it was scheduled.
+            let chat_at = self.pacer.chat_next(chat, now);
+            if chat_at > now {
+                if let Some(queue) = self.chats.get_mut(&chat) {
+                    queue.ready_key = Some((chat_at, order));
+                }
+                self.ready.insert((chat_at, order, chat));
+                continue;
+            }
+            if self.expire(chat) {
+                self.schedule(chat, now);
+                continue;
+            }
+            let Some(queue) = self.chats.get_mut(&chat) else {
+                continue;
+            };
+            let Some(item) = queue.items.front().cloned() else {
+                self.chats.remove(&chat);
+                continue;
+            };
+            queue.busy = true;
+            self.pacer.record(chat, now);
+            let bot = self.bot.clone();
+            self.in_flight.spawn(
+                async move {
+                    let result = match &item.message.body {
+                        Body::Text { text, keyboard } => {
+                            send::send_message(&bot, chat, text, keyboard.as_ref())
+                                .await
+                                .map(|_| ())
+                        }
+                        Body::Edit {
+                            message_id,
+                            text,
+                            keyboard,
+                        } => {
+                            send::edit_message(&bot, chat, *message_id, text, keyboard.as_ref())
+                                .await
+                        }
+                    };
+                    Done { chat, result }
+                }
+                .in_current_span(),
+            );
+        }
+        None
+    }
+
+    /// Drops the head messages of `chat` older than `max_age`; true when
+    /// any went.
+    fn expire(&mut self, chat: i64) -> bool {
+        let oldest_allowed =
+            now_ms().saturating_sub(i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX));
+        let mut expired = Vec::new();
+        if let Some(queue) = self.chats.get_mut(&chat) {
+            while queue
+                .items
+                .front()
+                .is_some_and(|item| item.created_ms < oldest_allowed)
+            {
+                if let Some(item) = queue.items.pop_front() {
+                    expired.push(item);
+                }
+            }
+        }
+        if expired.is_empty() {
+            return false;
+        }
+        warn!(
+            chat,
+            dropped = expired.len(),
+            max_age = %short(self.max_age),
+            "dropped {} message(s) to chat {chat} unsent for longer than outbox.max_age",
+            expired.len()
+        );
+        self.stats.add_dropped(expired.len() as u64);
+        for item in &expired {
+            self.forget(item);
+        }
+        self.publish();
+        true
+    }
+
+    /// An item leaves the queues: counted out, and its row deleted.
+    fn forget(&mut self, item: &Item) {
+        self.stats.remove_pending(1);
+        if let Some(count) = self.ages.get_mut(&item.created_ms) {
+            *count -= 1;
+            if *count == 0 {
+                self.ages.remove(&item.created_ms);
+            }
+        }
+        if let Some(seq) = item.seq {
+            self.committer.send_job(Job::Done {
+                seq,
+                chat: item.message.chat,
+            });
+        }
+    }
+
+    fn publish(&self) {
+        self.stats.set_oldest(self.ages.keys().next().copied());
+    }
+
+    /// Acts on one send's answer.
+    fn settle(&mut self, done: Done) {
+        let now = Instant::now();
+        let chat = done.chat;
+        let Some(queue) = self.chats.get_mut(&chat) else {
+            return;
+        };
+        queue.busy = false;
+        match done.result {
+            Ok(()) => {
+                if queue.failures > 0 {
+                    info!(
+                        chat,
+                        tries = queue.failures + 1,
+                        "a message went out after failed tries"
+                    );
+                }
+                queue.failures = 0;
+                queue.retry_at = None;
+                if let Some(item) = queue.items.pop_front() {
+                    self.forget(&item);
+                }
+            }
+            Err(err) => self.failed(chat, err, now),
+        }
+        self.schedule(chat, now);
+        self.publish();
+    }
+
+    fn failed(&mut self, chat: i64, err: CallError, now: Instant) {
+        match err.class {
+            ErrorClass::RateLimited(wait) => {
+                self.stats.add_rate_limited();
+                let global = self
+                    .last_429
+                    .is_some_and(|(at, other)| other != chat && now.duration_since(at) < GLOBAL_429_WINDOW);
+                self.last_429 = Some((now, chat));
+                if global {
+                    self.pacer.pause_all(now + wait);
+                    warn!(retry_after = %short(wait), "Telegram asked the bot to slow down (429 for several chats); every chat waits");
+                } else {
+                    self.pacer.pause_chat(chat, now + wait);
+                    warn!(chat, retry_after = %short(wait), "Telegram asked to slow down for one chat (429); that chat waits");
+                }
+            }
+            ErrorClass::Migrated(to) => {
+                let to = to.0;
+                info!(from = chat, to, "a group became a supergroup; its messages follow it");
+                if let Some(mut from) = self.chats.remove(&chat) {
+                    if let Some(key) = from.ready_key.take() {
+                        self.ready.remove(&(key.0, key.1, chat));
+                    }
+                    for item in &mut from.items {
+                        item.message.chat = to;
+                    }
+                    let queue = self.chats.entry(to).or_insert_with(|| ChatQueue {
+                        items: VecDeque::new(),
+                        busy: false,
+                        failures: 0,
+                        retry_at: None,
+                        ready_key: None,
+                    });
+                    queue.items.extend(from.items);
+                    queue
+                        .items
+                        .make_contiguous()
+                        .sort_by_key(|item| item.seq.unwrap_or(i64::MAX));
+                }
+                self.committer.send_job(Job::Migrate { from: chat, to });
+                let _ = self.events.send(ChatEvent::Migrated { from: chat, to });
+                self.schedule(to, now);
+            }
+            ErrorClass::Forbidden => self.refuse_chat(chat, &err),
+            ErrorClass::BadRequest if err.detail.contains("chat not found") => {
+                self.refuse_chat(chat, &err);
+            }
+            ErrorClass::BadRequest => {
+                warn!(chat, error = %err.detail, "Telegram refused a message (bad request); it is dropped");
+                self.stats.add_dropped(1);
+                let item = self
+                    .chats
+                    .get_mut(&chat)
+                    .and_then(|queue| queue.items.pop_front());
+                if let Some(item) = item {
+                    self.forget(&item);
+                }
+            }
+            _ => {
+                let Some(queue) = self.chats.get_mut(&chat) else {
+                    return;
+                };
+                let exponent = queue.failures.min(6);
+                let wait = (FIRST_RETRY * 2u32.pow(exponent)).min(LONGEST_RETRY);
+                let wait = wait.mul_f64(0.8 + 0.4 * rand::random::<f64>());
+                queue.failures = queue.failures.saturating_add(1);
+                queue.retry_at = Some(now + wait);
+                if queue.failures == 1 {
+                    warn!(chat, error_class = %err.class, error = %err.detail, retry_in = %short(wait), "a message could not be sent; it stays queued and is tried again");
+                }
+            }
+        }
+    }
+
+    /// The chat refuses the bot for good: everything queued for it goes,
+    /// with one line.
+    fn refuse_chat(&mut self, chat: i64, err: &CallError) {
+        let Some(queue) = self.chats.remove(&chat) else {
+            return;
+        };
+        if let Some(key) = queue.ready_key {
+            self.ready.remove(&(key.0, key.1, chat));
+        }
+        let count = queue.items.len();
+        warn!(chat, dropped = count, error = %err.detail, "the chat refuses the bot ({}); {count} queued message(s) dropped", err.class);
+        self.stats.add_dropped(count as u64);
+        for item in &queue.items {
+            self.forget(item);
+        }
+        let _ = self.events.send(ChatEvent::Refused { chat });
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

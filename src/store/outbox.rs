@@ -1,0 +1,293 @@
+//! The outbox's durable half: messages decided but not yet accepted by
+//! Telegram, and the one transaction that records, together, the updates a
+//! bot handled, the messages they produced, the messages that went out, and
+//! the bot's offset.
+//!
+//! One writer per bot (its outbox's committer) calls [`Store::commit_outbox`]
+//! with everything that accumulated since its last commit, so a burst costs
+//! a handful of transactions, not one per message.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, now_secs, on_pool};
+
+/// One queued message as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Its place in the bot's sending order.
+    pub seq: i64,
+    pub chat_id: i64,
+    /// The message (text, buttons, or an edit), as the outbox serialised it.
+    pub body: String,
+    /// When it was queued, in Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// What one commit records, all or nothing.
+#[derive(Debug, Default)]
+pub struct OutboxCommit {
+    /// Updates handled at or above `offset` (below it the offset says so).
+    pub handled: Vec<u32>,
+    /// New messages.
+    pub inserts: Vec<OutboxRow>,
+    /// Messages Telegram accepted or refused for good.
+    pub deletes: Vec<i64>,
+    /// Chats that became another (a group upgraded to a supergroup).
+    pub migrations: Vec<(i64, i64)>,
+    /// Announcements whose broadcast these messages are: no longer pending.
+    pub finished_announcements: Vec<String>,
+    /// The bot's new offset, when it moved.
+    pub offset: Option<u32>,
+}
+
+impl OutboxCommit {
+    pub fn is_empty(&self) -> bool {
+        self.handled.is_empty()
+            && self.inserts.is_empty()
+            && self.deletes.is_empty()
+            && self.migrations.is_empty()
+            && self.finished_announcements.is_empty()
+            && self.offset.is_none()
+    }
+}
+
+/// Rows per multi-row statement: well under SQLite's parameter limit.
+const CHUNK: usize = 200;
+
+impl Store {
+    /// Every message queued for `bot_id`, in sending order.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn outbox_rows(&self, bot_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        const SQL: &str =
+            "SELECT seq, chat_id, body, created_at FROM outbox WHERE bot_id = $1 ORDER BY seq";
+        Ok(on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(bot_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| OutboxRow {
+                seq: row.get(0),
+                chat_id: row.get(1),
+                body: row.get(2),
+                created_at: row.get(3),
+            })
+            .collect()))
+    }
+
+    /// Records `commit` in one transaction.
+    ///
+    /// # Errors
+    /// When the store fails; nothing is written then.
+    pub async fn commit_outbox(&self, bot_id: &str, commit: &OutboxCommit) -> Result<(), StoreError> {
+        const OFFSET: &str = "INSERT INTO bot_offsets (bot_id, next_offset, updated_at) VALUES ($1, $2, $3) \
+                              ON CONFLICT (bot_id) DO UPDATE SET next_offset = excluded.next_offset, \
+                              updated_at = excluded.updated_at";
+        const FORGET: &str = "DELETE FROM handled_updates WHERE bot_id = $1 AND update_id < $2";
+        const MIGRATE: &str = "UPDATE outbox SET chat_id = $3 WHERE bot_id = $1 AND chat_id = $2";
+        const FINISH: &str =
+            "UPDATE announcements SET pending = $3 WHERE bot_id = $1 AND announcement_id = $2";
+        const FORGET_DELIVERIES: &str =
+            "DELETE FROM deliveries WHERE bot_id = $1 AND announcement_id = $2";
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let now = now_secs();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for chunk in commit.handled.chunks(CHUNK) {
+                let sql = values_sql(
+                    "INSERT INTO handled_updates (bot_id, update_id, handled_at) VALUES ",
+                    chunk.len(),
+                    3,
+                    " ON CONFLICT (bot_id, update_id) DO NOTHING",
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(bot_id).bind(i64::from(*id)).bind(now);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for chunk in commit.inserts.chunks(CHUNK) {
+                let sql = values_sql(
+                    "INSERT INTO outbox (bot_id, seq, chat_id, body, created_at) VALUES ",
+                    chunk.len(),
+                    5,
+                    "",
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for row in chunk {
+                    query = query
+                        .bind(bot_id)
+                        .bind(row.seq)
+                        .bind(row.chat_id)
+                        .bind(&row.body)
+                        .bind(row.created_at);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for chunk in commit.deletes.chunks(CHUNK) {
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                let sql = format!(
+                    "DELETE FROM outbox WHERE bot_id = $1 AND seq IN ({})",
+                    list.join(", ")
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id);
+                for seq in chunk {
+                    query = query.bind(*seq);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for (old, new) in &commit.migrations {
+                sqlx::query(MIGRATE)
+                    .bind(bot_id)
+                    .bind(*old)
+                    .bind(*new)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for id in &commit.finished_announcements {
+                sqlx::query(FINISH)
+                    .bind(bot_id)
+                    .bind(id)
+                    .bind(false)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(FORGET_DELIVERIES)
+                    .bind(bot_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(offset) = commit.offset {
+                sqlx::query(OFFSET)
+                    .bind(bot_id)
+                    .bind(i64::from(offset))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(FORGET)
+                    .bind(bot_id)
+                    .bind(i64::from(offset))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+/// `head ($1, $2, $3), ($4, …) tail` for `rows` rows of `columns` values.
+fn values_sql(head: &str, rows: usize, columns: usize, tail: &str) -> String {
+    let mut sql = String::from(head);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreSpec;
+
+    #[test]
+    fn values_lists_number_every_parameter() {
+        assert_eq!(
+            values_sql("INSERT INTO t VALUES ", 2, 2, " X"),
+            "INSERT INTO t VALUES ($1, $2), ($3, $4) X"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_records_everything_or_nothing_and_rows_come_back_in_order() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(&StoreSpec::Sqlite(dir.path().join("o.db")))
+            .await
+            .expect("open");
+        let row = |seq: i64, chat: i64| OutboxRow {
+            seq,
+            chat_id: chat,
+            body: format!("m{seq}"),
+            created_at: 1,
+        };
+        let inserts: Vec<OutboxRow> = (1..=450).map(|seq| row(seq, seq % 7)).collect();
+        store
+            .commit_outbox(
+                "9",
+                &OutboxCommit {
+                    handled: vec![20, 21],
+                    inserts: inserts.clone(),
+                    offset: Some(10),
+                    ..OutboxCommit::default()
+                },
+            )
+            .await
+            .expect("commit");
+        assert_eq!(store.outbox_rows("9").await.expect("read"), inserts);
+        assert_eq!(
+            store.handled_above("9", 0).await.expect("read"),
+            [20, 21].into()
+        );
+        assert_eq!(
+            store
+                .offset("9")
+                .await
+                .expect("read")
+                .map(|o| o.next_offset),
+            Some(10)
+        );
+        store
+            .commit_outbox(
+                "9",
+                &OutboxCommit {
+                    deletes: (1..=449).collect(),
+                    migrations: vec![(450 % 7, -100)],
+                    offset: Some(21),
+                    ..OutboxCommit::default()
+                },
+            )
+            .await
+            .expect("commit");
+        let left = store.outbox_rows("9").await.expect("read");
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].seq, left[0].chat_id), (450, -100));
+        assert_eq!(
+            store.handled_above("9", 0).await.expect("read"),
+            [21].into()
+        );
+        // A duplicate seq fails the whole commit: nothing of it is written.
+        let failed = store
+            .commit_outbox(
+                "9",
+                &OutboxCommit {
+                    handled: vec![30],
+                    inserts: vec![row(451, 1), row(450, 1)],
+                    ..OutboxCommit::default()
+                },
+            )
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(store.outbox_rows("9").await.expect("read").len(), 1);
+        assert!(
+            !store
+                .handled_above("9", 0)
+                .await
+                .expect("read")
+                .contains(&30)
+        );
+    }
+}

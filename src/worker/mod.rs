@@ -1,0 +1,158 @@
+//! One bot's life: connect, poll, handle, send, and when something fails,
+//! back off, restart, or park, without touching any other bot.
+//!
+//! A worker is a restart loop (this file) around a *session*
+//! (`session.rs`: `getMe`, the lease, the outbox, the kind's start, then
+//! the poll loop feeding the lanes of `dispatch.rs`). Telegram's conditions
+//! that are states rather than crashes (409 Conflict, 429, a webhook) are
+//! handled inside the session; whatever ends a session is sorted by
+//! [`decide::decide`], a pure function, into a wait, a backoff or a park.
+//! Every wait sits in a `select!` with the worker's cancellation token.
+
+pub mod decide;
+pub mod dispatch;
+pub mod guard;
+pub mod progress;
+mod session;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::bots::Kind;
+use crate::config::BotConfig;
+use crate::outbox::Outbox;
+use crate::restart::{Backoff, Intensity};
+use crate::secret::Token;
+use crate::status::{Incident, StatusBoard, StatusSender, WorkerState};
+use crate::store::{Lease, Leases, Store};
+use crate::telegram::BotHandle;
+use crate::telegram::polling::Poller;
+use decide::{Delay, SessionEnd, decide};
+use dispatch::panic_message;
+use progress::Progress;
+use session::ConflictLog;
+
+/// Everything a worker needs, decided by the supervisor.
+pub struct Worker {
+    pub config: BotConfig,
+    pub token: Token,
+    pub client: reqwest::Client,
+    pub poll_timeout: Duration,
+    /// How long running handlers may go on after a stop is requested.
+    pub stop_grace: Duration,
+    pub status: StatusSender,
+    pub cancel: CancellationToken,
+    /// Where handled offsets, updates and queued messages are recorded.
+    pub store: Store,
+    /// Where this bot's lease is taken.
+    pub leases: Arc<Leases>,
+    /// A `getUpdates` unanswered this long restarts the worker.
+    pub watchdog_after: Duration,
+    /// Every bot's status, for `/durum`.
+    pub board: StatusBoard,
+    /// The bot's outbox (shared with the alerts when this bot sends them).
+    pub outbox: Outbox,
+}
+
+/// What a worker keeps across sessions.
+struct Kept {
+    poller: Poller,
+    /// Which updates are handled; the offset.
+    progress: Arc<Progress>,
+    /// The lease on the bot, once taken; given back when the worker stops.
+    lease: Option<Arc<Lease>>,
+    /// Whether the stored offset has been read since the lease was taken.
+    loaded: bool,
+    /// The conflict going on, if any: it outlives a session, so a restart
+    /// in the middle of one neither ends it nor alerts twice.
+    conflict: ConflictLog,
+}
+
+impl Worker {
+    /// Runs the bot until its cancellation token is cancelled.
+    pub async fn run(self) {
+        let bot = BotHandle::new(
+            &self.config.name,
+            &self.token,
+            &self.config.api_url,
+            self.client.clone(),
+        )
+        .counting_into(self.status.sent_counter());
+        let kind = Arc::new(Kind::new(&self.config.kind));
+        let mut kept = Kept {
+            poller: Poller::new(bot.clone(), self.poll_timeout, kind.allowed_updates()),
+            progress: Progress::new(),
+            lease: None,
+            loaded: false,
+            conflict: ConflictLog::default(),
+        };
+        let policy = self.config.restart.clone();
+        let mut backoff = Backoff::new(policy.clone());
+        let mut intensity = Intensity::new(&policy);
+        loop {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            self.status
+                .set(WorkerState::Starting, "connecting to Telegram", None);
+            let started = Instant::now();
+            let end = AssertUnwindSafe(self.session(&bot, &kind, &mut kept))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    SessionEnd::Failed(format!(
+                        "the worker panicked: {}",
+                        panic_message(&panic)
+                    ))
+                });
+            let Some(decision) = decide(end, started.elapsed(), &policy, || {
+                intensity.record(Instant::now())
+            }) else {
+                break;
+            };
+            if decision.restarted {
+                self.status.restarted();
+            }
+            if decision.store_down {
+                self.status
+                    .raise(Incident::StoreDown, decision.reason.clone());
+            }
+            if decision.reset_backoff {
+                backoff.reset();
+            }
+            let wait = match decision.delay {
+                Delay::Exactly(wait) => wait,
+                Delay::Backoff => backoff.next_delay(),
+                Delay::Park => {
+                    intensity.clear();
+                    policy.park_for
+                }
+            };
+            self.status.set(decision.state, decision.reason, Some(wait));
+            if !self.sleep(wait).await {
+                break;
+            }
+        }
+        if let Some(lease) = kept
+            .lease
+            .take()
+            .and_then(|lease| Arc::try_unwrap(lease).ok())
+        {
+            // After the last poll: the next instance may take over at once.
+            lease.release().await;
+        }
+        self.status.set(WorkerState::Stopped, "stopped", None);
+    }
+
+    /// Sleeps unless cancelled first; false when cancelled.
+    async fn sleep(&self, wait: Duration) -> bool {
+        tokio::select! {
+            () = self.cancel.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
+        }
+    }
+}
