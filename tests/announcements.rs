@@ -175,6 +175,14 @@ async fn chats_switch_the_relay_on_and_off_with_admin_checks() {
     let list = command(&tg, &group, &admin, "/yaz").await;
     assert!(list.contains("Duyurular bu sohbette kapalı"), "{list}");
     assert!(!list.contains("sohbetler ("), "{list}");
+    // A stranger who creates a group and adds the bot learns nothing of
+    // the subscribed chats either.
+    let stranger = User::new(903, "Yabancı");
+    let own_group = Chat::supergroup(-1_001_000_000_777, "Yabancının grubu");
+    tg.set_member_status(own_group.id, stranger.id, MemberStatus::Creator);
+    let answer = command(&tg, &own_group, &stranger, "/yaz").await;
+    assert!(answer.contains("Duyurular bu sohbette kapalı"), "{answer}");
+    assert!(!answer.contains("901") && !answer.contains("sohbetler ("), "{answer}");
     let refused = command(&tg, &group, &member, "/yaz").await;
     assert!(
         refused.contains("yalnızca botun yöneticileri"),

@@ -214,15 +214,18 @@ impl Announcements {
     }
 
     async fn list_chats(&self, ctx: &Context, message: &Message) -> String {
-        // Only the bot's own admins see every subscribed chat: the list
-        // holds private users' ids. A group's creator or administrator
-        // learns whether their own group is subscribed, nothing more.
+        // Only the bot's own admins see every subscribed chat, and only in
+        // a private chat: the list holds private users' ids. In a group,
+        // its creator or administrators (the bot's admins too) learn
+        // whether this group is subscribed, nothing more.
         let bot_admin = message
             .from
             .as_ref()
             .is_some_and(|user| self.settings.admins.contains(&user.id.0));
-        if !bot_admin {
-            if message.chat.is_private() || self.may_switch(ctx, message).await != Ok(true) {
+        if !(bot_admin && message.chat.is_private()) {
+            if message.chat.is_private()
+                || !(bot_admin || self.may_switch(ctx, message).await == Ok(true))
+            {
                 return BOT_ADMINS_ONLY.to_owned();
             }
             let chat = message.chat.id.0;
