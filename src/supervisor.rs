@@ -328,10 +328,7 @@ impl Supervisor {
         let cancel = self.root.child_token();
         let stopped = CancellationToken::new();
         let shutdown_timeout = self.config.supervisor.shutdown_timeout;
-        let outbox = Outbox::new(
-            self.config.supervisor.outbox.clone(),
-            status.outbox_stats(),
-        );
+        let outbox = Outbox::new(self.config.supervisor.outbox.clone(), status.outbox_stats());
         let worker = Worker {
             config: bot.config.clone(),
             token: bot.token.clone(),

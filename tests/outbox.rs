@@ -168,7 +168,10 @@ async fn a_busy_group_never_holds_up_private_chats() {
         .nth(20)
         .map(|m| m.at)
         .expect("a 21st group reply");
-    assert!(last_private < group_21st, "a private reply came after the group's 21st");
+    assert!(
+        last_private < group_21st,
+        "a private reply came after the group's 21st"
+    );
     assert!(
         limited_fake_requests(&tg, FAQ_TOKEN) <= 1,
         "{} answers of 429",
@@ -188,7 +191,12 @@ async fn queued_replies_survive(stop: i32) {
     let base = endpoint(&mut daemon).await;
     for i in 0..30u64 {
         let user = User::new(9_000 + i, "Aday");
-        tg.inject_message(ECHO_TOKEN, &Chat::private(&user), &user, &format!("soru {i}"));
+        tg.inject_message(
+            ECHO_TOKEN,
+            &Chat::private(&user),
+            &user,
+            &format!("soru {i}"),
+        );
     }
     wait_for_status(&base, "echo1", PROMPT, |s| s["outbox"]["pending"] == 30).await;
     daemon.signal(stop);
@@ -208,7 +216,10 @@ async fn queued_replies_survive(stop: i32) {
     let sent = tg.sent_messages(ECHO_TOKEN);
     assert_eq!(sent.len(), 30, "none twice");
     let counts = per_chat(&sent);
-    assert!(counts.len() == 30 && counts.values().all(|n| *n == 1), "{counts:?}");
+    assert!(
+        counts.len() == 30 && counts.values().all(|n| *n == 1),
+        "{counts:?}"
+    );
     daemon.stop_cleanly().await;
 }
 
@@ -279,7 +290,11 @@ async fn connections_dropped_for_ten_seconds_lose_no_reply() {
     tg.wait_until_polling(ECHO_TOKEN, PROMPT)
         .await
         .expect("polls");
-    tg.add_fault(ECHO_TOKEN, "sendMessage", Fault::drop_connection().forever());
+    tg.add_fault(
+        ECHO_TOKEN,
+        "sendMessage",
+        Fault::drop_connection().forever(),
+    );
     let dropped_at = Instant::now();
     for i in 0..10u64 {
         let user = User::new(30_000 + i, "Aday");

@@ -47,7 +47,11 @@ impl Reply {
 
     /// The message to `chat`, the buttons in one row.
     fn to(&self, chat: i64) -> OutMessage {
-        OutMessage::with_keyboard(chat, self.text.clone(), Keyboard(vec![self.buttons.clone()]))
+        OutMessage::with_keyboard(
+            chat,
+            self.text.clone(),
+            Keyboard(vec![self.buttons.clone()]),
+        )
     }
 }
 
@@ -228,7 +232,10 @@ impl Faq {
                         warn!(update_id = update.id.0, error = %telegram::errors::describe(&err), "could not answer a button press");
                     }
                     Err(_) => {
-                        warn!(update_id = update.id.0, "could not answer a button press in time");
+                        warn!(
+                            update_id = update.id.0,
+                            "could not answer a button press in time"
+                        );
                     }
                 }
                 let replies = query

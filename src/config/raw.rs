@@ -648,8 +648,7 @@ fn outbox_settings(
     raw: &RawOutbox,
     default: &super::OutboxSettings,
 ) -> super::OutboxSettings {
-    let mut count = |key: &str, value: &Option<Spanned<i64>>, default: u32, min: u32| match value
-    {
+    let mut count = |key: &str, value: &Option<Spanned<i64>>, default: u32, min: u32| match value {
         None => default,
         Some(n) => match u32::try_from(*n.get_ref()) {
             Ok(v) if v >= min => v,

@@ -313,7 +313,11 @@ impl Committer {
             drops.count = 0;
             drops.logged = Some(now);
         }
-        self.cap_drops
-            .retain(|_, drops| drops.count > 0 || drops.logged.is_some_and(|at| now.duration_since(at) < CAP_LOG_EVERY));
+        self.cap_drops.retain(|_, drops| {
+            drops.count > 0
+                || drops
+                    .logged
+                    .is_some_and(|at| now.duration_since(at) < CAP_LOG_EVERY)
+        });
     }
 }

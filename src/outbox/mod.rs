@@ -384,11 +384,7 @@ impl Outbox {
             }
             volatile.running = Some(items_tx);
         }
-        let sender = tokio::spawn(
-            sender
-                .run(items_rx, sender_stop.clone())
-                .in_current_span(),
-        );
+        let sender = tokio::spawn(sender.run(items_rx, sender_stop.clone()).in_current_span());
         Ok(Session {
             outbox: self.clone(),
             sink: Sink { jobs: jobs_tx },
@@ -468,7 +464,9 @@ impl Session {
                 volatile.parked.push_front(item);
             }
             volatile.parked.truncate(MAX_PARKED);
-            stats.pending.store(volatile.parked.len() as u64, Ordering::Relaxed);
+            stats
+                .pending
+                .store(volatile.parked.len() as u64, Ordering::Relaxed);
             stats.set_oldest(volatile.parked.iter().map(|item| item.created_ms).min());
         }
         let (ack, done) = oneshot::channel();
@@ -587,9 +585,6 @@ mod tests {
             keyboard: Some(Keyboard(vec![vec![("Hayır".into(), "faq:no".into())]])),
         };
         let json = serde_json::to_string(&body).expect("serialise");
-        assert_eq!(
-            serde_json::from_str::<Body>(&json).expect("parse"),
-            body
-        );
+        assert_eq!(serde_json::from_str::<Body>(&json).expect("parse"), body);
     }
 }

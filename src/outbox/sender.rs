@@ -367,9 +367,9 @@ impl Sender {
         match err.class {
             ErrorClass::RateLimited(wait) => {
                 self.stats.add_rate_limited();
-                let global = self
-                    .last_429
-                    .is_some_and(|(at, other)| other != chat && now.duration_since(at) < GLOBAL_429_WINDOW);
+                let global = self.last_429.is_some_and(|(at, other)| {
+                    other != chat && now.duration_since(at) < GLOBAL_429_WINDOW
+                });
                 self.last_429 = Some((now, chat));
                 if global {
                     self.pacer.pause_all(now + wait);
@@ -381,7 +381,10 @@ impl Sender {
             }
             ErrorClass::Migrated(to) => {
                 let to = to.0;
-                info!(from = chat, to, "a group became a supergroup; its messages follow it");
+                info!(
+                    from = chat,
+                    to, "a group became a supergroup; its messages follow it"
+                );
                 if let Some(mut from) = self.chats.remove(&chat) {
                     if let Some(key) = from.ready_key.take() {
                         self.ready.remove(&(key.0, key.1, chat));

@@ -80,7 +80,11 @@ impl Store {
     ///
     /// # Errors
     /// When the store fails; nothing is written then.
-    pub async fn commit_outbox(&self, bot_id: &str, commit: &OutboxCommit) -> Result<(), StoreError> {
+    pub async fn commit_outbox(
+        &self,
+        bot_id: &str,
+        commit: &OutboxCommit,
+    ) -> Result<(), StoreError> {
         const OFFSET: &str = "INSERT INTO bot_offsets (bot_id, next_offset, updated_at) VALUES ($1, $2, $3) \
                               ON CONFLICT (bot_id) DO UPDATE SET next_offset = excluded.next_offset, \
                               updated_at = excluded.updated_at";

@@ -186,7 +186,9 @@ mod tests {
 
     #[test]
     fn one_bad_update_costs_only_itself() {
-        let cases: &[(&str, Vec<u32>, Vec<Option<u32>>, Option<u32>)] = &[
+        // (answer, ids handed on, ids rejected, highest id)
+        type Case<'a> = (&'a str, Vec<u32>, Vec<Option<u32>>, Option<u32>);
+        let cases: &[Case] = &[
             ("[]", vec![], vec![], None),
             (&format!("[{}]", message(7, "hi")), vec![7], vec![], Some(7)),
             // A negative id, one past u32, a string, a fraction, none, not an object.

@@ -30,7 +30,6 @@ pub fn cut_to_units(text: &str, units: usize) -> &str {
             break;
         }
     }
-    let mut end = end;
     while end > 0 && end < text.len() && splits_cluster(&text[..end], &text[end..]) {
         end = text[..end]
             .char_indices()
@@ -177,7 +176,11 @@ mod tests {
             ("ğğğğğ", 2, &["ğğ", "ğğ", "ğ"]),
             ("a😀b😀", 2, &["a", "😀", "b", "😀"]),
             // A letter and its combining mark stay together.
-            ("e\u{301}e\u{301}e\u{301}", 3, &["e\u{301}", "e\u{301}", "e\u{301}"]),
+            (
+                "e\u{301}e\u{301}e\u{301}",
+                3,
+                &["e\u{301}", "e\u{301}", "e\u{301}"],
+            ),
             // A flag (two regional indicators) stays whole.
             ("🇹🇷🇹🇷", 5, &["🇹🇷", "🇹🇷"]),
             ("line one\n\nline two", 9, &["line one", "line two"]),

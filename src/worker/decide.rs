@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use crate::config::RestartPolicy;
-use crate::status::short;
 use crate::status::WorkerState;
+use crate::status::short;
 
 /// How a session ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,13 +127,20 @@ mod tests {
         let long_run = policy.window;
         let wait = Duration::from_secs(3);
         // (end, ran, over the limit, expected (state, delay, restarted, reset, store_down))
-        let cases: Vec<(SessionEnd, Duration, bool, Option<(WorkerState, Delay, bool, bool, bool)>)> = vec![
+        type Expected = Option<(WorkerState, Delay, bool, bool, bool)>;
+        let cases: Vec<(SessionEnd, Duration, bool, Expected)> = vec![
             (SessionEnd::Stopped, short_run, true, None),
             (
                 SessionEnd::Wait(wait, "429".into()),
                 short_run,
                 true,
-                Some((WorkerState::BackingOff, Delay::Exactly(wait), false, false, false)),
+                Some((
+                    WorkerState::BackingOff,
+                    Delay::Exactly(wait),
+                    false,
+                    false,
+                    false,
+                )),
             ),
             // Outages never park, however often they come.
             (
@@ -187,8 +194,13 @@ mod tests {
                 "only counted failures are counted: {end:?}"
             );
         }
-        let parked = decide(SessionEnd::Failed("boom".into()), short_run, &policy, || true)
-            .expect("a decision");
+        let parked = decide(
+            SessionEnd::Failed("boom".into()),
+            short_run,
+            &policy,
+            || true,
+        )
+        .expect("a decision");
         assert_eq!(
             parked.reason,
             "more than 5 restarts within 60.0s; last failure: boom"

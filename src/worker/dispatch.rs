@@ -79,7 +79,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Dispatcher {
     /// A dispatcher whose lanes stop taking updates when `stop` is cancelled.
-    pub fn new(kind: Arc<Kind>, ctx: Arc<Context>, sink: Sink, stop: CancellationToken) -> Dispatcher {
+    pub fn new(
+        kind: Arc<Kind>,
+        ctx: Arc<Context>,
+        sink: Sink,
+        stop: CancellationToken,
+    ) -> Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
                 kind,

@@ -106,7 +106,8 @@ impl SessionGuard {
 
     /// A `getUpdates` was sent now.
     pub fn polling(&self) {
-        let sent = u64::try_from(self.shared.epoch.elapsed().as_millis()).unwrap_or(NOT_POLLING - 1);
+        let sent =
+            u64::try_from(self.shared.epoch.elapsed().as_millis()).unwrap_or(NOT_POLLING - 1);
         self.shared.poll_sent.store(sent, Ordering::SeqCst);
     }
 

@@ -104,10 +104,7 @@ impl Worker {
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|panic| {
-                    SessionEnd::Failed(format!(
-                        "the worker panicked: {}",
-                        panic_message(&panic)
-                    ))
+                    SessionEnd::Failed(format!("the worker panicked: {}", panic_message(&panic)))
                 });
             let Some(decision) = decide(end, started.elapsed(), &policy, || {
                 intensity.record(Instant::now())

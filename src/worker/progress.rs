@@ -155,7 +155,8 @@ impl UpdateJournal for Progress {
     fn recorded(&self, handled: &[u32], offset: Option<u32>) {
         self.with(|ledger| ledger.recorded(handled, offset));
         if !handled.is_empty() || offset.is_some() {
-            self.moved.send_modify(|count| *count = count.wrapping_add(1));
+            self.moved
+                .send_modify(|count| *count = count.wrapping_add(1));
         }
     }
 }
@@ -170,7 +171,10 @@ mod tests {
         ledger.load(Some((10, SystemTime::now())), BTreeSet::from([12]));
         assert_eq!(ledger.offset(), Some(10));
         // A batch 10..=13: 12 is recorded already, 13 twice in the batch.
-        let admitted: Vec<bool> = [10, 11, 12, 13, 13].iter().map(|id| ledger.admit(*id)).collect();
+        let admitted: Vec<bool> = [10, 11, 12, 13, 13]
+            .iter()
+            .map(|id| ledger.admit(*id))
+            .collect();
         assert_eq!(admitted, [true, true, false, true, false]);
         ledger.saw(13);
         assert_eq!(ledger.offset(), Some(10));

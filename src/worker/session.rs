@@ -167,15 +167,26 @@ impl Worker {
         let lanes_stop = CancellationToken::new();
         let mut dispatcher = Dispatcher::new(kind.clone(), ctx.clone(), outbox.sink(), lanes_stop);
         let end = self
-            .poll_loop(bot, kept, &session, &guard, &mut dispatcher, &mut outbox, background.as_ref())
+            .poll_loop(
+                bot,
+                kept,
+                &session,
+                &guard,
+                &mut dispatcher,
+                &mut outbox,
+                background.as_ref(),
+            )
             .await;
 
         // The stop: running handlers finish (or are abandoned at the grace),
         // the kind's work stops, what they decided is committed.
         let tripped = guard.tripped();
         if end == SessionEnd::Stopped && tripped.is_none() {
-            self.status
-                .set(WorkerState::Stopping, "finishing the handlers that are running", None);
+            self.status.set(
+                WorkerState::Stopping,
+                "finishing the handlers that are running",
+                None,
+            );
         }
         background_stop.cancel();
         let (_unfinished, ()) = tokio::join!(
@@ -321,13 +332,15 @@ impl Worker {
                 progress.with(|ledger| ledger.saw(highest));
             }
             for rejected in &batch.rejected {
-                let first_time = rejected
-                    .id
-                    .is_none_or(|id| rejected_logged.insert(id));
+                let first_time = rejected.id.is_none_or(|id| rejected_logged.insert(id));
                 if first_time {
                     match rejected.id {
-                        Some(update_id) => warn!(update_id, why = %rejected.why, "skipping an update that cannot be read"),
-                        None => warn!(why = %rejected.why, "skipping an update that cannot be read and has no usable id"),
+                        Some(update_id) => {
+                            warn!(update_id, why = %rejected.why, "skipping an update that cannot be read")
+                        }
+                        None => {
+                            warn!(why = %rejected.why, "skipping an update that cannot be read and has no usable id")
+                        }
                     }
                 }
             }

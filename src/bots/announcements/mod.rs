@@ -148,9 +148,14 @@ impl Announcements {
         match event {
             ChatEvent::Refused { chat } if !self.settings.extra_chats.contains(&chat) => {
                 match ctx.store.unsubscribe(&ctx.bot_id, chat).await {
-                    Ok(true) => info!(chat, "a chat blocked or removed the bot; it is unsubscribed"),
+                    Ok(true) => info!(
+                        chat,
+                        "a chat blocked or removed the bot; it is unsubscribed"
+                    ),
                     Ok(false) => {}
-                    Err(err) => warn!(chat, error = %err, "could not unsubscribe a chat that refuses the bot"),
+                    Err(err) => {
+                        warn!(chat, error = %err, "could not unsubscribe a chat that refuses the bot")
+                    }
                 }
             }
             ChatEvent::Refused { .. } => {}

@@ -14,10 +14,10 @@ use tracing::{error, info, warn};
 use super::Announcements;
 use super::scrape::{self, FetchError, Listed};
 use crate::bots::Context;
-use crate::telegram::text::MESSAGE_LIMIT;
+use crate::outbox::{OutMessage, OutboxError};
 use crate::status::{Incident, short};
 use crate::store::{NewAnnouncement, StoreError};
-use crate::outbox::{OutMessage, OutboxError};
+use crate::telegram::text::MESSAGE_LIMIT;
 
 /// Announcements remembered as seen, at most (the newest are kept).
 const SEEN_KEPT: i64 = 1000;

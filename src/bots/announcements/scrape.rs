@@ -11,10 +11,10 @@ use std::error::Error as _;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::telegram::text::{cut_to_units, shorten, telegram_len};
 use encoding_rs::{Encoding, UTF_8};
 use scraper::{ElementRef, Html, Node, Selector};
 use url::Url;
-use crate::telegram::text::{cut_to_units, shorten, telegram_len};
 
 /// The most bytes of a page body [`fetch`] reads.
 const MAX_BODY: usize = 5 * 1024 * 1024;
