@@ -24,7 +24,7 @@ async fn start(tg: &FakeTelegram) -> Daemon {
     let content = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("content/tanitim.toml");
     let config = format!(
         "{}[bot.tanitim]\nkind = \"faq\"\ntoken_env = \"BENCH_TOKEN\"\ncontent_file = \"{}\"\n",
-        fleet::supervisor(tg, "10s", "warn"),
+        fleet::unpaced(tg, "10s", "warn"),
         content.display()
     );
     let daemon = Daemon::start(&config, &[("BENCH_TOKEN".to_owned(), TOKEN.to_owned())]);
@@ -36,7 +36,7 @@ async fn start(tg: &FakeTelegram) -> Daemon {
 
 /// The commands cycled through, with the answer each must get, from the
 /// shipped config.
-fn commands() -> Vec<(String, String)> {
+pub fn commands() -> Vec<(String, String)> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml");
     let text = std::fs::read_to_string(&path).expect("read the shipped config");
     let config =

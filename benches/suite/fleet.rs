@@ -88,6 +88,15 @@ pub fn supervisor(tg: &FakeTelegram, poll_timeout: &str, log_level: &str) -> Str
     )
 }
 
+/// A `[supervisor]` table for `tg` with the outbox's pacing off: the
+/// engine-speed scenarios measure botvisor, not Telegram's limits.
+pub fn unpaced(tg: &FakeTelegram, poll_timeout: &str, log_level: &str) -> String {
+    format!(
+        "{}[supervisor.outbox]\npacing = false\n",
+        supervisor(tg, poll_timeout, log_level)
+    )
+}
+
 /// `n` echo bots registered with the fake: bot `i` is `[bot.eNNN]` with
 /// its token in `ECHO_NNN_TOKEN`.
 pub struct Echoes {

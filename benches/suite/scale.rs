@@ -24,7 +24,7 @@ const IDLE_WINDOW: Duration = Duration::from_secs(10);
 pub async fn run(n: usize) -> Vec<f64> {
     let tg = FakeTelegram::start().await.expect("start the fake");
     let echoes = Echoes::register(&tg, n);
-    let config = echoes.config(&fleet::supervisor(&tg, "10s", "warn"), |_| String::new());
+    let config = echoes.config(&fleet::unpaced(&tg, "10s", "warn"), |_| String::new());
     let mut daemon = Daemon::start(&config, &echoes.env);
     let mut last = daemon.spawned;
     for token in &echoes.tokens {

@@ -39,7 +39,7 @@ pub async fn in_flight() -> Vec<f64> {
     }
     // The dispatcher's debug line "handling an update" says a handler has
     // started: the SIGTERM goes once all of them run.
-    let supervisor = fleet::supervisor(&tg, "10s", "warn,botvisor::telegram::polling=debug");
+    let supervisor = fleet::unpaced(&tg, "10s", "warn,botvisor::worker::dispatch=debug");
     let config = echoes.config(&supervisor, |_| {
         "slow_on = \"slow\"\nslow_for = \"1s\"\n".to_owned()
     });
