@@ -366,3 +366,26 @@ fn operator_settings_parse() {
     .expect("valid");
     assert_eq!(short.supervisor.watchdog_limit(), Duration::from_secs(30));
 }
+
+#[test]
+fn outbox_limits_parse_and_are_checked() {
+    let text = "[supervisor.outbox]\npacing = false\nper_chat_per_second = 2\nper_group_per_minute = 0\nmax_age = \"1h\"\n";
+    let config = Config::from_str(text, Path::new("test.toml")).expect("valid");
+    assert_eq!(
+        config.supervisor.outbox,
+        OutboxSettings {
+            pacing: false,
+            per_chat_per_second: 2,
+            per_group_per_minute: 0,
+            max_age: Duration::from_secs(3600),
+            ..OutboxSettings::default()
+        }
+    );
+    check(
+        "[supervisor.outbox]\nmax_per_chat = 0\nper_bot_per_second = -1\n",
+        &[
+            "2:16 supervisor.outbox.max_per_chat: at least 1",
+            "3:22 supervisor.outbox.per_bot_per_second: 0 or more",
+        ],
+    );
+}
