@@ -31,7 +31,7 @@ use crate::worker::Worker;
 
 /// Time kept back from the shutdown deadline, after the handlers stop, for
 /// the outbox's last sends and commit and for confirming offsets.
-const CONFIRM_BUDGET: Duration = Duration::from_secs(3);
+const CONFIRM_BUDGET: Duration = Duration::from_millis(3500);
 /// The supervisor gives up this long before the deadline, so the process
 /// is gone before whoever set the deadline kills it.
 const EXIT_MARGIN: Duration = Duration::from_millis(250);

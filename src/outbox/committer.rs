@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::{Body, Item, MAX_QUEUED, OutMessage, OutboxStats, UpdateJournal, now_ms};
@@ -89,6 +90,7 @@ pub(crate) struct Committer {
     stats: Arc<OutboxStats>,
     to_sender: mpsc::UnboundedSender<Vec<Item>>,
     failed: watch::Sender<Option<String>>,
+    sender_stop: CancellationToken,
     next_seq: i64,
     /// Messages queued per chat (stored, not yet done).
     queued: HashMap<i64, u32>,
@@ -108,6 +110,7 @@ impl Committer {
         stats: Arc<OutboxStats>,
         to_sender: mpsc::UnboundedSender<Vec<Item>>,
         failed: watch::Sender<Option<String>>,
+        sender_stop: CancellationToken,
         next_seq: i64,
         loaded: &[Item],
         bad: Vec<i64>,
@@ -131,6 +134,7 @@ impl Committer {
             stats,
             to_sender,
             failed,
+            sender_stop,
             next_seq,
             total: loaded.len(),
             queued,
@@ -237,6 +241,7 @@ impl Committer {
             }
             Err(err) => {
                 error!(error = %err, "the outbox could not record what the bot handled and sends");
+                self.sender_stop.cancel();
                 for ack in acks {
                     let _ = ack.send(Err(err.to_string()));
                 }

@@ -360,6 +360,9 @@ impl Outbox {
             stats.clone(),
             items_tx.clone(),
             failed_tx,
+            // A failed commit stops the sender at once: what it sent from
+            // then on could not be deleted and would go out again.
+            sender_stop.clone(),
             next_seq,
             &loaded,
             bad,
@@ -377,7 +380,10 @@ impl Outbox {
         {
             let mut volatile = lock(&self.shared.volatile);
             let parked: Vec<Item> = volatile.parked.drain(..).collect();
-            stats_for_start.add_pending(loaded.len());
+            // What waits now: the stored messages and the alerts in memory.
+            stats_for_start
+                .pending
+                .store((loaded.len() + parked.len()) as u64, Ordering::Relaxed);
             let _ = items_tx.send(loaded);
             if !parked.is_empty() {
                 let _ = items_tx.send(parked);
@@ -391,8 +397,8 @@ impl Outbox {
             events: Some(events_rx),
             failed: failed_rx,
             sender_stop,
-            sender,
-            committer,
+            sender: Some(sender),
+            committer: Some(committer),
         })
     }
 }
@@ -408,14 +414,32 @@ pub struct Session {
     events: Option<mpsc::UnboundedReceiver<ChatEvent>>,
     failed: watch::Receiver<Option<String>>,
     sender_stop: CancellationToken,
-    sender: tokio::task::JoinHandle<Vec<Item>>,
-    committer: tokio::task::JoinHandle<()>,
+    sender: Option<tokio::task::JoinHandle<sender::Leftovers>>,
+    committer: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// How long a stopping sender waits for the sends in flight.
-const STOP_WAIT: Duration = Duration::from_millis(500);
-/// How long the last commit at a stop may take.
-const FLUSH_WAIT: Duration = Duration::from_secs(1);
+impl Drop for Session {
+    /// A session that ends without [`Session::stop`] (its worker panicked)
+    /// leaves nothing running: the next session must be the only sender.
+    fn drop(&mut self) {
+        self.sender_stop.cancel();
+        if let Some(sender) = &self.sender {
+            sender.abort();
+        }
+        if let Some(committer) = &self.committer {
+            committer.abort();
+        }
+    }
+}
+
+/// How long a stopping sender starts new sends (the replies of the last
+/// handlers, when the pacer allows them at once).
+const STOP_LAUNCH: Duration = Duration::from_millis(200);
+/// How long a stopping sender waits for the sends in flight: a send cut
+/// off later may have reached Telegram and is sent again after the restart.
+const STOP_WAIT: Duration = Duration::from_millis(800);
+/// How long a commit at a stop may take.
+const FLUSH_WAIT: Duration = Duration::from_millis(500);
 
 impl Session {
     /// Where the session's handlers and kind put what they send.
@@ -436,7 +460,7 @@ impl Session {
                 return reason;
             }
             if self.failed.changed().await.is_err() {
-                std::future::pending::<()>().await;
+                return "the outbox's committer stopped".to_owned();
             }
         }
     }
@@ -445,35 +469,56 @@ impl Session {
     /// messages that may go at once go (briefly: [`STOP_WAIT`]), the sends
     /// in flight finish, and their rows are deleted. What is still queued
     /// stays in the store for the next session.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let (ack, done) = oneshot::channel();
         if self.sink.jobs.send(committer::Job::Flush(ack)).is_ok() {
             let _ = tokio::time::timeout(FLUSH_WAIT, done).await;
         }
         self.sender_stop.cancel();
-        let leftovers = match tokio::time::timeout(STOP_WAIT * 2, self.sender).await {
-            Ok(Ok(leftovers)) => leftovers,
-            _ => Vec::new(),
+        let leftovers = match self.sender.take() {
+            Some(sender) => match tokio::time::timeout(STOP_WAIT + FLUSH_WAIT, sender).await {
+                Ok(Ok(leftovers)) => leftovers,
+                _ => sender::Leftovers::default(),
+            },
+            None => sender::Leftovers::default(),
         };
-        let stats = &self.outbox.shared.stats;
-        {
-            let mut volatile = lock(&self.outbox.shared.volatile);
-            volatile.running = None;
-            // Alerts not sent yet wait for the next session.
-            for item in leftovers.into_iter().rev() {
-                volatile.parked.push_front(item);
-            }
-            volatile.parked.truncate(MAX_PARKED);
-            stats
-                .pending
-                .store(volatile.parked.len() as u64, Ordering::Relaxed);
-            stats.set_oldest(volatile.parked.iter().map(|item| item.created_ms).min());
-        }
+        self.park(leftovers);
         let (ack, done) = oneshot::channel();
         if self.sink.jobs.send(committer::Job::Close(ack)).is_ok() {
             let _ = tokio::time::timeout(FLUSH_WAIT, done).await;
         }
-        self.committer.abort();
+    }
+
+    /// Stops at once, sending and writing nothing more: the lease is lost
+    /// and another instance may own the bot already. What was queued is
+    /// that instance's to send.
+    pub fn abandon(self) {
+        // Drop cancels the sender and aborts both tasks.
+        lock(&self.outbox.shared.volatile).running = None;
+    }
+
+    /// Keeps the alerts not sent for the next session; the figures show
+    /// what still waits (in the store and in memory).
+    fn park(&self, leftovers: sender::Leftovers) {
+        let stats = &self.outbox.shared.stats;
+        let mut volatile = lock(&self.outbox.shared.volatile);
+        volatile.running = None;
+        for item in leftovers.volatile.into_iter().rev() {
+            volatile.parked.push_front(item);
+        }
+        volatile.parked.truncate(MAX_PARKED);
+        let parked = volatile.parked.len();
+        stats
+            .pending
+            .store((parked + leftovers.stored) as u64, Ordering::Relaxed);
+        stats.set_oldest(
+            volatile
+                .parked
+                .iter()
+                .map(|item| item.created_ms)
+                .chain(leftovers.oldest_stored)
+                .min(),
+        );
     }
 }
 

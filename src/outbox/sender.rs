@@ -53,6 +53,15 @@ struct Done {
     result: Result<(), CallError>,
 }
 
+/// What a stopped sender leaves: the alerts not sent (for the next
+/// session), and how many stored messages still wait (in the store).
+#[derive(Debug, Default)]
+pub(crate) struct Leftovers {
+    pub volatile: Vec<Item>,
+    pub stored: usize,
+    pub oldest_stored: Option<i64>,
+}
+
 pub(crate) struct Sender {
     bot: BotHandle,
     pacer: Pacer,
@@ -63,6 +72,8 @@ pub(crate) struct Sender {
     chats: HashMap<i64, ChatQueue>,
     ready: BTreeSet<(Instant, u64, i64)>,
     in_flight: JoinSet<Done>,
+    /// The chat of each send in flight, for a send task that panicked.
+    in_flight_chats: HashMap<tokio::task::Id, i64>,
     /// Queued items by when they were queued (ms → count), for the oldest.
     ages: BTreeMap<i64, u32>,
     /// Order of items without a stored seq (alerts) among the others.
@@ -97,6 +108,7 @@ impl Sender {
             chats: HashMap::new(),
             ready: BTreeSet::new(),
             in_flight: JoinSet::new(),
+            in_flight_chats: HashMap::new(),
             ages: BTreeMap::new(),
             next_order: 1,
             last_429: None,
@@ -104,23 +116,22 @@ impl Sender {
         }
     }
 
-    /// Sends until `stop`; then waits briefly for the sends in flight and
-    /// returns the alerts not sent (stored messages stay in the store).
+    /// Sends until `stop`; then briefly sends what may go at once and
+    /// waits for the sends in flight. Stored messages not sent stay in the
+    /// store.
     pub(crate) async fn run(
         mut self,
         mut items: mpsc::UnboundedReceiver<Vec<Item>>,
         stop: CancellationToken,
-    ) -> Vec<Item> {
+    ) -> Leftovers {
         loop {
             let now = Instant::now();
             let wake = self.launch(now);
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                    if let Ok(done) = done {
-                        self.settle(done);
-                    }
+                Some(joined) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
+                    self.joined(joined);
                 }
                 received = items.recv() => match received {
                     Some(batch) => self.push(batch),
@@ -129,38 +140,73 @@ impl Sender {
                 () = sleep_until(wake), if wake.is_some() => {}
             }
         }
-        // What may go at once still goes (the replies of the handlers that
-        // finished during the stop), and the sends in flight finish, so
-        // that what went out is deleted from the store before the next
-        // session reads it. Anything else waits in the store.
+        // The replies of the handlers that finished during the stop go if
+        // the pacer allows them at once (new sends start only for
+        // STOP_LAUNCH), and the sends in flight finish, so that what went
+        // out is deleted from the store before the next session reads it.
+        // A send still in flight at STOP_WAIT is cut off: it may have
+        // reached Telegram, and is sent again after the restart.
         while let Ok(batch) = items.try_recv() {
             self.push(batch);
         }
-        let deadline = Instant::now() + super::STOP_WAIT;
+        let started = Instant::now();
+        let deadline = started + super::STOP_WAIT;
         loop {
             let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let wake = self.launch(now);
-            if self.in_flight.is_empty() && wake.is_none_or(|at| at > now) {
+            let wake = if now < started + super::STOP_LAUNCH {
+                self.launch(now)
+            } else {
+                None
+            };
+            let more = wake.is_some_and(|at| at <= now);
+            if now >= deadline || (self.in_flight.is_empty() && !more) {
                 break;
             }
             tokio::select! {
-                done = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                    if let Some(Ok(done)) = done {
-                        self.settle(done);
-                    }
+                Some(joined) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
+                    self.joined(joined);
                 }
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
         self.in_flight.abort_all();
-        self.chats
-            .into_values()
-            .flat_map(|queue| queue.items)
-            .filter(|item| item.seq.is_none())
-            .collect()
+        let mut leftovers = Leftovers::default();
+        for item in self.chats.into_values().flat_map(|queue| queue.items) {
+            match item.seq {
+                Some(_) => {
+                    leftovers.stored += 1;
+                    leftovers.oldest_stored = Some(
+                        leftovers
+                            .oldest_stored
+                            .map_or(item.created_ms, |o| o.min(item.created_ms)),
+                    );
+                }
+                None => leftovers.volatile.push(item),
+            }
+        }
+        leftovers
+    }
+
+    /// A send task ended: settled, or (if it panicked) treated as a failed
+    /// send, so its chat is never left busy.
+    fn joined(&mut self, joined: Result<(tokio::task::Id, Done), tokio::task::JoinError>) {
+        match joined {
+            Ok((id, done)) => {
+                self.in_flight_chats.remove(&id);
+                self.settle(done);
+            }
+            Err(err) => {
+                if let Some(chat) = self.in_flight_chats.remove(&err.id()) {
+                    self.settle(Done {
+                        chat,
+                        result: Err(CallError {
+                            class: ErrorClass::Transient,
+                            detail: "the send task failed".to_owned(),
+                        }),
+                    });
+                }
+            }
+        }
     }
 
     /// Takes new items into their chats' queues.
@@ -253,7 +299,7 @@ impl Sender {
             queue.busy = true;
             self.pacer.record(chat, now);
             let bot = self.bot.clone();
-            self.in_flight.spawn(
+            let handle = self.in_flight.spawn(
                 async move {
                     let result = match &item.message.body {
                         Body::Text { text, keyboard } => {
@@ -274,6 +320,7 @@ impl Sender {
                 }
                 .in_current_span(),
             );
+            self.in_flight_chats.insert(handle.id(), chat);
         }
         None
     }
@@ -366,6 +413,8 @@ impl Sender {
     fn failed(&mut self, chat: i64, err: CallError, now: Instant) {
         match err.class {
             ErrorClass::RateLimited(wait) => {
+                // Never at once again (a `retry_after` of 0 must not spin).
+                let wait = wait.max(Duration::from_secs(1));
                 self.stats.add_rate_limited();
                 let global = self.last_429.is_some_and(|(at, other)| {
                     other != chat && now.duration_since(at) < GLOBAL_429_WINDOW
@@ -400,10 +449,12 @@ impl Sender {
                         ready_key: None,
                     });
                     queue.items.extend(from.items);
-                    queue
-                        .items
-                        .make_contiguous()
-                        .sort_by_key(|item| item.seq.unwrap_or(i64::MAX));
+                    // A send to the new id may be in flight: it is the head,
+                    // and stays the head (settling it pops the head).
+                    let start = usize::from(queue.busy);
+                    if let Some(rest) = queue.items.make_contiguous().get_mut(start..) {
+                        rest.sort_by_key(|item| item.seq.unwrap_or(i64::MAX));
+                    }
                 }
                 self.committer.send_job(Job::Migrate { from: chat, to });
                 let _ = self.events.send(ChatEvent::Migrated { from: chat, to });

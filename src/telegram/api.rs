@@ -110,10 +110,12 @@ pub async fn call_raw(
     let description = answer.description.unwrap_or_default();
     let code = answer.error_code.unwrap_or(i64::from(status));
     let class = match answer.parameters {
+        // An hour at most: a larger `retry_after` is a broken server, and
+        // must not overflow the clock.
         Some(Parameters {
             retry_after: Some(secs),
             ..
-        }) => ErrorClass::RateLimited(Duration::from_secs(secs)),
+        }) => ErrorClass::RateLimited(Duration::from_secs(secs.min(3600))),
         Some(Parameters {
             migrate_to_chat_id: Some(chat),
             ..

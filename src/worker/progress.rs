@@ -50,7 +50,9 @@ impl Ledger {
         self.open.first().copied().or(self.frontier)
     }
 
-    /// Telegram sent a batch whose highest id is `highest`.
+    /// Telegram sent a batch whose highest id is `highest`. Called after
+    /// the batch's updates were admitted, under the same lock: the offset
+    /// must never pass an update that is not open yet.
     pub fn saw(&mut self, highest: u32) {
         // It may move backwards: after a week without updates Telegram
         // starts its ids again at a random, possibly lower, number.

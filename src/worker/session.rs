@@ -179,8 +179,16 @@ impl Worker {
             .await;
 
         // The stop: running handlers finish (or are abandoned at the grace),
-        // the kind's work stops, what they decided is committed.
+        // the kind's work stops, what they decided is committed. With the
+        // lease lost, another instance may own the bot already: the outbox
+        // stops at once, sending and writing nothing more.
         let tripped = guard.tripped();
+        let mut outbox = Some(outbox);
+        if tripped == Some(Tripped::LeaseLost)
+            && let Some(outbox) = outbox.take()
+        {
+            outbox.abandon();
+        }
         if end == SessionEnd::Stopped && tripped.is_none() {
             self.status.set(
                 WorkerState::Stopping,
@@ -193,7 +201,9 @@ impl Worker {
             dispatcher.finish(self.stop_grace),
             self.stop_background(background)
         );
-        outbox.stop().await;
+        if let Some(outbox) = outbox {
+            outbox.stop().await;
+        }
         let offset = kept.progress.with(|ledger| {
             ledger.close_session();
             ledger.offset()
@@ -328,9 +338,21 @@ impl Worker {
             };
             self.status.polled();
             self.after_good_poll(kept);
-            if let Some(highest) = batch.highest {
-                progress.with(|ledger| ledger.saw(highest));
-            }
+            // The whole batch is admitted before the frontier moves past it,
+            // under one lock: the committer must never store an offset past
+            // an update that is not open yet.
+            let total = batch.updates.len();
+            let admitted: Vec<teloxide::types::Update> = progress.with(|ledger| {
+                let admitted = batch
+                    .updates
+                    .into_iter()
+                    .filter(|update| ledger.admit(update.id.0))
+                    .collect();
+                if let Some(highest) = batch.highest {
+                    ledger.saw(highest);
+                }
+                admitted
+            });
             for rejected in &batch.rejected {
                 let first_time = rejected.id.is_none_or(|id| rejected_logged.insert(id));
                 if first_time {
@@ -347,15 +369,10 @@ impl Worker {
             if rejected_logged.len() > REJECTED_KEPT {
                 rejected_logged.clear();
             }
-            let mut new = 0usize;
-            let mut skipped = 0usize;
-            for update in batch.updates {
-                if progress.with(|ledger| ledger.admit(update.id.0)) {
-                    new += 1;
-                    dispatcher.dispatch(update);
-                } else {
-                    skipped += 1;
-                }
+            let new = admitted.len();
+            let skipped = total - new;
+            for update in admitted {
+                dispatcher.dispatch(update);
             }
             if skipped > 0 {
                 debug!(skipped, "skipped updates open or handled already");

@@ -55,9 +55,16 @@ impl fmt::Debug for FakeTelegram {
 impl FakeTelegram {
     /// Binds `127.0.0.1:0` and starts serving on the current tokio runtime.
     pub async fn start() -> io::Result<FakeTelegram> {
+        FakeTelegram::start_on(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Binds `addr` (a loopback address; port 0 picks one) and starts
+    /// serving: a test can make a Bot API that was unreachable come back on
+    /// the address a bot already uses.
+    pub async fn start_on(addr: SocketAddr) -> io::Result<FakeTelegram> {
         let shared = Arc::new(Shared::new());
         let (tx, rx) = watch::channel(false);
-        let (addr, closed) = server::start(Arc::clone(&shared), rx).await?;
+        let (addr, closed) = server::start(Arc::clone(&shared), rx, addr).await?;
         Ok(FakeTelegram {
             inner: Arc::new(Inner {
                 shared,

@@ -52,8 +52,9 @@ type HttpResponse = Response<Full<Bytes>>;
 pub(crate) async fn start(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
+    addr: SocketAddr,
 ) -> io::Result<(SocketAddr, watch::Receiver<bool>)> {
-    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (closed_tx, closed_rx) = watch::channel(false);
     tokio::spawn(async move {

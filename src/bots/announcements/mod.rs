@@ -36,6 +36,8 @@ const ADMINS_ONLY: &str =
 const BOT_ADMINS_ONLY: &str = "Sohbetlerin listesini yalnızca botun yöneticileri görebilir.";
 const THIS_CHAT_ON: &str = "Duyurular bu sohbette açık. Diğer sohbetlerin listesini yalnızca botun yöneticileri görebilir.";
 const THIS_CHAT_OFF: &str = "Duyurular bu sohbette kapalı. Diğer sohbetlerin listesini yalnızca botun yöneticileri görebilir.";
+/// How long a `getChatMember` may take before the user is asked to try later.
+const CHAT_MEMBER_TIMEOUT: Duration = Duration::from_secs(10);
 const TRY_LATER: &str = "Şu anda bir sorun var; lütfen biraz sonra tekrar deneyin.";
 
 /// An `announcements` bot.
@@ -176,18 +178,19 @@ impl Announcements {
         let Some(user) = message.from.as_ref() else {
             return Ok(false);
         };
-        match ctx
-            .bot
-            .api()
-            .get_chat_member(message.chat.id, user.id)
-            .await
-        {
-            Ok(member) => Ok(matches!(
+        // Bounded: a hung answer holds up this chat only, and not for long.
+        let asked = ctx.bot.api().get_chat_member(message.chat.id, user.id);
+        match tokio::time::timeout(CHAT_MEMBER_TIMEOUT, asked).await {
+            Ok(Ok(member)) => Ok(matches!(
                 member.kind,
                 ChatMemberKind::Owner(_) | ChatMemberKind::Administrator(_)
             )),
-            Err(err) => {
+            Ok(Err(err)) => {
                 warn!(error = %telegram::errors::describe(&err), "could not check the user's status in the chat");
+                Err(())
+            }
+            Err(_) => {
+                warn!("could not check the user's status in the chat in time");
                 Err(())
             }
         }
