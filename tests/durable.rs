@@ -185,10 +185,13 @@ async fn kill_9_mid_batch(database_url: Option<&str>) {
     }
     let vars = vars_with(database_url);
     let mut daemon = Daemon::start(&config.path, &vars);
-    // A reply goes out only once its update's handled mark is committed.
+    // A reply goes out only once its update's handled mark is committed;
+    // once the store's outbox is empty, every reply sent is recorded as
+    // sent (a kill before that is the one window that repeats a reply).
     tg.wait_for_sent(&bot.token, 4, PROMPT)
         .await
         .expect("the four fast ones are answered");
+    wait_until_outbox_empty(&config, database_url).await;
     kill9(&daemon);
     let status = daemon.wait_exit(PROMPT).await;
     assert_eq!(status.code(), None, "killed by a signal");
@@ -206,9 +209,11 @@ async fn kill_9_mid_batch(database_url: Option<&str>) {
         &config_text(&tg.url(), "", 1, "slow_on = \"slow\"\nslow_for = \"10ms\""),
     );
     let mut daemon = Daemon::start(&config.path, &vars);
-    tg.wait_for_sent(&bot.token, 5, PROMPT)
-        .await
-        .expect("the slow one is answered");
+    tg.wait_for_request_matching("the answer to the slow one", PROMPT, |r| {
+        r.method == "sendmessage" && r.body["text"] == "slow" && r.status() == Some(200)
+    })
+    .await
+    .expect("the slow one is answered");
     let polls = tg.requests_of(&bot.token, "getUpdates").len();
     tg.wait_for_request(&bot.token, "getUpdates", polls + 1, PROMPT)
         .await
@@ -221,6 +226,33 @@ async fn kill_9_mid_batch(database_url: Option<&str>) {
     sent.sort();
     assert_eq!(sent, ["m2", "m3", "m4", "m5", "slow"], "each exactly once");
     daemon.stop_cleanly().await;
+}
+
+/// Waits until the store holds no queued message (every reply that went
+/// out has had its row deleted).
+async fn wait_until_outbox_empty(config: &ConfigDir, database_url: Option<&str>) {
+    const SQL: &str = "SELECT COUNT(*) FROM outbox";
+    let started = Instant::now();
+    loop {
+        let count: i64 = match database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::query_scalar(SQL).fetch_one(&mut conn).await
+            }
+            None => {
+                let path = config.folder().join("botvisor.db");
+                let url = format!("sqlite://{}?mode=ro", path.display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open");
+                sqlx::query_scalar(SQL).fetch_one(&mut conn).await
+            }
+        }
+        .expect("count the outbox");
+        if count == 0 {
+            return;
+        }
+        assert!(started.elapsed() < PROMPT, "{count} messages stay queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

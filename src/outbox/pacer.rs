@@ -113,7 +113,15 @@ impl Pacer {
     /// A message to `chat` goes at `at`.
     pub fn record(&mut self, chat: i64, at: Instant) {
         if let Some(gap) = self.limits.global_gap {
-            self.global_next = Some(at + gap);
+            // Spaced from the slot, not from when the sender woke: a send a
+            // few milliseconds late does not push every later one back (a
+            // slot is never used twice, so any window of a second still
+            // holds at most one more than its share).
+            let base = match self.global_next {
+                Some(slot) if at < slot + gap => slot,
+                _ => at,
+            };
+            self.global_next = Some(base + gap);
         }
         if self.limits.per_chat_gap.is_none() && self.limits.per_group_per_minute.is_none() {
             return;
