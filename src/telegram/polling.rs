@@ -37,6 +37,8 @@ pub struct Batch {
     pub rejected: Vec<Rejected>,
     /// The highest usable update id in the answer, parsed or not.
     pub highest: Option<u32>,
+    /// Updates the caller said it knows already, not parsed again.
+    pub known: usize,
     /// How long the server took to answer.
     pub took: Duration,
 }
@@ -86,14 +88,20 @@ impl Poller {
     ///
     /// # Errors
     /// The request's [`CallError`].
-    pub async fn poll(&mut self, offset: Option<u32>) -> Result<Batch, CallError> {
+    /// `known` says which update ids the caller has already (being handled,
+    /// or handled): those are not parsed again, only counted.
+    pub async fn poll(
+        &mut self,
+        offset: Option<u32>,
+        known: impl Fn(u32) -> bool,
+    ) -> Result<Batch, CallError> {
         let timeout = u32::try_from(self.timeout.as_secs()).unwrap_or(50);
         let started = Instant::now();
         let raw = self
             .request(offset, LIMIT, timeout, self.timeout + LONG_POLL_GRACE)
             .await?;
         self.sent_offset = offset;
-        let mut batch = parse_batch(&raw)?;
+        let mut batch = parse_batch(&raw, known)?;
         batch.took = started.elapsed();
         Ok(batch)
     }
@@ -140,7 +148,7 @@ struct IdOnly {
 ///
 /// # Errors
 /// A transient error when the result is not a list.
-pub fn parse_batch(raw: &[u8]) -> Result<Batch, CallError> {
+pub fn parse_batch(raw: &[u8], known: impl Fn(u32) -> bool) -> Result<Batch, CallError> {
     let items: Vec<&RawValue> = serde_json::from_slice(raw).map_err(|err| CallError {
         class: super::ErrorClass::Transient,
         detail: format!(
@@ -158,6 +166,10 @@ pub fn parse_batch(raw: &[u8]) -> Result<Batch, CallError> {
             .filter(|id| i32::try_from(*id).is_ok());
         if let Some(id) = id {
             batch.highest = Some(batch.highest.map_or(id, |h| h.max(id)));
+            if known(id) {
+                batch.known += 1;
+                continue;
+            }
         }
         match serde_json::from_str::<Update>(item.get()) {
             Ok(update) if Some(update.id.0) == id => batch.updates.push(update),
@@ -218,7 +230,7 @@ mod tests {
             ),
         ];
         for (raw, ids, rejected, highest) in cases {
-            let batch = parse_batch(raw.as_bytes()).expect("a list");
+            let batch = parse_batch(raw.as_bytes(), |_| false).expect("a list");
             let got: Vec<u32> = batch.updates.iter().map(|u| u.id.0).collect();
             assert_eq!(&got, ids, "{raw}");
             let got: Vec<Option<u32>> = batch.rejected.iter().map(|r| r.id).collect();
@@ -228,6 +240,16 @@ mod tests {
                 assert!(!r.why.contains("hi") && !r.why.contains('"'), "{}", r.why);
             }
         }
-        assert!(parse_batch(b"{\"not\":\"a list\"}").is_err());
+        assert!(parse_batch(b"{\"not\":\"a list\"}", |_| false).is_err());
+        // Known ids are counted, not parsed.
+        let batch = parse_batch(
+            format!("[{},{}]", message(3, "x"), message(4, "y")).as_bytes(),
+            |id| id == 3,
+        )
+        .expect("a list");
+        assert_eq!(
+            (batch.known, batch.updates.len(), batch.highest),
+            (1, 1, Some(4))
+        );
     }
 }

@@ -59,6 +59,11 @@ impl Ledger {
         self.frontier = Some(highest.saturating_add(1));
     }
 
+    /// Whether update `id` is open or recorded (Telegram sent it again).
+    pub fn knows(&self, id: u32) -> bool {
+        self.open.contains(&id) || self.recorded.contains(&id)
+    }
+
     /// Whether update `id` is new (and now open): false for one open or
     /// recorded already, and for one below a recent stored offset. After
     /// six days without a stored offset Telegram may have restarted its ids
@@ -143,7 +148,7 @@ impl Progress {
         f(&mut ledger)
     }
 
-    /// Changes at every recorded batch.
+    /// Changes whenever the stored offset moves.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.moved.subscribe()
     }

@@ -286,7 +286,7 @@ impl Worker {
                     return SessionEnd::Stopped;
                 }
                 reason = outbox.failed() => return store_down(&reason),
-                result = kept.poller.poll(offset) => result,
+                result = kept.poller.poll(offset, |id| progress.with(|ledger| ledger.knows(id))) => result,
             };
             guard.polled();
             let batch = match result {
@@ -341,7 +341,7 @@ impl Worker {
             // The whole batch is admitted before the frontier moves past it,
             // under one lock: the committer must never store an offset past
             // an update that is not open yet.
-            let total = batch.updates.len();
+            let total = batch.updates.len() + batch.known;
             let admitted: Vec<teloxide::types::Update> = progress.with(|ledger| {
                 let admitted = batch
                     .updates
@@ -377,9 +377,13 @@ impl Worker {
             if skipped > 0 {
                 debug!(skipped, "skipped updates open or handled already");
             }
-            if new == 0 && batch.took < self.poll_timeout / 2 {
-                // Nothing new, and long before the long poll's timeout: a
-                // server that answers at once must not make this spin.
+            // Nothing new, long before the long poll's timeout, and the
+            // offset has not moved since this poll was sent: asking again
+            // now would get the same answer. A server that answers at once
+            // must not make this spin. (When the offset moved, the next
+            // poll confirms more and may long-poll: it goes at once.)
+            let moved_since = progress.with(|ledger| ledger.offset()) != offset;
+            if new == 0 && batch.took < self.poll_timeout / 2 && !moved_since {
                 wait_until = Some(tokio::time::Instant::now() + MIN_FAST_POLL_INTERVAL);
             }
         }
