@@ -12,6 +12,7 @@ pub mod http;
 pub mod logging;
 pub mod restart;
 pub mod sandbox;
+pub mod sanitize;
 pub mod secret;
 pub mod signals;
 pub mod status;
