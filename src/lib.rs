@@ -9,6 +9,7 @@ pub mod bots;
 pub mod check;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod restart;
 pub mod sandbox;

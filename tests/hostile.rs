@@ -1,0 +1,163 @@
+//! Hostile surroundings, running the real binary against the fake Telegram:
+//! a flood of idle connections to the status endpoint at the usual
+//! file-descriptor limit must not starve the bots, nor the endpoint itself.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{PROMPT, assert_echoes, command, spawn_reader, supervisor_table};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+const TOKEN: &str = "1313:token-of-the-echo-bot";
+/// The soft and hard descriptor limit the daemon runs under: the usual
+/// default on Linux.
+const FD_LIMIT: libc::rlim_t = 1024;
+const IDLE_CONNECTIONS: usize = 2000;
+
+/// The daemon's printed lines and a counter that moves with each.
+struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    count: watch::Receiver<usize>,
+}
+
+impl Lines {
+    /// Waits for a line containing `needle`, at most `timeout`.
+    async fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let found = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(line) = self
+                    .lines
+                    .lock()
+                    .expect("lines lock")
+                    .iter()
+                    .find(|l| l.contains(needle))
+                {
+                    return line.clone();
+                }
+                if self.count.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "no line containing {needle:?} within {timeout:?}; output:\n{}",
+                self.lines.lock().expect("lines lock").join("\n")
+            )
+        })
+    }
+}
+
+#[tokio::test]
+async fn two_thousand_idle_connections_at_1024_descriptors_starve_nothing() {
+    // The test itself needs more than 2,000 descriptors.
+    botvisor::limits::raise_fd_limit();
+    let tg = fake_telegram::FakeTelegram::start()
+        .await
+        .expect("start the fake");
+    tg.add_bot(TOKEN, "echo_bot");
+    let config = common::ConfigDir::new(&format!(
+        "{}[bot.echo]\nkind = \"echo\"\ntoken_env = \"E_TOKEN\"\n",
+        supervisor_table(&tg.url(), "[supervisor.http]\nlisten = \"127.0.0.1:0\"\n")
+    ));
+    let path = config.path.to_str().expect("a UTF-8 path");
+    let mut cmd = command(&["--config", path], &[("E_TOKEN", TOKEN)]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: FD_LIMIT,
+                rlim_max: FD_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = cmd.spawn().expect("start botvisor");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (tx, count) = watch::channel(0usize);
+    let tx = Arc::new(tx);
+    spawn_reader(
+        child.stdout.take().expect("stdout"),
+        "",
+        lines.clone(),
+        tx.clone(),
+    );
+    spawn_reader(
+        child.stderr.take().expect("stderr"),
+        "stderr: ",
+        lines.clone(),
+        tx,
+    );
+    let mut lines = Lines { lines, count };
+    let line = lines.wait_for("status endpoint listening", PROMPT).await;
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+        .to_owned();
+    assert_echoes(&tg, TOKEN, 7, "before the flood").await;
+
+    // 2,000 connections that never send a byte, all held open by the test.
+    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
+    for _ in 0..IDLE_CONNECTIONS {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&addr)).await
+        {
+            idle.push(stream);
+        }
+    }
+    eprintln!("{} idle connections open", idle.len());
+    assert!(idle.len() > 1000, "only {} connections", idle.len());
+    lines
+        .wait_for("the status endpoint has all its connections open", PROMPT)
+        .await;
+
+    // The bot still answers, at once.
+    let started = Instant::now();
+    for n in 0..5 {
+        assert_echoes(&tg, TOKEN, 7, &format!("during the flood {n}")).await;
+    }
+    eprintln!("5 echoes during the flood: {:?}", started.elapsed());
+    // The endpoint answers a fresh connection once the idle ones time out.
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("a client");
+    let body = loop {
+        if let Ok(response) = client.get(format!("http://{addr}/healthz")).send().await
+            && response.status() == 200
+        {
+            break response.text().await.expect("a body");
+        }
+        assert!(
+            started.elapsed() < PROMPT,
+            "/healthz did not answer within {PROMPT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("/healthz answered after {:?}", started.elapsed());
+    assert!(body.starts_with("ok: 1 bot(s)"), "{body}");
+    drop(idle);
+    assert_echoes(&tg, TOKEN, 7, "after the flood").await;
+
+    // SAFETY: kill(2) on the child we spawned.
+    let pid = i32::try_from(child.id().expect("running")).expect("a pid");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(PROMPT, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
