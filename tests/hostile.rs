@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{PROMPT, assert_echoes, command, spawn_reader, supervisor_table};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -188,4 +189,82 @@ async fn two_thousand_idle_connections_at_1024_descriptors_starve_nothing() {
         .expect("exits in time")
         .expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+/// Reads from `stream` until the daemon closes it (end of file or an
+/// error), while `trickle` sends one byte of a never-ending request head
+/// every 200 ms when set. Returns how long the connection lived.
+async fn lifetime(mut stream: TcpStream, trickle: bool) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .chain(std::iter::repeat(&b'a'));
+    let mut head = head.copied();
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep(Duration::from_millis(200)), if trickle => {
+                let byte = [head.next().unwrap_or(b'a')];
+                if stream.write_all(&byte).await.is_err() {
+                    return started.elapsed();
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < PROMPT,
+            "the connection is still open after {PROMPT:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off() {
+    let tg = fake_telegram::FakeTelegram::start()
+        .await
+        .expect("start the fake");
+    tg.add_bot(TOKEN, "echo_bot");
+    let config = common::ConfigDir::new(&format!(
+        "{}[bot.echo]\nkind = \"echo\"\ntoken_env = \"E_TOKEN\"\n",
+        supervisor_table(&tg.url(), "[supervisor.http]\nlisten = \"127.0.0.1:0\"\n")
+    ));
+    let mut daemon = common::Daemon::start(&config.path, &[("E_TOKEN", TOKEN)]);
+    let line = daemon
+        .wait_for_line("status endpoint listening", PROMPT)
+        .await;
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+        .to_owned();
+
+    // A slowloris: a request head one byte every 200 ms, never finished.
+    let slow = TcpStream::connect(&addr).await.expect("connect");
+    // A kept-alive connection that goes quiet after one request.
+    let mut idle = TcpStream::connect(&addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send a request");
+    let mut answer = vec![0u8; 4096];
+    let n = idle.read(&mut answer).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    // A connection that never says anything.
+    let silent = TcpStream::connect(&addr).await.expect("connect");
+
+    let (slow, idle, silent) = tokio::join!(
+        lifetime(slow, true),
+        lifetime(idle, false),
+        lifetime(silent, false)
+    );
+    eprintln!("closed after: slowloris {slow:?}, idle keep-alive {idle:?}, silent {silent:?}");
+    // Cut off at their timeouts (5 s for a request, 10 s idle), not before.
+    assert!(slow >= Duration::from_secs(4), "{slow:?}");
+    assert!(silent >= Duration::from_secs(4), "{silent:?}");
+    assert!(idle >= Duration::from_secs(9), "{idle:?}");
+    assert_echoes(&tg, TOKEN, 8, "still answering").await;
+    daemon.stop_cleanly().await;
 }
