@@ -755,6 +755,11 @@ async fn the_preview_reads_at_most_10_pages_and_says_so() {
     let site = Site::start().await;
     let ids: Vec<u32> = (1..=30).rev().collect();
     publish(&site, &ids);
+    // A page that tries to clear the operator's terminal.
+    site.set_html(
+        "/tr/bilgisayar/duyuru/goster/30",
+        &announcement_page(&["Duyuru 30 \u{1b}[2J\u{202e}metni."]),
+    );
     let config = ConfigDir::new(&format!(
         "[bot.duyuru]\nkind = \"announcements\"\ntoken_env = \"D_TOKEN\"\nlist_url = \"{}\"\n\
          link_selector = \"div.ann-list ul li a\"\ntext_selector = \"div.page-about\"\n",
@@ -776,6 +781,11 @@ async fn the_preview_reads_at_most_10_pages_and_says_so() {
         out.stdout
     );
     assert!(out.stdout.contains("  Duyuru 21 metni."), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(r"Duyuru 30 \u{1b}[2J\u{202e}metni.") && !out.stdout.contains('\u{1b}'),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("Duyuru 20"), "{}", out.stdout);
     let pages = site
         .paths()

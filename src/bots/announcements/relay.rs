@@ -16,6 +16,7 @@ use super::Announcements;
 use super::scrape::{self, FetchError, Listed};
 use crate::bots::Context;
 use crate::config::faq::MESSAGE_LIMIT;
+use crate::sanitize::{EXCERPT, excerpt};
 use crate::status::{Incident, short};
 use crate::store::{NewAnnouncement, StoreError};
 use crate::telegram::ErrorClass;
@@ -602,10 +603,16 @@ impl Announcements {
                 listed.len() - PREVIEW_PAGES
             ));
         }
+        // Everything below comes from the site and goes to a terminal:
+        // control characters (ANSI escapes, bidi overrides) are escaped and
+        // each piece is bounded.
+        let clean = |text: &str| excerpt(text, EXCERPT);
         for item in listed.iter().take(PREVIEW_PAGES) {
             out.push_str(&format!(
                 "\n── {} ── {}\n{}\n",
-                item.id, item.title, item.link
+                clean(&item.id),
+                clean(&item.title),
+                clean(item.link.as_str())
             ));
             match self.text_of(item).await {
                 Ok(text) => {
@@ -614,7 +621,7 @@ impl Announcements {
                         .filter(|l| !l.trim().is_empty())
                         .take(PREVIEW_LINES)
                     {
-                        out.push_str(&format!("  {line}\n"));
+                        out.push_str(&format!("  {}\n", clean(line)));
                     }
                 }
                 Err(err) => out.push_str(&format!("  (could not read it: {err})\n")),
