@@ -76,7 +76,9 @@ pub struct Redactor {
 #[derive(Default)]
 struct Known {
     tokens: Vec<Arc<str>>,
-    pattern: Option<Regex>,
+    /// Shared, not cloned: a cloned `Regex` starts with an empty cache, and
+    /// would build its automaton again on every line.
+    pattern: Option<Arc<Regex>>,
 }
 
 impl Redactor {
@@ -105,7 +107,7 @@ impl Redactor {
         // (too large), the previous one stays and the token shape still
         // catches real tokens.
         if let Ok(pattern) = Regex::new(&alternatives.join("|")) {
-            known.pattern = Some(pattern);
+            known.pattern = Some(Arc::new(pattern));
         }
     }
 
