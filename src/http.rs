@@ -5,10 +5,23 @@
 //! endpoint keeps no state of its own, so it can never disagree with the
 //! SIGUSR1 line or `/durum`. Nothing here can reach a token: the board holds
 //! none.
+//!
+//! The endpoint must never cost the bots anything, whoever connects to it:
+//! at most [`MAX_CONNECTIONS`] connections are served at once (more are
+//! closed as soon as they are accepted, so idle clients cannot use up the
+//! process's file descriptors, which the bots need for Telegram); a request
+//! must arrive within [`HEADER_READ_TIMEOUT`] and a kept-alive connection
+//! may idle for [`IDLE_TIMEOUT`]; failed accepts are logged, a few seconds
+//! apart, instead of being retried silently.
 
 use std::fmt::Write as _;
+use std::future::Future as _;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -21,7 +34,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -48,6 +64,21 @@ const INCIDENTS: [Incident; 4] = [
 /// How long open connections may take to finish at shutdown: well inside
 /// the 250 ms the supervisor keeps back from the deadline.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(100);
+/// Connections served at once, at most. A monitor needs one or two; the
+/// cap keeps what strangers can hold open far below the descriptor limit.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request, from its connection (or,
+/// on a kept-alive connection, from the request's first byte): long enough
+/// for any real client, too short to hold a slot with a trickle.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a kept-alive connection may wait for its next request, and a
+/// response may wait for its client to read.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time between two log lines about refused or failed accepts.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
+/// The pause after a failed accept (out of descriptors, say), so the loop
+/// does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +134,7 @@ pub async fn serve(listener: TcpListener, board: StatusBoard, stop: Cancellation
         .route("/metrics", get(metrics))
         .with_state(board);
     let closing = stop.clone();
+    let listener = Guarded::new(listener);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         closing.cancelled().await;
     });
@@ -119,6 +151,213 @@ pub async fn serve(listener: TcpListener, board: StatusBoard, stop: Cancellation
             stop.cancelled().await;
             tokio::time::sleep(CLOSE_GRACE).await;
         } => {}
+    }
+}
+
+/// The endpoint's listener: caps connections, puts timeouts on each one
+/// and logs accept failures (rate-limited).
+struct Guarded {
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+    log: AcceptLog,
+}
+
+impl Guarded {
+    fn new(listener: TcpListener) -> Guarded {
+        Guarded {
+            listener,
+            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            log: AcceptLog::default(),
+        }
+    }
+}
+
+impl axum::serve::Listener for Guarded {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, addr)) => match self.slots.clone().try_acquire_owned() {
+                    Ok(slot) => return (Connection::new(stream, slot), addr),
+                    Err(_) => {
+                        // Closed at once: a descriptor held for a client we
+                        // will not serve is one a bot may lack.
+                        drop(stream);
+                        self.log.refused();
+                    }
+                },
+                Err(err) => {
+                    self.log.failed(&err);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Counts refused and failed accepts and logs them at most once per
+/// [`ACCEPT_LOG_EVERY`], with how many happened since the last line.
+#[derive(Default)]
+struct AcceptLog {
+    last: Option<Instant>,
+    refused: u64,
+    failed: u64,
+}
+
+impl AcceptLog {
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= ACCEPT_LOG_EVERY);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+
+    fn refused(&mut self) {
+        self.refused += 1;
+        if self.due() {
+            warn!(
+                max = MAX_CONNECTIONS,
+                refused = std::mem::take(&mut self.refused),
+                "the status endpoint has all its connections open; closing new ones"
+            );
+        }
+    }
+
+    fn failed(&mut self, err: &io::Error) {
+        self.failed += 1;
+        if self.due() {
+            warn!(
+                error = %err,
+                failed = std::mem::take(&mut self.failed),
+                "the status endpoint cannot accept connections"
+            );
+        }
+    }
+}
+
+/// One accepted connection, holding its slot until it is dropped, with a
+/// deadline: while a request is awaited, [`HEADER_READ_TIMEOUT`] from the
+/// connection or the request's first byte; while idle after a response,
+/// or while a response waits for its client, [`IDLE_TIMEOUT`] from the
+/// last byte written. Past it, reads and writes fail and hyper closes the
+/// connection.
+struct Connection {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    deadline: Pin<Box<Sleep>>,
+    /// True from a request's first byte (or the connection's start) until
+    /// its response is written.
+    in_request: bool,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit) -> Connection {
+        Connection {
+            stream,
+            _slot: slot,
+            deadline: Box::pin(tokio::time::sleep(HEADER_READ_TIMEOUT)),
+            in_request: true,
+        }
+    }
+
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+
+    fn wrote(&mut self, n: usize) {
+        if n > 0 {
+            self.in_request = false;
+            self.deadline.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
+        }
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the status endpoint's client was too slow",
+    )
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before && !this.in_request {
+                    // A new request on a kept-alive connection: its head
+                    // must arrive within the header timeout from here.
+                    this.in_request = true;
+                    this.deadline
+                        .as_mut()
+                        .reset(Instant::now() + HEADER_READ_TIMEOUT);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.timed_out(cx) => Poll::Ready(Err(timed_out())),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if this.timed_out(cx) => Poll::Ready(Err(timed_out())),
+            other => other,
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if this.timed_out(cx) => Poll::Ready(Err(timed_out())),
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 

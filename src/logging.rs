@@ -163,3 +163,28 @@ impl<W: Write> Write for RedactingWriter<W> {
         self.0.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Token;
+
+    #[test]
+    fn every_written_line_is_redacted_in_any_encoding() {
+        const TOKEN: &str = "424242:AAloggingTestSecret_0123456789abcdef";
+        Redactor::global().learn(&Token::new(TOKEN));
+        let lines = [
+            "raw: \"/bot424242%3AAAloggingTestSecret_0123456789abcdef/GetMe\"\n",
+            "{\"description\":\"\\/bot424242\\u003aAAloggingTestSecret_0123456789abcdef\"}\n",
+            "text=\"\\\\u0041AloggingTestSecret_0123456789abcdef\"\n",
+            "secret alone: AAloggingTestSecret_0123456789abcdef\n",
+        ];
+        for line in lines {
+            let mut writer = RedactingWriter(Vec::new());
+            writer.write_all(line.as_bytes()).expect("write");
+            let written = String::from_utf8(writer.0).expect("utf-8");
+            assert!(!written.contains("loggingTest"), "{line} gave {written}");
+            assert!(written.contains("<redacted>"), "{written}");
+        }
+    }
+}

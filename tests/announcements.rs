@@ -16,13 +16,17 @@ const EXTRA: i64 = -1_001_000_000_777;
 const VARS: &[(&str, &str)] = &[("D_TOKEN", TOKEN), ("RUST_LOG", "botvisor=debug,info")];
 
 fn relay_config(tg: &FakeTelegram, site: &Site, extra: &str) -> ConfigDir {
-    ConfigDir::new(&format!(
+    ConfigDir::new(&relay_toml(tg, site, extra))
+}
+
+fn relay_toml(tg: &FakeTelegram, site: &Site, extra: &str) -> String {
+    format!(
         "{}[bot.duyuru]\nkind = \"announcements\"\ntoken_env = \"D_TOKEN\"\nlist_url = \"{}\"\n\
          link_selector = \"div.ann-list ul li a\"\ntext_selector = \"div.page-about\"\ncheck_every = \"200ms\"\n\
          admins = [{ADMIN}]\n{extra}\n[bot.duyuru.commands]\nstart = \"ekle\"\nstop = \"cikar\"\nlist = \"yaz\"\nhelp = \"yardim\"\nweb = \"web\"\n",
         supervisor_table(&tg.url(), ""),
         site.url("/duyuru/birim/193")
-    ))
+    )
 }
 
 /// The list page with these announcements (ids, newest first), and each
@@ -602,4 +606,218 @@ async fn kill_9_during_a_broadcast_resumes_without_resending() {
         "chats that got it other than once: {twice:?}"
     );
     daemon.stop_cleanly().await;
+}
+
+/// The relay's messages to `chat`, in order.
+fn relayed_to(tg: &FakeTelegram, chat: i64) -> Vec<String> {
+    announcements_by_chat(&tg.sent_messages(TOKEN))
+        .remove(&chat)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_list_of_1100_links_never_relays_an_old_one_again() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    let ids: Vec<u32> = (1..=1100).rev().collect();
+    publish(&site, &ids);
+    let config = relay_config(&tg, &site, &format!("extra_chats = [{EXTRA}]"));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon
+        .wait_for_line(
+            "first check: the listed announcements are marked as seen",
+            PROMPT,
+        )
+        .await;
+    // Several checks of the same 1,100 links: none is new.
+    let fetched = site.requests("/duyuru/birim/193");
+    site.wait_for_requests("/duyuru/birim/193", fetched + 5, PROMPT)
+        .await
+        .expect("checks go on");
+    assert_eq!(
+        relayed_to(&tg, EXTRA),
+        Vec::<String>::new(),
+        "old announcements relayed again"
+    );
+    // A really new one still arrives, once.
+    let mut ids = ids;
+    ids.insert(0, 1101);
+    publish(&site, &ids);
+    tg.wait_for_sent(TOKEN, 1, PROMPT)
+        .await
+        .expect("the new one is relayed");
+    let fetched = site.requests("/duyuru/birim/193");
+    site.wait_for_requests("/duyuru/birim/193", fetched + 3, PROMPT)
+        .await
+        .expect("checks go on");
+    let relayed = relayed_to(&tg, EXTRA);
+    assert_eq!(relayed.len(), 1, "{relayed:?}");
+    assert!(
+        relayed[0].starts_with("DUYURU: Duyuru 1101 metni."),
+        "{relayed:?}"
+    );
+    daemon.stop_cleanly().await;
+}
+
+#[tokio::test]
+async fn a_page_that_always_fails_is_relayed_by_title_and_holds_nothing_back() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    let site = Site::start().await;
+    publish(&site, &[1]);
+    let config = relay_config(&tg, &site, &format!("extra_chats = [{EXTRA}]"));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    daemon.wait_for_line("first check", PROMPT).await;
+
+    // 2 always answers 500; 3 and 4, newer, are fine.
+    const BROKEN: &str = "/tr/bilgisayar/duyuru/goster/2";
+    publish(&site, &[4, 3, 2, 1]);
+    site.set_status(BROKEN, 500);
+    tg.wait_for_sent(TOKEN, 3, PROMPT)
+        .await
+        .expect("3 and 4, then 2 by its title");
+    let relayed = relayed_to(&tg, EXTRA);
+    assert_eq!(relayed.len(), 3, "{relayed:?}");
+    assert!(
+        relayed[0].starts_with("DUYURU: Duyuru 3 metni."),
+        "{relayed:?}"
+    );
+    assert!(
+        relayed[1].starts_with("DUYURU: Duyuru 4 metni."),
+        "{relayed:?}"
+    );
+    assert!(
+        relayed[2].starts_with("DUYURU: Duyuru 2\n") && relayed[2].contains(&site.url(BROKEN)),
+        "title only: {relayed:?}"
+    );
+    // The newer ones waited one check at most: between 2's first failure
+    // and the fetch of 3, the list was read once (the next check).
+    let paths = site.paths();
+    let first_failure = paths.iter().position(|p| p == BROKEN).expect("2 was tried");
+    let first_of_3 = paths
+        .iter()
+        .position(|p| p == "/tr/bilgisayar/duyuru/goster/3")
+        .expect("3 was fetched");
+    let checks_between = paths[first_failure..first_of_3]
+        .iter()
+        .filter(|p| *p == "/duyuru/birim/193")
+        .count();
+    assert_eq!(checks_between, 1, "{paths:?}");
+    // Bounded: three tries, then never again; one warning.
+    let fetched = site.requests("/duyuru/birim/193");
+    site.wait_for_requests("/duyuru/birim/193", fetched + 3, PROMPT)
+        .await
+        .expect("checks go on");
+    assert_eq!(site.requests(BROKEN), 3);
+    let warnings = daemon
+        .lines()
+        .iter()
+        .filter(|l| l.contains("failed at every try; relaying its title"))
+        .count();
+    assert_eq!(warnings, 1);
+    assert_eq!(relayed_to(&tg, EXTRA).len(), 3, "nothing sent twice");
+    daemon.stop_cleanly().await;
+}
+
+#[tokio::test]
+async fn a_million_levels_deep_page_never_slows_another_bot() {
+    const ECHO: &str = "5151:token-of-the-echo-bot";
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "duyuru_bot");
+    tg.add_bot(ECHO, "echo_bot");
+    let site = Site::start().await;
+    publish(&site, &[1]);
+    let deep = format!("<html><body>{}</body></html>", "<div>".repeat(1_000_000));
+    assert!(deep.len() <= 5 * 1024 * 1024, "under the 5 MB cap");
+    site.set_html("/duyuru/birim/193", &deep);
+    let config = ConfigDir::new(&format!(
+        "{}\n[bot.echo]\nkind = \"echo\"\ntoken_env = \"E_TOKEN\"\n",
+        relay_toml(&tg, &site, "")
+    ));
+    // One async worker thread, as on a one-core dyno: a parse on it would
+    // stall every bot of the process.
+    let mut daemon = Daemon::start(
+        &config.path,
+        &[VARS, &[("E_TOKEN", ECHO), ("TOKIO_WORKER_THREADS", "1")]].concat(),
+    );
+    let line = daemon
+        .wait_for_line("the announcement check failed", PROMPT)
+        .await;
+    assert!(line.contains("deeper than 512"), "{line}");
+
+    // 20 commands a second for 5 s, while the relay keeps checking.
+    let user = User::new(77, "Sabırsız");
+    let chat = Chat::private(&user);
+    let checks_before = site.requests("/duyuru/birim/193");
+    let start = tokio::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..100u32 {
+        tokio::time::sleep_until(start + Duration::from_millis(50) * i).await;
+        let sent_before = tg.sent_messages(ECHO).len();
+        let asked = tokio::time::Instant::now();
+        tg.inject_message(ECHO, &chat, &user, &format!("ping {i}"));
+        tg.wait_for_sent(ECHO, sent_before + 1, PROMPT)
+            .await
+            .expect("an echo");
+        slowest = slowest.max(asked.elapsed());
+    }
+    let checks = site.requests("/duyuru/birim/193") - checks_before;
+    eprintln!(
+        "slowest echo while the deep page was served: {slowest:?}; {checks} checks meanwhile"
+    );
+    assert!(
+        checks >= 2,
+        "the relay kept reading the deep page: {checks}"
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "an echo took {slowest:?}"
+    );
+    daemon.stop_cleanly().await;
+}
+
+#[tokio::test]
+async fn the_preview_reads_at_most_10_pages_and_says_so() {
+    let site = Site::start().await;
+    let ids: Vec<u32> = (1..=30).rev().collect();
+    publish(&site, &ids);
+    // A page that tries to clear the operator's terminal.
+    site.set_html(
+        "/tr/bilgisayar/duyuru/goster/30",
+        &announcement_page(&["Duyuru 30 \u{1b}[2J\u{202e}metni."]),
+    );
+    let config = ConfigDir::new(&format!(
+        "[bot.duyuru]\nkind = \"announcements\"\ntoken_env = \"D_TOKEN\"\nlist_url = \"{}\"\n\
+         link_selector = \"div.ann-list ul li a\"\ntext_selector = \"div.page-about\"\n",
+        site.url("/duyuru/birim/193")
+    ));
+    let path = config.path.to_str().expect("utf-8 path");
+    let out = run_to_end(
+        &["announcements-preview", "--config", path, "--bot", "duyuru"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("30 announcement(s) found")
+            && out
+                .stdout
+                .contains("only the first 10 announcement pages are read; 20 more are listed"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("  Duyuru 21 metni."), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(r"Duyuru 30 \u{1b}[2J\u{202e}metni.") && !out.stdout.contains('\u{1b}'),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("Duyuru 20"), "{}", out.stdout);
+    let pages = site
+        .paths()
+        .iter()
+        .filter(|p| p.contains("/goster/"))
+        .count();
+    assert_eq!(pages, 10);
 }

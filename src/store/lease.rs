@@ -4,11 +4,16 @@
 //! for leases alone (one per process, not per bot, so a hundred bots do not
 //! need a hundred connections); PostgreSQL frees every lock of a process
 //! whose connection closes, including a process killed with `kill -9`. With
-//! SQLite a lease is an OS file lock on a file beside the database, which
-//! the OS frees when the process ends.
+//! SQLite a lease is an OS lock the OS frees when the process ends. On Linux
+//! it is an open-file-description lock on one byte of the database file
+//! itself (far past any byte SQLite locks, one byte per bot), so no lease
+//! file exists whose deletion would let a second instance in; elsewhere it
+//! is a `flock` on a lease file beside the database. Either way a lease is
+//! held only while its path still names the file locked: a deleted or
+//! replaced file makes [`Lease::is_held`] false, so the worker stops polling.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
 use tokio::sync::Mutex;
 
-use super::{StoreError, StoreSpec, pg_options};
+use super::{FileIdentity, StoreError, StoreSpec, pg_options};
 
 /// How long a lease query may take before the lease counts as lost.
 const LEASE_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,7 +35,10 @@ const KEY_SALT: i64 = 0x0B07_0000_0000_0000;
 
 /// Where leases are taken.
 pub enum Leases {
-    Files { dir: PathBuf, prefix: String },
+    /// Locks on (or, off Linux, beside) the SQLite database at `db`.
+    Files {
+        db: PathBuf,
+    },
     Postgres(Arc<PgLeases>),
 }
 
@@ -46,7 +54,9 @@ pub struct PgLeases {
 
 /// A lease on one bot, held until released or the process ends.
 pub enum Lease {
-    File(File),
+    /// The open file holding the lock (closing it releases the lock) and
+    /// which file it is.
+    File { file: File, identity: FileIdentity },
     Postgres {
         leases: Arc<PgLeases>,
         key: i64,
@@ -61,14 +71,7 @@ impl Leases {
     /// When a PostgreSQL URL cannot be parsed.
     pub fn for_store(spec: &StoreSpec) -> Result<Leases, StoreError> {
         match spec {
-            StoreSpec::Sqlite(path) => {
-                let dir = crate::config::config_dir(path).to_path_buf();
-                let prefix = path.file_name().map_or_else(
-                    || "botvisor".to_owned(),
-                    |n| n.to_string_lossy().into_owned(),
-                );
-                Ok(Leases::Files { dir, prefix })
-            }
+            StoreSpec::Sqlite(path) => Ok(Leases::Files { db: path.clone() }),
             StoreSpec::Postgres(url) => Ok(Leases::Postgres(Arc::new(PgLeases {
                 options: pg_options(url)?,
                 conn: Mutex::new((None, 0)),
@@ -83,30 +86,111 @@ impl Leases {
     /// When the store cannot be reached.
     pub async fn try_acquire(&self, bot_id: &str) -> Result<Option<Lease>, StoreError> {
         match self {
-            Leases::Files { dir, prefix } => {
-                let path = dir.join(format!("{prefix}.lease-{bot_id}"));
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| {
-                        StoreError::Query(format!(
-                            "cannot open the lease file {}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                match file.try_lock() {
-                    Ok(()) => Ok(Some(Lease::File(file))),
-                    Err(TryLockError::WouldBlock) => Ok(None),
-                    Err(TryLockError::Error(e)) => Err(StoreError::Query(format!(
-                        "cannot lock the lease file {}: {e}",
-                        path.display()
-                    ))),
-                }
-            }
+            Leases::Files { db } => file_lease(db, bot_id),
             Leases::Postgres(leases) => leases.try_acquire(lock_key(bot_id)).await,
         }
+    }
+}
+
+/// Takes the file lease of `bot_id` for the database at `db`, if free.
+fn file_lease(db: &Path, bot_id: &str) -> Result<Option<Lease>, StoreError> {
+    let (path, file) = open_lock_file(db, bot_id)?;
+    let identity = FileIdentity::of_open(&file, &path).map_err(|e| {
+        StoreError::Query(format!(
+            "cannot read the lease file {}: {e}",
+            path.display()
+        ))
+    })?;
+    // A file deleted or replaced between the open and now would give a
+    // lock nobody else can see.
+    identity.check()?;
+    match try_lock(&file, bot_id) {
+        Ok(true) => Ok(Some(Lease::File { file, identity })),
+        Ok(false) => Ok(None),
+        Err(e) => Err(StoreError::Query(format!(
+            "cannot lock the lease file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The database file itself: the store created it, and a missing one means
+/// the store is gone (a lease on a new empty file would protect nothing).
+#[cfg(target_os = "linux")]
+fn open_lock_file(db: &Path, _bot_id: &str) -> Result<(PathBuf, File), StoreError> {
+    match OpenOptions::new().read(true).write(true).open(db) {
+        Ok(file) => Ok((db.to_path_buf(), file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::FileGone {
+            path: db.display().to_string(),
+            how: "deleted",
+        }),
+        Err(e) => Err(StoreError::Query(format!(
+            "cannot open {} for a lease: {e}",
+            db.display()
+        ))),
+    }
+}
+
+/// Where no open-file-description locks exist: one lease file per bot.
+#[cfg(not(target_os = "linux"))]
+fn open_lock_file(db: &Path, bot_id: &str) -> Result<(PathBuf, File), StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(format!(".lease-{bot_id}"));
+    let path = PathBuf::from(name);
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map(|file| (path.clone(), file))
+        .map_err(|e| {
+            StoreError::Query(format!(
+                "cannot open the lease file {}: {e}",
+                path.display()
+            ))
+        })
+}
+
+/// Where a bot's byte lies in the database file: 2 TiB plus 40 bits of its
+/// key, far past SQLite's own lock bytes (at 1 GiB) and any real file.
+#[cfg(target_os = "linux")]
+fn lock_byte(bot_id: &str) -> i64 {
+    const BASE: i64 = 1 << 41;
+    BASE + (lock_key(bot_id) & ((1 << 40) - 1))
+}
+
+/// Takes the bot's byte with an open-file-description lock: it belongs to
+/// this open file, not to the process, so SQLite closing its own
+/// descriptors of the file (which drops POSIX record locks) leaves it, and
+/// a second lease in the same process conflicts like one in another.
+#[cfg(target_os = "linux")]
+fn try_lock(file: &File, bot_id: &str) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: `flock` is a plain C struct for which all zeroes is valid.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = lock_byte(bot_id);
+    lock.l_len = 1;
+    // SAFETY: the descriptor is open for the call (borrowed from `file`)
+    // and `lock` is a valid, initialised struct that outlives it.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &raw const lock) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn try_lock(file: &File, _bot_id: &str) -> std::io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -162,11 +246,13 @@ impl PgLeases {
 }
 
 impl Lease {
-    /// True while the lease is still held: always for a file lock; for an
-    /// advisory lock, while its connection answers.
+    /// True while the lease is still held: for a file lock, while its path
+    /// still names the file locked (a deleted or replaced file is a lost
+    /// lease: another instance could lock the new one); for an advisory
+    /// lock, while its connection answers.
     pub async fn is_held(&self) -> bool {
         match self {
-            Lease::File(_) => true,
+            Lease::File { identity, .. } => identity.check().is_ok(),
             Lease::Postgres {
                 leases, generation, ..
             } => {
@@ -201,7 +287,7 @@ impl Lease {
     /// Gives the lease back, so another process can take the bot at once.
     pub async fn release(self) {
         match self {
-            Lease::File(file) => drop(file),
+            Lease::File { file, .. } => drop(file),
             Lease::Postgres {
                 leases,
                 key,
@@ -248,8 +334,9 @@ mod tests {
     #[tokio::test]
     async fn a_file_lease_excludes_a_second_holder_until_released() {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let leases =
-            Leases::for_store(&StoreSpec::Sqlite(dir.path().join("botvisor.db"))).expect("leases");
+        let spec = StoreSpec::Sqlite(dir.path().join("botvisor.db"));
+        let _store = crate::store::Store::open(&spec).await.expect("open");
+        let leases = Leases::for_store(&spec).expect("leases");
         let first = leases.try_acquire("42").await.expect("try").expect("free");
         assert!(first.is_held().await);
         assert!(
@@ -264,6 +351,58 @@ mod tests {
         assert!(
             leases.try_acquire("42").await.expect("try").is_some(),
             "free again"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_files_cannot_hand_a_held_lease_to_another_instance() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db = dir.path().join("botvisor.db");
+        let spec = StoreSpec::Sqlite(db.clone());
+        let store = crate::store::Store::open(&spec).await.expect("open");
+        let first_instance = Leases::for_store(&spec).expect("leases");
+        let second_instance = Leases::for_store(&spec).expect("leases");
+        let first = first_instance
+            .try_acquire("42")
+            .await
+            .expect("try")
+            .expect("free");
+
+        // Everything beside the database (WAL, lock files, any lease file)
+        // is deleted: the lease stays with the first instance.
+        for entry in std::fs::read_dir(dir.path()).expect("list") {
+            let path = entry.expect("an entry").path();
+            if path != db {
+                std::fs::remove_file(&path).expect("delete");
+            }
+        }
+        assert!(first.is_held().await, "nothing the lease needs was deleted");
+        assert!(
+            second_instance
+                .try_acquire("42")
+                .await
+                .expect("try")
+                .is_none(),
+            "the second instance cannot take a held bot"
+        );
+
+        // The database itself deleted: the lease is lost, and no lease can
+        // be taken on a store that is gone.
+        drop(store);
+        std::fs::remove_file(&db).expect("delete the database");
+        assert!(!first.is_held().await, "a deleted file holds no lease");
+        assert!(second_instance.try_acquire("42").await.is_err());
+
+        // A new database at the path (a restore): the old lease is not on it.
+        let _new_store = crate::store::Store::open(&spec).await.expect("reopen");
+        assert!(!first.is_held().await, "a replaced file holds no lease");
+        assert!(
+            second_instance
+                .try_acquire("42")
+                .await
+                .expect("try")
+                .is_some(),
+            "the new file is free"
         );
     }
 

@@ -10,6 +10,11 @@
 //!
 //! Bots are keyed by their Telegram user id (from `getMe`), so renaming a
 //! bot in the config keeps its state.
+//!
+//! A SQLite file can vanish under a running process (deleted, or replaced by
+//! a restore) and SQLite would go on writing to the unlinked inode without a
+//! word: [`Store::health`] compares the path's device and inode with the
+//! ones opened, so the loss is noticed at the next check.
 
 pub mod lease;
 pub mod outbox;
@@ -19,6 +24,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::Row;
@@ -95,15 +101,73 @@ pub enum StoreError {
     Open { store: String, message: String },
     #[error("the store failed: {0}")]
     Query(String),
+    /// The SQLite file at the configured path is not the one opened.
+    #[error(
+        "the store's file {path} was {how} while botvisor runs; restart botvisor to use the new file"
+    )]
+    FileGone { path: String, how: &'static str },
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        StoreError::Query(
-            crate::secret::Redactor::global()
-                .redact(&err.to_string())
-                .into_owned(),
-        )
+        // A driver error may quote the database's own answer (a value, a
+        // path): short and sanitised, like any text from outside.
+        StoreError::Query(crate::sanitize::excerpt(
+            &err.to_string(),
+            crate::sanitize::EXCERPT,
+        ))
+    }
+}
+
+/// Which file a path named when the store opened it: device and inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub(crate) path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    /// The identity of the file now at `path`.
+    pub(crate) fn of(path: &std::path::Path) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileIdentity {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// The identity of the open file `file` (which was opened from `path`).
+    pub(crate) fn of_open(
+        file: &std::fs::File,
+        path: &std::path::Path,
+    ) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = file.metadata()?;
+        Ok(FileIdentity {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// `Ok` while the path still names the same file; otherwise why not.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        let gone = |how| StoreError::FileGone {
+            path: self.path.display().to_string(),
+            how,
+        };
+        match FileIdentity::of(&self.path) {
+            Ok(now) if now == *self => Ok(()),
+            Ok(_) => Err(gone("replaced")),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(gone("deleted")),
+            Err(err) => Err(StoreError::Query(format!(
+                "cannot check the store's file {}: {err}",
+                self.path.display()
+            ))),
+        }
     }
 }
 
@@ -127,14 +191,15 @@ impl StoredOffset {
 /// An open store with its migrations applied.
 #[derive(Clone)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    /// The pool and the file it opened.
+    Sqlite(SqlitePool, Arc<FileIdentity>),
     Postgres(PgPool),
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Store::Sqlite(_) => f.write_str("Store(sqlite)"),
+            Store::Sqlite(..) => f.write_str("Store(sqlite)"),
             Store::Postgres(_) => f.write_str("Store(postgres)"),
         }
     }
@@ -144,7 +209,7 @@ impl fmt::Debug for Store {
 macro_rules! on_pool_impl {
     ($store:expr, |$pool:ident| $body:expr) => {
         match $store {
-            Store::Sqlite($pool) => $body,
+            Store::Sqlite($pool, _) => $body,
             Store::Postgres($pool) => $body,
         }
     };
@@ -194,7 +259,8 @@ impl Store {
                     .connect_with(options)
                     .await
                     .map_err(|e| fail(e.to_string()))?;
-                Store::Sqlite(pool)
+                let file = FileIdentity::of(path).map_err(|e| fail(e.to_string()))?;
+                Store::Sqlite(pool, Arc::new(file))
             }
             StoreSpec::Postgres(url) => {
                 let pool = PgPoolOptions::new()
@@ -209,6 +275,23 @@ impl Store {
         let migrator = sqlx::migrate!("src/store/migrations");
         on_pool!(&store, |pool| migrator.run(pool).await).map_err(|e| fail(e.to_string()))?;
         Ok(store)
+    }
+
+    /// Whether the store is usable: for SQLite, the configured path still
+    /// names the file opened (not deleted, not replaced); then one trivial
+    /// query. Cheap enough to call every few seconds.
+    ///
+    /// # Errors
+    /// [`StoreError::FileGone`] when the SQLite file was deleted or
+    /// replaced; [`StoreError::Query`] when the query fails.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        if let Store::Sqlite(_, file) = self {
+            file.check()?;
+        }
+        on_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
     }
 
     /// The bot's stored offset, if any.
@@ -416,6 +499,46 @@ mod tests {
             a.expect("the first opens");
             b.expect("the second opens");
         }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_or_replaced_sqlite_file_is_noticed() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("botvisor.db");
+        let store = Store::open(&StoreSpec::Sqlite(path.clone()))
+            .await
+            .expect("open");
+        store.health().await.expect("healthy after opening");
+        store.save_offset("42", 7).await.expect("save");
+        store.health().await.expect("still healthy after a write");
+
+        std::fs::remove_file(&path).expect("delete the database");
+        let err = store.health().await.expect_err("a deleted file is noticed");
+        assert!(
+            matches!(err, StoreError::FileGone { how: "deleted", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("botvisor.db"), "{err}");
+
+        // Another file at the same path (a restore) is not the one opened.
+        let other = Store::open(&StoreSpec::Sqlite(path.clone()))
+            .await
+            .expect("a new file at the path");
+        other.health().await.expect("the new store is healthy");
+        let err = store
+            .health()
+            .await
+            .expect_err("a replaced file is noticed");
+        assert!(
+            matches!(
+                err,
+                StoreError::FileGone {
+                    how: "replaced",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[tokio::test]

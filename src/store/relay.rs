@@ -296,20 +296,42 @@ impl Store {
     }
 
     /// Keeps the seen set bounded: forgets delivered announcements older
-    /// than the newest `keep`.
+    /// than the newest `keep`, except those in `listed` (what the list page
+    /// shows now). An id the site still lists is never forgotten, or it
+    /// would come back as new at the next check and be relayed again.
     ///
     /// # Errors
-    /// When the store fails.
-    pub async fn prune_announcements(&self, bot_id: &str, keep: i64) -> Result<(), StoreError> {
-        const SQL: &str = "DELETE FROM announcements WHERE bot_id = $1 AND pending = $2 AND seq <= \
+    /// When the store fails; nothing is deleted then.
+    pub async fn prune_announcements(
+        &self,
+        bot_id: &str,
+        keep: i64,
+        listed: &HashSet<String>,
+    ) -> Result<(), StoreError> {
+        const OLD: &str = "SELECT announcement_id FROM announcements WHERE bot_id = $1 AND pending = $2 AND seq <= \
                            (SELECT COALESCE(MAX(seq), 0) FROM announcements WHERE bot_id = $1) - $3";
+        const DELETE: &str =
+            "DELETE FROM announcements WHERE bot_id = $1 AND announcement_id = $2 AND pending = $3";
         on_pool!(self, |pool| {
-            sqlx::query(SQL)
+            let mut tx = pool.begin().await?;
+            let old: Vec<String> = sqlx::query(OLD)
                 .bind(bot_id)
                 .bind(false)
                 .bind(keep)
-                .execute(pool)
-                .await?;
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.get::<String, _>(0))
+                .collect();
+            for id in old.iter().filter(|id| !listed.contains(*id)) {
+                sqlx::query(DELETE)
+                    .bind(bot_id)
+                    .bind(id)
+                    .bind(false)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -425,12 +447,57 @@ mod tests {
         assert!(!store.unsubscribe("7", 5).await.expect("again"), "was off");
 
         store.finish_announcement("7", "c").await.expect("finish");
-        store.prune_announcements("7", 1).await.expect("prune");
+        let listed = HashSet::from(["a".to_owned()]);
+        store
+            .prune_announcements("7", 1, &listed)
+            .await
+            .expect("prune");
         let seen = store.seen_announcements("7").await.expect("seen");
         assert_eq!(
             seen,
-            HashSet::from(["c".to_owned()]),
-            "only the newest is kept"
+            HashSet::from(["a".to_owned(), "c".to_owned()]),
+            "the newest is kept, and what the site still lists"
         );
+        store
+            .prune_announcements("7", 1, &HashSet::new())
+            .await
+            .expect("prune");
+        let seen = store.seen_announcements("7").await.expect("seen");
+        assert_eq!(seen, HashSet::from(["c".to_owned()]), "only the newest");
+    }
+
+    #[tokio::test]
+    async fn pruning_never_forgets_a_listed_id() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(&StoreSpec::Sqlite(dir.path().join("relay.db")))
+            .await
+            .expect("open");
+        // 1,100 listed ids, recorded oldest first as the first check does.
+        let ids: Vec<String> = (1..=1100).map(|i| i.to_string()).collect();
+        let items: Vec<NewAnnouncement> = ids.iter().map(|id| new(id, None)).collect();
+        store
+            .record_announcements("7", &items)
+            .await
+            .expect("record");
+        let listed: HashSet<String> = ids.iter().cloned().collect();
+        store
+            .prune_announcements("7", 1000, &listed)
+            .await
+            .expect("prune");
+        assert_eq!(
+            store.seen_announcements("7").await.expect("seen"),
+            listed,
+            "every listed id is still known"
+        );
+        // The site now lists only the newest 500: the older ones may go,
+        // down to the newest 1,000.
+        let newest: HashSet<String> = ids[600..].iter().cloned().collect();
+        store
+            .prune_announcements("7", 1000, &newest)
+            .await
+            .expect("prune");
+        let seen = store.seen_announcements("7").await.expect("seen");
+        assert_eq!(seen.len(), 1000);
+        assert!(newest.is_subset(&seen));
     }
 }

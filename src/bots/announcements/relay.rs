@@ -5,7 +5,8 @@
 //! delivers it exactly once, resuming after a crash where it stopped: the
 //! broadcast's messages and the announcement's end are one transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -15,16 +16,32 @@ use super::Announcements;
 use super::scrape::{self, FetchError, Listed};
 use crate::bots::Context;
 use crate::outbox::{OutMessage, OutboxError};
+use crate::sanitize::{EXCERPT, excerpt};
 use crate::status::{Incident, short};
 use crate::store::{NewAnnouncement, StoreError};
 use crate::telegram::text::MESSAGE_LIMIT;
 
-/// Announcements remembered as seen, at most (the newest are kept).
-const SEEN_KEPT: i64 = 1000;
+/// Announcements remembered as seen, at least (the newest are kept, and
+/// never one the list page still shows, however many it shows).
+const SEEN_KEPT: usize = 1000;
+/// Checks in which an announcement's page may fail (time out, 5xx, refuse
+/// the connection, be unparsable) before it is relayed with its title only.
+const PAGE_ATTEMPTS: u32 = 3;
+/// How many announcement pages the preview reads: the list may hold
+/// thousands, and a preview is for a person to read.
+const PREVIEW_PAGES: usize = 10;
 /// The first wait after a failed check; it doubles up to `check_every`.
 const FIRST_RETRY: Duration = Duration::from_secs(30);
 /// How many lines of each announcement the preview prints.
 const PREVIEW_LINES: usize = 3;
+
+/// The checks in a row in which an announcement's page failed, by bot id
+/// and announcement id: the memory that bounds its retries. It lives here,
+/// not in [`Announcements`], only until that struct can carry it; keyed by
+/// bot, so no bot sees another's entries. Lost at a restart, which only
+/// means a few more tries.
+static PAGE_FAILURES: LazyLock<Mutex<HashMap<(String, String), u32>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Why a check failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,21 +175,53 @@ impl Announcements {
             );
             new.truncate(max);
         }
+        // Forget failures of pages no longer waiting (relayed, or gone from
+        // the list), so the memory stays as small as the list.
+        {
+            let waiting: HashSet<&str> = new.iter().map(|l| l.id.as_str()).collect();
+            let mut failures = PAGE_FAILURES.lock().unwrap_or_else(|e| e.into_inner());
+            failures.retain(|(bot, id), _| *bot != ctx.bot_id || waiting.contains(id.as_str()));
+        }
         let mut items = Vec::new();
         let mut failed = None;
         for listed in new {
-            match self.announcement(listed).await {
-                Ok(item) => items.push(item),
+            let key = (ctx.bot_id.clone(), listed.id.clone());
+            let before = PAGE_FAILURES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied()
+                .unwrap_or(0);
+            let last_try = before + 1 >= PAGE_ATTEMPTS;
+            match self.announcement(listed, last_try).await {
+                Ok(item) => {
+                    PAGE_FAILURES
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                    items.push(item);
+                }
                 Err(err) => {
-                    // Keep the order: this one and those after it wait.
-                    failed = Some(err);
-                    break;
+                    PAGE_FAILURES
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, before + 1);
+                    let first_failure = before == 0;
+                    failed.get_or_insert(err);
+                    if first_failure {
+                        // Keep the order for one check: this one and those
+                        // after it wait. From its second failure on, the
+                        // newer ones go ahead of it.
+                        break;
+                    }
                 }
             }
         }
         ctx.store.record_announcements(&ctx.bot_id, &items).await?;
+        let listed_ids: HashSet<String> = listed.iter().map(|l| l.id.clone()).collect();
+        let keep = i64::try_from(SEEN_KEPT.max(listed.len())).unwrap_or(i64::MAX);
         ctx.store
-            .prune_announcements(&ctx.bot_id, SEEN_KEPT)
+            .prune_announcements(&ctx.bot_id, keep, &listed_ids)
             .await?;
         for item in &items {
             match &item.message {
@@ -186,7 +235,7 @@ impl Announcements {
     }
 
     /// Fetches a page of the site with the configured timeout and user
-    /// agent.
+    /// agent. Its error texts are sanitised excerpts (see `scrape`).
     async fn fetch(&self, url: &url::Url) -> Result<String, CheckError> {
         let Some(client) = &self.site else {
             return Err(CheckError::Unusable("no HTTP client"));
@@ -207,16 +256,26 @@ impl Announcements {
         };
         let list_url = &self.settings.list_url;
         let html = self.fetch(list_url).await?;
-        Ok(scrape::parse_list(
-            &html,
-            list_url,
-            selector,
-            self.id_pattern.as_ref(),
-        ))
+        let (url, selector, pattern) =
+            (list_url.clone(), selector.clone(), self.id_pattern.clone());
+        scrape::parse_off_thread(html, move |html| {
+            scrape::parse_list(html, &url, &selector, pattern.as_ref())
+        })
+        .await
+        .map_err(|source| CheckError::Fetch {
+            url: list_url.to_string(),
+            source,
+        })
     }
 
-    /// Reads one announcement's page and formats its message.
-    async fn announcement(&self, listed: &Listed) -> Result<NewAnnouncement, CheckError> {
+    /// Reads one announcement's page and formats its message. On its
+    /// `last_try`, a page that cannot be read for any reason is relayed
+    /// with its title only, with one warning line.
+    async fn announcement(
+        &self,
+        listed: &Listed,
+        last_try: bool,
+    ) -> Result<NewAnnouncement, CheckError> {
         let text = match self.text_of(listed).await {
             Ok(text) => text,
             // A page that is gone or forbidden will not come back: relay the
@@ -226,6 +285,15 @@ impl Announcements {
                 url,
             }) if (400..500).contains(&status) => {
                 warn!(url = %url, status, "an announcement's page cannot be read; relaying its title");
+                listed.title.clone()
+            }
+            Err(CheckError::Fetch { source, url }) if last_try => {
+                warn!(
+                    url = %url,
+                    error = %source,
+                    attempts = PAGE_ATTEMPTS,
+                    "an announcement's page failed at every try; relaying its title"
+                );
                 listed.title.clone()
             }
             Err(err) => return Err(err),
@@ -249,7 +317,15 @@ impl Announcements {
         };
         let settings = &self.settings;
         let page = self.fetch(&listed.link).await?;
-        Ok(scrape::extract_text(&page, selector).unwrap_or_else(|| {
+        let selector = selector.clone();
+        let text =
+            scrape::parse_off_thread(page, move |html| scrape::extract_text(html, &selector))
+                .await
+                .map_err(|source| CheckError::Fetch {
+                    url: listed.link.to_string(),
+                    source,
+                })?;
+        Ok(text.unwrap_or_else(|| {
             warn!(
                 selector = %settings.text_selector,
                 link = %listed.link,
@@ -307,10 +383,22 @@ impl Announcements {
         if listed.is_empty() {
             out.push_str("(the link selector found nothing: has the site's layout changed?)\n");
         }
-        for item in &listed {
+        if listed.len() > PREVIEW_PAGES {
+            out.push_str(&format!(
+                "(only the first {PREVIEW_PAGES} announcement pages are read; {} more are listed)\n",
+                listed.len() - PREVIEW_PAGES
+            ));
+        }
+        // Everything below comes from the site and goes to a terminal:
+        // control characters (ANSI escapes, bidi overrides) are escaped and
+        // each piece is bounded.
+        let clean = |text: &str| excerpt(text, EXCERPT);
+        for item in listed.iter().take(PREVIEW_PAGES) {
             out.push_str(&format!(
                 "\n── {} ── {}\n{}\n",
-                item.id, item.title, item.link
+                clean(&item.id),
+                clean(&item.title),
+                clean(item.link.as_str())
             ));
             match self.text_of(item).await {
                 Ok(text) => {
@@ -319,7 +407,7 @@ impl Announcements {
                         .filter(|l| !l.trim().is_empty())
                         .take(PREVIEW_LINES)
                     {
-                        out.push_str(&format!("  {line}\n"));
+                        out.push_str(&format!("  {}\n", clean(line)));
                     }
                 }
                 Err(err) => out.push_str(&format!("  (could not read it: {err})\n")),

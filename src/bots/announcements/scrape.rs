@@ -5,6 +5,12 @@
 //! the relay message that will be posted. Everything here is about the web
 //! site only: no Telegram, no SQL, no state. The selectors and the id
 //! pattern come from the config, because the site's layout changes.
+//!
+//! Parsing is the costly part, and a hostile page can make it very costly
+//! (html5ever is quadratic in nesting depth): [`parse_off_thread`] runs it
+//! on tokio's blocking pool within [`PARSE_BUDGET`], after a linear
+//! pre-pass has refused pages nested deeper than [`MAX_DEPTH`], so a bad
+//! page costs its own bot one failed check and never another bot's latency.
 
 use std::collections::HashSet;
 use std::error::Error as _;
@@ -21,6 +27,15 @@ const MAX_BODY: usize = 5 * 1024 * 1024;
 
 /// How far into a page [`decode_body`] looks for a `<meta>` charset.
 const META_SCAN: usize = 2048;
+
+/// The deepest element nesting a page may have before it is parsed. Real
+/// pages nest a few dozen levels; a page nested thousands deep is an
+/// attack or a broken generator, and would cost html5ever seconds to hours.
+pub const MAX_DEPTH: usize = 512;
+
+/// How long parsing one page may take. The depth cap keeps real parsing far
+/// under this; the budget is the backstop, so a check never waits longer.
+pub const PARSE_BUDGET: Duration = Duration::from_secs(10);
 
 /// What every relay message starts with.
 const PREFIX: &str = "DUYURU: ";
@@ -58,6 +73,205 @@ pub enum FetchError {
     /// The body is larger than 5 MB.
     #[error("the page is larger than 5 MB")]
     TooLarge,
+    /// The page nests elements deeper than [`MAX_DEPTH`]; it is not parsed.
+    #[error("the page nests elements deeper than {MAX_DEPTH} levels; it is not parsed")]
+    TooDeep,
+    /// Parsing took longer than [`PARSE_BUDGET`].
+    #[error("parsing the page took longer than {} s", PARSE_BUDGET.as_secs())]
+    ParseTimeout,
+    /// The parsing task failed (a panic inside the parser).
+    #[error("parsing the page failed")]
+    ParseFailed,
+}
+
+/// Runs `parse` over `html` on tokio's blocking pool, once the page has
+/// passed the depth check, and waits at most [`PARSE_BUDGET`] for it.
+///
+/// A parse that outlives the budget cannot be stopped (it is plain CPU
+/// work); it finishes on its own thread and its result is dropped. The
+/// depth check makes that rare: what remains is linear in the page's size,
+/// which [`fetch`] caps at 5 MB.
+///
+/// # Errors
+/// [`FetchError::TooDeep`], [`FetchError::ParseTimeout`] or
+/// [`FetchError::ParseFailed`].
+pub async fn parse_off_thread<T, F>(html: String, parse: F) -> Result<T, FetchError>
+where
+    T: Send + 'static,
+    F: FnOnce(&str) -> T + Send + 'static,
+{
+    let task = tokio::task::spawn_blocking(move || {
+        if nesting_exceeds(&html, MAX_DEPTH) {
+            return Err(FetchError::TooDeep);
+        }
+        Ok(parse(&html))
+    });
+    match tokio::time::timeout(PARSE_BUDGET, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(FetchError::ParseFailed),
+        Err(_) => Err(FetchError::ParseTimeout),
+    }
+}
+
+/// Elements that never have content.
+const VOID: &[&[u8]] = &[
+    b"area", b"base", b"br", b"col", b"embed", b"hr", b"img", b"input", b"keygen", b"link",
+    b"meta", b"param", b"source", b"track", b"wbr", b"image",
+];
+/// Elements whose content is text up to their own end tag.
+const RAW_TEXT: &[&[u8]] = &[
+    b"script",
+    b"style",
+    b"textarea",
+    b"title",
+    b"xmp",
+    b"iframe",
+    b"noembed",
+    b"noframes",
+    b"noscript",
+];
+/// Elements a later sibling closes implicitly (`<li>` closes an open
+/// `<li>`): not counted, since their nesting is bounded by the counted
+/// elements around them, and counting them would refuse ordinary lists.
+const IMPLIED_END: &[&[u8]] = &[
+    b"p",
+    b"li",
+    b"dt",
+    b"dd",
+    b"option",
+    b"optgroup",
+    b"tr",
+    b"td",
+    b"th",
+    b"thead",
+    b"tbody",
+    b"tfoot",
+    b"rb",
+    b"rt",
+    b"rtc",
+    b"rp",
+    b"colgroup",
+    b"caption",
+    b"html",
+    b"head",
+    b"body",
+];
+
+/// True when `html` opens more than `max` elements inside one another, by a
+/// linear scan of its tags that errs on the deep side: an end tag closes
+/// only an element it names (and those opened inside it), `<x/>` closes
+/// nothing outside SVG and MathML (HTML ignores the slash), and elements
+/// with implied end tags are not counted. O(n) in the page's length.
+fn nesting_exceeds(html: &str, max: usize) -> bool {
+    let bytes = html.as_bytes();
+    let mut open: Vec<Vec<u8>> = Vec::new();
+    let mut open_count: std::collections::HashMap<Vec<u8>, usize> =
+        std::collections::HashMap::new();
+    let mut foreign = 0usize;
+    let mut at = 0;
+    while let Some(found) = bytes[at..].iter().position(|&b| b == b'<') {
+        let start = at + found;
+        let rest = &bytes[start..];
+        if rest.starts_with(b"<!--") {
+            at = find(bytes, start + 4, b"-->").map_or(bytes.len(), |end| end + 3);
+            continue;
+        }
+        if rest.starts_with(b"<!") || rest.starts_with(b"<?") {
+            at = find(bytes, start, b">").map_or(bytes.len(), |end| end + 1);
+            continue;
+        }
+        let closing = rest.starts_with(b"</");
+        let name_start = start + if closing { 2 } else { 1 };
+        if !bytes.get(name_start).is_some_and(u8::is_ascii_alphabetic) {
+            at = start + 1;
+            continue;
+        }
+        let name_end = bytes[name_start..]
+            .iter()
+            .position(|b| b.is_ascii_whitespace() || matches!(b, b'/' | b'>'))
+            .map_or(bytes.len(), |n| name_start + n);
+        let name = bytes[name_start..name_end].to_ascii_lowercase();
+        let (tag_end, self_closing) = tag_end(bytes, name_end);
+        at = tag_end;
+        if closing {
+            if open_count.get(&name).copied().unwrap_or(0) > 0 {
+                while let Some(popped) = open.pop() {
+                    if let Some(n) = open_count.get_mut(&popped) {
+                        *n -= 1;
+                    }
+                    if matches!(popped.as_slice(), b"svg" | b"math") {
+                        foreign = foreign.saturating_sub(1);
+                    }
+                    if popped == name {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        let name_ref = name.as_slice();
+        if VOID.contains(&name_ref) || IMPLIED_END.contains(&name_ref) {
+            continue;
+        }
+        if self_closing && foreign > 0 {
+            continue;
+        }
+        if RAW_TEXT.contains(&name_ref) {
+            let mut end_tag = b"</".to_vec();
+            end_tag.extend_from_slice(name_ref);
+            at = find_ascii_case_insensitive(bytes, at, &end_tag).unwrap_or(bytes.len());
+            continue;
+        }
+        if name_ref == b"plaintext" {
+            break;
+        }
+        if matches!(name_ref, b"svg" | b"math") {
+            foreign += 1;
+        }
+        *open_count.entry(name.clone()).or_insert(0) += 1;
+        open.push(name);
+        if open.len() > max {
+            return true;
+        }
+    }
+    false
+}
+
+/// Where the tag whose attributes start at `from` ends (one past its `>`,
+/// quotes respected), and whether it ends with `/>`.
+fn tag_end(bytes: &[u8], from: usize) -> (usize, bool) {
+    let mut quote = None;
+    let mut at = from;
+    while at < bytes.len() {
+        let b = bytes[at];
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None if b == b'>' => return (at + 1, at > from && bytes[at - 1] == b'/'),
+            None => {}
+        }
+        at += 1;
+    }
+    (bytes.len(), false)
+}
+
+/// The position of `needle` in `bytes` at or after `from`.
+fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .map(|n| from + n)
+}
+
+/// Like [`find`], ignoring ASCII case.
+fn find_ascii_case_insensitive(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|window| window.eq_ignore_ascii_case(needle))
+        .map(|n| from + n)
 }
 
 /// Fetches `url` with the given client, per-request `timeout` and
@@ -133,7 +347,8 @@ fn request_error(error: reqwest::Error) -> FetchError {
         }
         source = cause.source();
     }
-    FetchError::Network(message)
+    // The causes may quote the server (a TLS alert, a malformed answer).
+    FetchError::Network(crate::sanitize::excerpt(&message, crate::sanitize::EXCERPT))
 }
 
 /// Decodes a page: the charset of the Content-Type header wins, then a
@@ -489,6 +704,63 @@ mod tests {
 
     fn selector(css: &str) -> Selector {
         Selector::parse(css).expect("a valid test selector")
+    }
+
+    #[test]
+    fn the_depth_check_refuses_deep_pages_only() {
+        let deep = |open: &str, n: usize| format!("<html><body>{}</body></html>", open.repeat(n));
+        let nested_closed =
+            |n: usize| format!("<body>{}x{}</body>", "<div>".repeat(n), "</div>".repeat(n));
+        let list = format!(
+            "<ul>{}</ul>",
+            "<li><a href=\"/d/1\">Duyuru</a>".repeat(5000)
+        );
+        let svg = format!(
+            "<div><svg>{}</svg></div>",
+            "<path d=\"M0 0\"/>".repeat(2000)
+        );
+        let siblings = "<div><p>a</p><br><img src=x></div>".repeat(5000);
+        let comment = format!("<!--{}--><div></div>", "<div>".repeat(2000));
+        let script = format!("<script>{}</script>", "<div>".repeat(2000));
+        let cases: Vec<(&str, String, bool)> = vec![
+            ("flat siblings", siblings, false),
+            ("500 levels", nested_closed(500), false),
+            ("513 levels", nested_closed(513), true),
+            ("unclosed divs", deep("<div>", 600), true),
+            ("self-closing divs nest in HTML", deep("<div/>", 600), true),
+            (
+                "stray end tags close nothing",
+                deep("<div></span>", 600),
+                true,
+            ),
+            ("li without end tags", list, false),
+            ("svg paths close themselves", svg, false),
+            ("tags in a comment", comment, false),
+            ("tags in a script", script, false),
+            ("quoted >", deep("<div title='>'>", 600), true),
+        ];
+        for (name, html, expected) in cases {
+            assert_eq!(nesting_exceeds(&html, MAX_DEPTH), expected, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_million_levels_deep_page_fails_fast_off_the_runtime() {
+        let html = format!("<html><body>{}</body></html>", "<div>".repeat(1_000_000));
+        assert!(html.len() <= MAX_BODY);
+        let started = std::time::Instant::now();
+        let result = parse_off_thread(html, |html| {
+            Html::parse_document(html).root_element().children().count()
+        })
+        .await;
+        assert!(matches!(result, Err(FetchError::TooDeep)), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let parsed = parse_off_thread("<p>ok</p>".to_owned(), |html| html.len()).await;
+        assert_eq!(parsed.expect("a plain page parses"), 9);
     }
 
     fn pairs(listed: &[Listed]) -> Vec<(String, String, String)> {
