@@ -550,4 +550,6 @@ pub fn render_problems(path: &Path, problems: &[Problem]) -> String {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
