@@ -499,3 +499,42 @@ async fn a_config_enabling_no_bot_exits_78() {
         format!("botvisor: {path}: no bot can run: the config enables no bot")
     );
 }
+
+/// The daemon's start-up lines are readable (`dotenv=none`, not `None`) and
+/// the config's warnings reach the log once, with their position.
+#[tokio::test]
+async fn the_daemon_logs_readable_fields_and_the_configs_warnings() {
+    let tg = fake_telegram::FakeTelegram::start()
+        .await
+        .expect("start the fake");
+    tg.add_bot("101:token-of-bot-a", "a_bot");
+    let text = format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n",
+        common::supervisor_table(&tg.url(), "")
+    )
+    .replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"31s\"");
+    let dir = ConfigDir::new(&text);
+    let mut daemon = common::Daemon::start(&dir.path, &[("A", "101:token-of-bot-a")]);
+    let line = daemon
+        .wait_for_line("botvisor starting", common::PROMPT)
+        .await;
+    assert!(line.contains("dotenv=none"), "{line}");
+    let warning = daemon
+        .wait_for_line("supervisor.shutdown_timeout", common::PROMPT)
+        .await;
+    assert!(
+        warning.contains("WARN")
+            && warning.contains(":4:20: supervisor.shutdown_timeout: 31s is not under 30s"),
+        "{warning}"
+    );
+    tg.wait_for_request("101:token-of-bot-a", "getUpdates", 1, common::PROMPT)
+        .await
+        .expect("the bot polls");
+    daemon.stop_cleanly().await;
+    let output = daemon.output();
+    assert_eq!(
+        output.matches("is not under 30s").count(),
+        1,
+        "the warning is logged once:\n{output}"
+    );
+}
