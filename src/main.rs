@@ -123,7 +123,10 @@ fn main() -> ExitCode {
                 Some(Command::AnnouncementsPreview { bot }) => {
                     announcements_preview(&config, bot.as_deref())
                 }
-                _ => daemon(config, env),
+                // Handled above; listed so a new command cannot fall
+                // through to the daemon unnoticed.
+                Some(Command::Sandbox) => sandbox(config),
+                None => daemon(config, env),
             }
         }
     }
