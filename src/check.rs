@@ -1,66 +1,479 @@
-//! `botvisor check`: validates a config and reports each bot's token
-//! variable without ever showing a token.
+//! The daemon's start-up check, and `botvisor check`, which is that check
+//! without the starting.
+//!
+//! [`startup`] decides, from a validated config and the environment, which
+//! bots would run, why each other enabled bot would not, and what would stop
+//! the daemon from starting at all (no bot can run, `$PORT` unset for the
+//! status endpoint, a store variable that is not a PostgreSQL URL, a bad
+//! `RUST_LOG`). The daemon refuses to start on exactly these errors and
+//! `check` reports them in the same words; the supervisor takes its list of
+//! runnable bots from [`bots`]. `check` is stricter in one way only: an
+//! enabled bot the daemon would skip (its token variable unset, not a
+//! token, or a token another bot already uses) fails `check`, because an
+//! operator runs `check` to learn that every enabled bot will run.
+//!
+//! [`Mode::NoEnv`] checks the config and its content without reading the
+//! environment, for a laptop that has no tokens (they live in Heroku's
+//! config vars), and lists the variables it did not check. Nothing here
+//! prints a token: a bot's line says whether its variable is usable, never
+//! what it holds.
 
-use std::fmt::Write as _;
+use std::sync::LazyLock;
 
-use crate::config::{Config, Environment, Problem, render_problems};
+use regex::Regex;
 
-/// What `check` found: one line per bot, and the problems.
-pub struct Report {
-    pub lines: Vec<String>,
-    pub problems: Vec<Problem>,
+use crate::config::{BotConfig, Config, Environment, Location, Problem, render_problems};
+use crate::secret::Token;
+
+/// What BotFather hands out: the bot's id, `:`, and URL-safe characters.
+/// Real tokens have 35 characters after the colon; any length is accepted,
+/// so the fake Telegram's short test tokens are tokens too. This catches a
+/// value that is plainly not a token: a placeholder, a pasted `bot` prefix,
+/// quotes or spaces.
+static TOKEN_SHAPE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9]+:[A-Za-z0-9_-]+$").expect("the token pattern is valid"));
+
+/// Whether `check` reads the environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// As the daemon would start: the process environment and `.env`.
+    Full,
+    /// The config and content only; no variable is read.
+    NoEnv,
 }
 
-/// Checks each bot's token variable in `env`. A missing token of an enabled
-/// bot is a problem; a disabled bot's is not.
-pub fn check(config: &Config, env: &Environment) -> Report {
-    let width = config.bots.iter().map(|b| b.name.len()).max().unwrap_or(0);
-    let kind_width = config
-        .bots
-        .iter()
-        .map(|b| b.kind.name().len())
-        .max()
-        .unwrap_or(0);
-    let env_width = config
-        .bots
-        .iter()
-        .map(|b| b.token_env.len())
-        .max()
-        .unwrap_or(0);
-    let mut lines = Vec::new();
-    let mut problems = Vec::new();
+/// What would become of one bot at start.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// It runs, with this token.
+    Runs(Token),
+    /// `enabled = false`.
+    Disabled,
+    /// It is enabled but would not run, for this reason (the daemon's
+    /// words, e.g. `TANITIM_TOKEN is not set`).
+    Skipped(String),
+    /// Enabled; its token was not looked at ([`Mode::NoEnv`]).
+    NotChecked,
+}
+
+/// The bots of a config, each with its [`Outcome`], in the file's order.
+pub struct Bots {
+    pub bots: Vec<(BotConfig, Outcome)>,
+}
+
+impl Bots {
+    /// The bots that would run, with their tokens.
+    pub fn runnable(&self) -> Vec<(BotConfig, Token)> {
+        self.bots
+            .iter()
+            .filter_map(|(bot, outcome)| match outcome {
+                Outcome::Runs(token) => Some((bot.clone(), token.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The enabled bots that would not run, by name, with the reason.
+    pub fn skipped(&self) -> Vec<(String, String)> {
+        self.bots
+            .iter()
+            .filter_map(|(bot, outcome)| match outcome {
+                Outcome::Skipped(reason) => Some((bot.name.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Decides each bot's outcome from `env`: an enabled bot runs when its
+/// variable holds something token-shaped that no earlier bot uses.
+pub fn bots(config: &Config, env: &Environment) -> Bots {
+    let mut out: Vec<(BotConfig, Outcome)> = Vec::new();
     for bot in &config.bots {
-        let set = env.token(&bot.token_env).is_some();
-        let state = match (bot.enabled, set) {
-            (true, true) => "token set",
-            (true, false) => "token NOT SET",
-            (false, true) => "token set (disabled)",
-            (false, false) => "token not set (disabled)",
+        let outcome = if !bot.enabled {
+            Outcome::Disabled
+        } else {
+            match env.token(&bot.token_env) {
+                None => Outcome::Skipped(format!("{} is not set", bot.token_env)),
+                Some(token) if !TOKEN_SHAPE.is_match(token.expose()) => Outcome::Skipped(format!(
+                    "{} does not hold a bot token: a token from BotFather is digits, `:` \
+                         and letters, digits, `_` or `-`; look for quotes, spaces or a `bot` prefix",
+                    bot.token_env
+                )),
+                // Two workers with one token would end each other's long polls.
+                Some(token) => match out
+                    .iter()
+                    .find(|(_, outcome)| matches!(outcome, Outcome::Runs(other) if *other == token))
+                {
+                    Some((first, _)) => Outcome::Skipped(format!(
+                        "{} holds the same token as bot {}",
+                        bot.token_env, first.name
+                    )),
+                    None => Outcome::Runs(token),
+                },
+            }
         };
-        let mut line = String::new();
-        let _ = write!(
-            line,
-            "{:width$}  {:kind_width$}  {:env_width$}  {state}",
-            bot.name,
-            bot.kind.name(),
-            bot.token_env
-        );
-        lines.push(line.trim_end().to_owned());
-        if bot.enabled && !set {
-            problems.push(Problem {
+        out.push((bot.clone(), outcome));
+    }
+    Bots { bots: out }
+}
+
+/// Why no bot can run, or `None` when at least one can: the text of the
+/// daemon's `no bot can run: …` error.
+pub fn nothing_to_run(runnable: usize, skipped: &[(String, String)]) -> Option<String> {
+    if runnable > 0 {
+        None
+    } else if skipped.is_empty() {
+        Some("the config enables no bot".to_owned())
+    } else {
+        let reasons: Vec<String> = skipped
+            .iter()
+            .map(|(name, reason)| format!("{name}: {reason}"))
+            .collect();
+        Some(reasons.join("; "))
+    }
+}
+
+/// The verdict of the start-up check.
+pub struct Startup {
+    pub bots: Bots,
+    /// Each enabled bot that would not run, at its `token_env`.
+    pub skipped: Vec<Problem>,
+    /// What stops the daemon from starting at all. Empty: it starts.
+    pub errors: Vec<Problem>,
+    /// The variables [`Mode::NoEnv`] did not read.
+    pub not_checked: Vec<String>,
+}
+
+impl Startup {
+    /// True when `check` passes: the daemon would start and run every
+    /// enabled bot.
+    pub fn passes(&self) -> bool {
+        self.errors.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// A problem about the start as a whole, with no place in the file.
+fn general(message: String) -> Problem {
+    Problem {
+        at: Location { line: 0, column: 0 },
+        file: None,
+        key: String::new(),
+        message,
+    }
+}
+
+/// The daemon's start-up check: which bots run, and what would stop the
+/// start. [`Mode::NoEnv`] reads no variable and checks only what the
+/// config alone decides.
+pub fn startup(config: &Config, env: &Environment, mode: Mode) -> Startup {
+    let mut errors = Vec::new();
+    let mut not_checked = Vec::new();
+    let bots = match mode {
+        Mode::Full => bots(config, env),
+        Mode::NoEnv => Bots {
+            bots: config
+                .bots
+                .iter()
+                .map(|bot| {
+                    let outcome = if bot.enabled {
+                        not_checked.push(bot.token_env.clone());
+                        Outcome::NotChecked
+                    } else {
+                        Outcome::Disabled
+                    };
+                    (bot.clone(), outcome)
+                })
+                .collect(),
+        },
+    };
+    let skipped: Vec<Problem> = bots
+        .bots
+        .iter()
+        .filter_map(|(bot, outcome)| match outcome {
+            Outcome::Skipped(reason) => Some(Problem {
                 at: bot.token_env_at,
                 file: None,
                 key: format!("bot.{}.token_env", bot.name),
-                message: format!("the environment variable {} is not set", bot.token_env),
-            });
+                message: reason.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let unchecked = bots
+        .bots
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::NotChecked))
+        .count();
+    if let Some(reason) = nothing_to_run(bots.runnable().len() + unchecked, &bots.skipped()) {
+        errors.push(general(format!("no bot can run: {reason}")));
+    }
+    match mode {
+        Mode::Full => {
+            if let Some(http) = &config.supervisor.http
+                && let Err(err) = crate::http::address(http, env)
+            {
+                errors.push(general(err.to_string()));
+            }
+            if let Err(err) = config.store_spec(env) {
+                errors.push(general(err));
+            }
+            if let Ok(filter) = std::env::var("RUST_LOG")
+                && let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&filter)
+            {
+                errors.push(general(
+                    crate::logging::LogError::Filter(err.to_string()).to_string(),
+                ));
+            }
+        }
+        Mode::NoEnv => {
+            if config
+                .supervisor
+                .http
+                .as_ref()
+                .is_some_and(|http| http.listen.contains("$PORT"))
+            {
+                not_checked.push("PORT".to_owned());
+            }
+            not_checked.push(config.supervisor.store_env.clone());
+            not_checked.push("RUST_LOG".to_owned());
         }
     }
-    Report { lines, problems }
+    Startup {
+        bots,
+        skipped,
+        errors,
+        not_checked,
+    }
 }
 
-impl Report {
-    /// The problems as `file:line:column: key: message` lines.
-    pub fn render_problems(&self, config: &Config) -> String {
-        render_problems(&config.path, &self.problems)
+/// What `botvisor check` prints: one line per bot, the warnings, and the
+/// verdict.
+pub struct Report {
+    /// One line per bot: name, kind, token variable, and what became of it.
+    pub lines: Vec<String>,
+    /// `warning: file:line:column: key: message`, one per warning.
+    pub warnings: Vec<String>,
+    /// The problems that fail the check, rendered; empty when it passes.
+    pub problems: String,
+    /// The last line when the check passes.
+    pub summary: String,
+    pub passes: bool,
+}
+
+/// Runs the start-up check and words its outcome for `botvisor check`.
+pub fn check(config: &Config, env: &Environment, mode: Mode) -> Report {
+    let startup = startup(config, env, mode);
+    // Columns are padded by hand: a format width over 65,535 panics, and a
+    // long name should not push the others off the screen either.
+    let width = |values: Vec<usize>| values.into_iter().max().unwrap_or(0).min(32);
+    let name_width = width(config.bots.iter().map(|b| b.name.chars().count()).collect());
+    let kind_width = width(config.bots.iter().map(|b| b.kind.name().len()).collect());
+    let env_width = width(
+        config
+            .bots
+            .iter()
+            .map(|b| b.token_env.chars().count())
+            .collect(),
+    );
+    let lines = startup
+        .bots
+        .bots
+        .iter()
+        .map(|(bot, outcome)| {
+            let state = match outcome {
+                Outcome::Runs(_) => "token set".to_owned(),
+                Outcome::Disabled => "disabled".to_owned(),
+                Outcome::NotChecked => "token not checked (--no-env)".to_owned(),
+                Outcome::Skipped(reason) if reason.ends_with("is not set") => {
+                    "token NOT SET".to_owned()
+                }
+                Outcome::Skipped(reason) if reason.contains("same token") => {
+                    "SAME TOKEN as another bot".to_owned()
+                }
+                Outcome::Skipped(_) => "NOT A TOKEN".to_owned(),
+            };
+            format!(
+                "{}  {}  {}  {state}",
+                pad(&bot.name, name_width),
+                pad(bot.kind.name(), kind_width),
+                pad(&bot.token_env, env_width)
+            )
+        })
+        .collect();
+    let warnings = config
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {}", w.render(&config.path)))
+        .collect();
+    let mut problems = startup.skipped.clone();
+    problems.extend(startup.errors.iter().cloned());
+    let enabled = config.bots.iter().filter(|b| b.enabled).count();
+    let mut summary = format!(
+        "{}: valid, {} bot(s), {enabled} enabled",
+        config.path.display(),
+        config.bots.len()
+    );
+    if !startup.not_checked.is_empty() {
+        summary.push_str(&format!(
+            "; not checked without the environment: {}",
+            startup.not_checked.join(", ")
+        ));
+    }
+    Report {
+        lines,
+        warnings,
+        problems: render_problems(&config.path, &problems),
+        summary,
+        passes: startup.passes(),
+    }
+}
+
+/// `text` followed by spaces up to `width` characters (no truncation).
+fn pad(text: &str, width: usize) -> String {
+    let len = text.chars().count();
+    let mut out = text.to_owned();
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(len)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const TOKEN_A: &str = "101:token-of-bot-a";
+    const TWO_BOTS: &str = "[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n\
+                            [bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n";
+
+    fn parse(text: &str) -> Config {
+        Config::from_str(text, Path::new("s.toml")).expect("a valid config")
+    }
+
+    /// One case: config, variables, the rendered problems `check` shows
+    /// (empty: it passes), and whether the daemon would refuse to start.
+    type Case = (
+        String,
+        Vec<(&'static str, &'static str)>,
+        Vec<&'static str>,
+        bool,
+    );
+
+    #[test]
+    fn the_start_up_verdict_as_a_table() {
+        let listen = format!("[supervisor.http]\nlisten = \"0.0.0.0:$PORT\"\n{TWO_BOTS}");
+        let cases: Vec<Case> = vec![
+            (
+                TWO_BOTS.into(),
+                vec![("A", TOKEN_A), ("B", "202:token-of-bot-b")],
+                vec![],
+                false,
+            ),
+            // One bot without its token: the daemon runs the other.
+            (
+                TWO_BOTS.into(),
+                vec![("A", TOKEN_A)],
+                vec!["s.toml:6:13: bot.b.token_env: B is not set"],
+                false,
+            ),
+            (
+                TWO_BOTS.into(),
+                vec![("A", TOKEN_A), ("B", TOKEN_A)],
+                vec!["s.toml:6:13: bot.b.token_env: B holds the same token as bot a"],
+                false,
+            ),
+            (
+                TWO_BOTS.into(),
+                vec![("A", "hello"), ("B", "bot202:x")],
+                vec![
+                    "s.toml:3:13: bot.a.token_env: A does not hold a bot token",
+                    "s.toml:6:13: bot.b.token_env: B does not hold a bot token",
+                    "s.toml: no bot can run: a: A does not hold a bot token",
+                ],
+                true,
+            ),
+            (
+                "[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\nenabled = false\n".into(),
+                vec![("A", TOKEN_A)],
+                vec!["s.toml: no bot can run: the config enables no bot"],
+                true,
+            ),
+            (
+                listen.clone(),
+                vec![("A", TOKEN_A), ("B", "202:token-of-bot-b")],
+                vec![
+                    "s.toml: [supervisor.http] listen = \"0.0.0.0:$PORT\" needs the PORT variable, which is not set",
+                ],
+                true,
+            ),
+            (
+                listen,
+                vec![
+                    ("A", TOKEN_A),
+                    ("B", "202:token-of-bot-b"),
+                    ("PORT", "5000"),
+                ],
+                vec![],
+                false,
+            ),
+            (
+                TWO_BOTS.into(),
+                vec![
+                    ("A", TOKEN_A),
+                    ("B", "202:token-of-bot-b"),
+                    ("DATABASE_URL", "mysql://x"),
+                ],
+                vec!["s.toml: DATABASE_URL is set but is not a postgres:// URL"],
+                true,
+            ),
+        ];
+        for (text, vars, expected, refuses) in cases {
+            let config = parse(&text);
+            let env = Environment::isolated(vars.clone());
+            let report = check(&config, &env, Mode::Full);
+            let got: Vec<&str> = report.problems.lines().collect();
+            assert_eq!(got.len(), expected.len(), "{vars:?}: {got:#?}");
+            for (got, expected) in got.iter().zip(&expected) {
+                assert!(
+                    got.starts_with(expected),
+                    "{vars:?}: {got:?} vs {expected:?}"
+                );
+            }
+            assert_eq!(report.passes, expected.is_empty(), "{vars:?}");
+            let startup = startup(&config, &env, Mode::Full);
+            assert_eq!(!startup.errors.is_empty(), refuses, "{vars:?}");
+            // No token is ever part of what check prints.
+            let all = format!("{}\n{}", report.lines.join("\n"), report.problems);
+            assert!(!all.contains("token-of-bot"), "{all}");
+        }
+    }
+
+    #[test]
+    fn without_the_environment_only_the_file_is_checked() {
+        let config = parse(&format!(
+            "[supervisor.http]\nlisten = \"0.0.0.0:$PORT\"\n{TWO_BOTS}"
+        ));
+        // A variable set in the environment is not read either.
+        let env = Environment::isolated([("A", "hello")]);
+        let report = check(&config, &env, Mode::NoEnv);
+        assert!(report.passes, "{}", report.problems);
+        assert!(
+            report.summary.ends_with(
+                "not checked without the environment: A, B, PORT, DATABASE_URL, RUST_LOG"
+            ),
+            "{}",
+            report.summary
+        );
+        assert!(report.lines[0].ends_with("token not checked (--no-env)"));
+        let disabled = parse("[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\nenabled = false\n");
+        assert!(!check(&disabled, &env, Mode::NoEnv).passes);
+    }
+
+    #[test]
+    fn long_names_do_not_break_the_table() {
+        assert_eq!(pad("ab", 4), "ab  ");
+        assert_eq!(pad("abcdef", 4), "abcdef");
+        assert_eq!(pad("ğü", 3), "ğü ");
     }
 }

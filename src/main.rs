@@ -1,27 +1,48 @@
 //! The `botvisor` command: parses the command line, loads the config, sets
 //! up logging and runs the daemon, and turns the outcome into an exit code.
+//!
+//! Every fatal error is reported once, on stderr as `botvisor: …`, whether
+//! it is found before logging starts (a config the daemon refuses, in the
+//! words `check` uses) or after (a store that cannot be reached): Heroku
+//! merges stdout and stderr, so a log line as well would show it twice.
+//! Output to a closed pipe (`faq-preview | head -1`) ends the command
+//! quietly.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use botvisor::config::{Config, Environment, KindSettings};
+use botvisor::check::Mode;
+use botvisor::config::{Config, Environment, KindSettings, render_problems};
 use botvisor::http::HttpError;
 use botvisor::secret::Redactor;
 use botvisor::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RunError};
 
-const EXIT_CODES: &str = "\
+const AFTER_HELP: &str = "\
+Environment:
+  Each bot's token is read from the variable its `token_env` names (e.g.
+  TANITIM_TOKEN). A `.env` file beside the config fills in variables the
+  environment does not set. DATABASE_URL (the `store_env`) selects
+  PostgreSQL, PORT fills `$PORT` in [supervisor.http] listen, RUST_LOG
+  overrides `log_level`.
+
+Signals (the daemon):
+  SIGTERM, SIGINT  stop cleanly within `shutdown_timeout`; a second one stops at once
+  SIGHUP           reload supervisor.toml and .env
+  SIGUSR1          log one status line for every bot
+
 Exit codes:
   0   clean shutdown (or `check` found the config valid)
-  1   a fatal error that is not a config error
+  1   a fatal error that is not a config error (or a preview found nothing)
   2   the command line is wrong
   78  the config is invalid, or no bot can run (EX_CONFIG)";
 
 /// Runs every Telegram bot of a supervisor.toml as a supervised,
 /// restartable task in one process.
 #[derive(Parser)]
-#[command(name = "botvisor", version, after_help = EXIT_CODES)]
+#[command(name = "botvisor", version, after_help = AFTER_HELP)]
 struct Cli {
     /// The config file. Relative paths in it resolve against its folder.
     #[arg(
@@ -37,25 +58,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the config and report each bot's token variable (never its
-    /// value), then exit: 0 when valid, 78 when not.
-    Check,
+    /// Run the daemon's start-up check without starting: the config, the
+    /// content, and each bot's token variable (never its value). Exits 0
+    /// when every enabled bot would run, 78 when not.
+    Check {
+        /// Check the config and content only, without reading the
+        /// environment or `.env` (tokens kept elsewhere, e.g. in Heroku);
+        /// lists the variables it did not check.
+        #[arg(long)]
+        no_env: bool,
+    },
     /// Print what a faq bot would answer (text and buttons), without
     /// Telegram and without a token.
     FaqPreview {
-        /// The bot's name in the config.
+        /// The bot's name in the config; may be left out when the config
+        /// has one faq bot.
         #[arg(long)]
-        bot: String,
+        bot: Option<String>,
         /// One command, e.g. `erasmus` or `/help`; all of them when left out.
         command: Option<String>,
     },
     /// Fetch an announcements bot's list page once and print the
     /// announcements it would see (id, title, link, first lines of text),
-    /// to try selectors after the site changes. Sends nothing.
+    /// to try selectors after the site changes. Sends nothing. Exits 1 when
+    /// the page cannot be read or the link selector finds nothing.
     AnnouncementsPreview {
-        /// The bot's name in the config.
+        /// The bot's name in the config; may be left out when the config
+        /// has one announcements bot.
         #[arg(long)]
-        bot: String,
+        bot: Option<String>,
     },
     /// Run the configured bots against a fake Telegram on this machine and
     /// chat with them in the terminal: no tokens, no network, a throwaway
@@ -69,73 +100,129 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
     };
-    // The sandbox invents its tokens: it reads neither `.env` nor them.
-    if let Some(Command::Sandbox) = cli.command {
-        return sandbox(config);
-    }
-    let env = match Environment::with_dotenv(config.dir()) {
-        Ok(env) => env,
-        Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
-    };
     match cli.command {
-        Some(Command::Check) => check(&config, &env),
-        Some(Command::FaqPreview { bot, command }) => {
-            faq_preview(&config, &bot, command.as_deref())
-        }
-        Some(Command::AnnouncementsPreview { bot }) => announcements_preview(&config, &bot),
+        // The sandbox invents its tokens: it reads neither `.env` nor them.
         Some(Command::Sandbox) => sandbox(config),
-        None => daemon(config, env),
+        Some(Command::Check { no_env: true }) => check(
+            &config,
+            &Environment::isolated::<_, String, String>([]),
+            Mode::NoEnv,
+        ),
+        // The previews need no token either, but read `.env` like the
+        // daemon so that a broken one is noticed here too.
+        command => {
+            let env = match Environment::with_dotenv(config.dir()) {
+                Ok(env) => env,
+                Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
+            };
+            match command {
+                Some(Command::Check { .. }) => check(&config, &env, Mode::Full),
+                Some(Command::FaqPreview { bot, command }) => {
+                    faq_preview(&config, bot.as_deref(), command.as_deref())
+                }
+                Some(Command::AnnouncementsPreview { bot }) => {
+                    announcements_preview(&config, bot.as_deref())
+                }
+                // Handled above; listed so a new command cannot fall
+                // through to the daemon unnoticed.
+                Some(Command::Sandbox) => sandbox(config),
+                None => daemon(config, env),
+            }
+        }
     }
 }
 
-fn check(config: &Config, env: &Environment) -> ExitCode {
-    let report = botvisor::check::check(config, env);
-    for line in &report.lines {
-        println!("{line}");
+fn check(config: &Config, env: &Environment, mode: Mode) -> ExitCode {
+    let report = botvisor::check::check(config, env, mode);
+    let mut text = report.lines.join("\n");
+    for warning in &report.warnings {
+        text.push('\n');
+        text.push_str(warning);
     }
-    if report.problems.is_empty() {
-        println!(
-            "{}: valid, {} bot(s)",
-            config.path.display(),
-            config.bots.len()
-        );
-        ExitCode::from(EXIT_OK)
+    if report.passes {
+        text.push('\n');
+        text.push_str(&report.summary);
+        print_out(&text, EXIT_OK)
     } else {
-        fail(EXIT_CONFIG, &report.render_problems(config))
+        // The table first, then the verdict on stderr.
+        if !text.is_empty() {
+            let code = print_out(&text, EXIT_OK);
+            if code != ExitCode::from(EXIT_OK) {
+                return code;
+            }
+        }
+        fail(EXIT_CONFIG, &report.problems)
     }
 }
 
-/// The bot called `name`, or the exit code for a usage error.
+/// The bot called `name`, or with no name the config's only bot of `kind`;
+/// the exit code for a usage error otherwise.
 fn named_bot<'a>(
     config: &'a Config,
-    name: &str,
+    name: Option<&str>,
+    kind: &str,
 ) -> Result<&'a botvisor::config::BotConfig, ExitCode> {
-    config.bot(name).ok_or_else(|| {
-        let names: Vec<&str> = config.bots.iter().map(|b| b.name.as_str()).collect();
+    let names = |bots: Vec<&botvisor::config::BotConfig>| {
+        bots.iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(name) = name else {
+        let of_kind: Vec<_> = config
+            .bots
+            .iter()
+            .filter(|b| b.kind.name() == kind)
+            .collect();
+        return match of_kind.as_slice() {
+            [bot] => Ok(*bot),
+            [] => Err(fail(
+                EXIT_USAGE,
+                &format!("{}: there is no {kind} bot", config.path.display()),
+            )),
+            _ => Err(fail(
+                EXIT_USAGE,
+                &format!(
+                    "{}: there are several {kind} bots ({}); choose one with --bot NAME",
+                    config.path.display(),
+                    names(of_kind)
+                ),
+            )),
+        };
+    };
+    let bot = config.bot(name).ok_or_else(|| {
         fail(
             EXIT_USAGE,
             &format!(
                 "{}: no bot `{name}`; the bots are: {}",
                 config.path.display(),
-                names.join(", ")
+                names(config.bots.iter().collect())
             ),
         )
-    })
+    })?;
+    if bot.kind.name() != kind {
+        return Err(fail(
+            EXIT_USAGE,
+            &format!(
+                "bot `{name}` is of kind `{}`, not `{kind}`",
+                bot.kind.name()
+            ),
+        ));
+    }
+    Ok(bot)
 }
 
-fn announcements_preview(config: &Config, name: &str) -> ExitCode {
-    let bot = match named_bot(config, name) {
+/// What `Announcements::preview` writes when the link selector finds
+/// nothing (the relay owns that text; the exit code depends on it).
+const NOTHING_FOUND: &str = "(the link selector found nothing";
+
+fn announcements_preview(config: &Config, name: Option<&str>) -> ExitCode {
+    let bot = match named_bot(config, name, "announcements") {
         Ok(bot) => bot,
         Err(code) => return code,
     };
     let KindSettings::Announcements(settings) = &bot.kind else {
-        return fail(
-            EXIT_USAGE,
-            &format!(
-                "bot `{name}` is of kind `{}`, not `announcements`",
-                bot.kind.name()
-            ),
-        );
+        return fail(EXIT_USAGE, "not an announcements bot");
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -151,33 +238,47 @@ fn announcements_preview(config: &Config, name: &str) -> ExitCode {
     };
     let relay = botvisor::bots::announcements::Announcements::new(settings);
     match runtime.block_on(relay.preview()) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::from(EXIT_OK)
-        }
+        // A selector that finds nothing is what this command is run to
+        // catch: say so in the exit code too, for scripts.
+        Ok(text) if text.contains(NOTHING_FOUND) => print_out(&text, EXIT_FAILURE),
+        Ok(text) => print_out(&text, EXIT_OK),
         Err(err) => fail(EXIT_FAILURE, &err.to_string()),
     }
 }
 
-fn faq_preview(config: &Config, name: &str, command: Option<&str>) -> ExitCode {
-    let bot = match named_bot(config, name) {
+fn faq_preview(config: &Config, name: Option<&str>, command: Option<&str>) -> ExitCode {
+    let bot = match named_bot(config, name, "faq") {
         Ok(bot) => bot,
         Err(code) => return code,
     };
     let KindSettings::Faq(settings) = &bot.kind else {
-        return fail(
-            EXIT_USAGE,
-            &format!("bot `{name}` is of kind `{}`, not `faq`", bot.kind.name()),
-        );
+        return fail(EXIT_USAGE, "not a faq bot");
     };
-    println!(
-        "{}",
-        botvisor::bots::faq::Faq::new(settings).preview(command)
-    );
-    ExitCode::from(EXIT_OK)
+    print_out(
+        &botvisor::bots::faq::Faq::new(settings).preview(command),
+        EXIT_OK,
+    )
+}
+
+/// Writes `text` and a newline to stdout and returns `code`. A reader that
+/// went away (`| head -1`) ends the command quietly with `code`, rather
+/// than with `println!`'s panic.
+fn print_out(text: &str, code: u8) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::from(code),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(code),
+        Err(err) => fail(EXIT_FAILURE, &format!("cannot write to stdout: {err}")),
+    }
 }
 
 fn daemon(config: Config, env: Environment) -> ExitCode {
+    // The same start-up check as `botvisor check`: what it refuses, the
+    // daemon refuses, in the same words, before anything starts.
+    let startup = botvisor::check::startup(&config, &env, Mode::Full);
+    if !startup.errors.is_empty() {
+        return fail(EXIT_CONFIG, &render_problems(&config.path, &startup.errors));
+    }
     let _guard = match botvisor::logging::init(&config.supervisor) {
         Ok(guard) => guard,
         Err(err) => return fail(EXIT_CONFIG, &err.to_string()),
@@ -189,9 +290,14 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %config.path.display(),
-        dotenv = ?env.dotenv_path(),
+        dotenv = %env
+            .dotenv_path()
+            .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
         "botvisor starting"
     );
+    for warning in &config.warnings {
+        tracing::warn!("{}", warning.render(&config.path));
+    }
     let outcome = runtime.block_on(async {
         let signals = botvisor::signals::listen()
             .map_err(|err| (EXIT_FAILURE, format!("cannot listen for signals: {err}")))?;
@@ -209,10 +315,9 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
     runtime.shutdown_background();
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
-        Err((code, text)) => {
-            tracing::error!("{text}");
-            fail(code, &text)
-        }
+        // Every fatal error goes to stderr once, as `botvisor: …`, like
+        // those found before logging started; not also as a log line.
+        Err((code, text)) => fail(code, &text),
     }
 }
 

@@ -69,37 +69,16 @@ struct Runnable {
 }
 
 /// Splits the enabled bots into those that can run and, by name, the
-/// reasons the others cannot.
+/// reasons the others cannot. The decision is `check`'s (one start-up check
+/// for the daemon and `botvisor check`, in the same words).
 fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<(String, String)>) {
-    let mut runnable = Vec::new();
-    let mut missing = Vec::new();
-    for bot in config.bots.iter().filter(|b| b.enabled) {
-        match env.token(&bot.token_env) {
-            // Two workers with one token would end each other's long polls.
-            Some(token) if runnable.iter().any(|r: &Runnable| r.token == token) => {
-                let first = runnable
-                    .iter()
-                    .find(|r| r.token == token)
-                    .map(|r| r.config.name.clone());
-                missing.push((
-                    bot.name.clone(),
-                    format!(
-                        "{} holds the same token as bot {}",
-                        bot.token_env,
-                        first.unwrap_or_default()
-                    ),
-                ));
-            }
-            Some(token) => runnable.push(Runnable {
-                config: bot.clone(),
-                token,
-            }),
-            None => {
-                missing.push((bot.name.clone(), format!("{} is not set", bot.token_env)));
-            }
-        }
-    }
-    (runnable, missing)
+    let bots = crate::check::bots(config, env);
+    let runnable = bots
+        .runnable()
+        .into_iter()
+        .map(|(config, token)| Runnable { config, token })
+        .collect();
+    (runnable, bots.skipped())
 }
 
 /// What a reload changes, by bot name.
@@ -218,16 +197,7 @@ pub async fn run_with_board(
     for (name, reason) in &missing {
         error!("bot will not run: {name}: {reason}; set the variable or disable the bot");
     }
-    if runnable.is_empty() {
-        let reason = if missing.is_empty() {
-            "the config enables no bot".to_owned()
-        } else {
-            let reasons: Vec<String> = missing
-                .iter()
-                .map(|(name, reason)| format!("{name}: {reason}"))
-                .collect();
-            reasons.join("; ")
-        };
+    if let Some(reason) = crate::check::nothing_to_run(runnable.len(), &missing) {
         return Err(RunError::NothingToRun(reason));
     }
     board.set_not_running(missing.into_iter().collect());

@@ -397,7 +397,7 @@ async fn malformed_content_files_name_the_line_and_column() {
         (
             "wrong type",
             good.replace("yes_label = \"Y\"", "yes_label = 1"),
-            "4:13: invalid type: integer `1`, expected a string",
+            "4:13: yes_label: must be text in double quotes, not the number 1",
         ),
         (
             "contact missing",

@@ -9,8 +9,10 @@ use std::time::Duration;
 use common::{ConfigDir, Daemon, PROMPT, REAL_SHAPED_TOKEN, supervisor_table};
 use fake_telegram::{Chat, FakeTelegram, Fault, User};
 
-/// Not Telegram's shape: only botvisor's own list of known tokens can catch it.
-const ODD_TOKEN: &str = "odd-shaped-secret-token-4242";
+/// Not Telegram's shape (a two-digit id, a short secret), so only botvisor's
+/// own list of known tokens can catch it; still `digits:characters`, which
+/// the start-up check requires of a token.
+const ODD_TOKEN: &str = "42:odd-shaped-secret-token-4242";
 
 /// Long enough for every scripted fault, including teloxide's 10 s pause
 /// after a 5xx, to play out.

@@ -67,6 +67,15 @@ impl Default for CommandNames {
     }
 }
 
+/// The shortest `check_every` for a site on another machine.
+pub const MIN_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// The shortest `check_every` for a site on this machine (tests).
+pub const MIN_CHECK_EVERY_LOCAL: Duration = Duration::from_millis(100);
+/// A `check_every` under this is legal, with a warning.
+pub const WARN_CHECK_EVERY: Duration = Duration::from_secs(5 * 60);
+/// The shortest `request_timeout`.
+pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Defaults for the optional settings.
 pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(600);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -132,7 +141,11 @@ pub(super) fn validate(
             check.report(
                 selector.span(),
                 &key(name),
-                format!("is not a CSS selector: {err}"),
+                format!(
+                    "`{}` is not a CSS selector: {}; write e.g. \"div.ann-list ul li a\"",
+                    shorten(selector.get_ref()),
+                    describe_selector_error(&err)
+                ),
             );
         }
     }
@@ -152,11 +165,55 @@ pub(super) fn validate(
         }
     }
     let check_every = check.duration(&key("check_every"), &raw.check_every, DEFAULT_CHECK_EVERY);
+    // A site on this machine is a test's or the benchmark's: it may be read
+    // as often as they like. Anyone else's site gets a floor, so a typo
+    // ("1ms") cannot turn the relay into a flood of requests.
+    let local_site = list_url
+        .as_ref()
+        .and_then(Url::host_str)
+        .is_some_and(|host| matches!(host, "127.0.0.1" | "localhost" | "[::1]"));
+    if let Some(every) = &raw.check_every {
+        let floor = if local_site {
+            MIN_CHECK_EVERY_LOCAL
+        } else {
+            MIN_CHECK_EVERY
+        };
+        if check_every < floor {
+            check.report(
+                every.span(),
+                &key("check_every"),
+                format!(
+                    "must be at least {}: the relay reads the site this often, and more \
+                     often only loads the department's server",
+                    humantime::format_duration(floor)
+                ),
+            );
+        } else if !local_site && check_every < WARN_CHECK_EVERY {
+            check.warn(
+                every.span(),
+                &key("check_every"),
+                format!(
+                    "reads the site {} times an hour; announcements appear a few times a week, \
+                     so \"10m\" is plenty",
+                    3600 / check_every.as_secs().max(1)
+                ),
+            );
+        }
+    }
     let request_timeout = check.duration(
         &key("request_timeout"),
         &raw.request_timeout,
         DEFAULT_REQUEST_TIMEOUT,
     );
+    if let Some(timeout) = &raw.request_timeout
+        && request_timeout < MIN_REQUEST_TIMEOUT
+    {
+        check.report(
+            timeout.span(),
+            &key("request_timeout"),
+            "must be at least 1s: a page from a real server takes longer than that to arrive",
+        );
+    }
     let max_per_check = match &raw.max_per_check {
         Some(n) => match u32::try_from(*n.get_ref()) {
             Ok(value) if value > 0 => value,
@@ -212,12 +269,26 @@ pub(super) fn validate(
         &commands.about,
         &commands.web,
     ];
+    const FIELDS: [&str; 6] = ["start", "stop", "list", "help", "about", "web"];
     for (i, a) in all.iter().enumerate() {
-        if all[..i].contains(a) {
+        if let Some(first) = all[..i].iter().position(|b| b == a) {
+            let span = [
+                &names.start,
+                &names.stop,
+                &names.list,
+                &names.help,
+                &names.about,
+                &names.web,
+            ][i]
+                .as_ref()
+                .map_or(raw.list_url.span(), Spanned::span);
             check.report(
-                raw.list_url.span(),
-                &key("commands"),
-                format!("/{a} names two commands"),
+                span,
+                &key(&format!("commands.{}", FIELDS[i])),
+                format!(
+                    "/{a} is already the name of commands.{}; each command needs its own name",
+                    FIELDS[first]
+                ),
             );
         }
     }
@@ -242,4 +313,51 @@ pub(super) fn validate(
         web_url: web_url?,
         commands,
     })
+}
+
+/// At most 80 characters of `text`, for quoting a value in a message.
+fn shorten(text: &str) -> String {
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text.to_owned()
+    }
+}
+
+/// What is wrong with a CSS selector, in plain words. scraper's own text
+/// for most parser errors is "Unexpected error occurred. Please report
+/// this to the developer", which helps nobody; its `Debug` names the case.
+fn describe_selector_error(err: &scraper::error::SelectorErrorKind) -> &'static str {
+    use scraper::error::SelectorErrorKind as Kind;
+    match err {
+        Kind::UnexpectedToken => "a character or word that does not belong there",
+        Kind::EndOfLine => {
+            "it ends too early (an unclosed `[` or `(`, or nothing after `>`, `+` or `~`)"
+        }
+        Kind::InvalidAtRule | Kind::InvalidAtRuleBody => "an @-rule is not a selector",
+        Kind::QualRuleInvalid => "it is not a selector",
+        Kind::TooManyNestedBlocks => "it nests too many brackets",
+        Kind::ExpectedColonOnPseudoElement | Kind::ExpectedIdentityOnPseudoElement => {
+            "a `::` pseudo-element needs a name"
+        }
+        Kind::UnexpectedSelectorParseError(inner) => {
+            let name = format!("{inner:?}");
+            match name.as_str() {
+                "EmptySelector" => "it is empty",
+                "DanglingCombinator" => "a `>`, `+` or `~` has nothing after it",
+                "ClassNeedsIdent" => "a `.` must be followed by a class name",
+                "NoIdentForPseudo" | "UnsupportedPseudoClassOrElement" => {
+                    "it uses a pseudo-class (such as `:hover`) that cannot be used here"
+                }
+                "ExpectedBarInAttr"
+                | "BadValueInAttr"
+                | "InvalidQualNameInAttr"
+                | "NoQualifiedNameInAttributeSelector"
+                | "UnexpectedTokenInAttributeSelector" => {
+                    "an attribute test in `[ ]` is malformed; write e.g. `a[href]` or `a[href=\"x\"]`"
+                }
+                _ => "it is not a selector this parser understands",
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //! commands (the menu holds 100 and `/help` takes one). Lengths are counted
 //! in UTF-16 units, as Telegram counts them.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
@@ -103,14 +103,20 @@ pub(super) fn load_file(
     config_path: &Path,
 ) -> Option<FaqContent> {
     let path: PathBuf = super::raw::resolve(config_path, value.get_ref());
-    let text = match std::fs::read_to_string(&path) {
+    let text = match super::read_text(&path) {
         Ok(text) => text,
-        Err(err) => {
+        // A file that cannot be opened is reported where the config names it.
+        Err(super::ReadError::Io(err)) => {
             check.report(
                 value.span(),
                 key,
                 format!("cannot read the content file {}: {err}", path.display()),
             );
+            return None;
+        }
+        // A file that is too large or not UTF-8 is reported in that file.
+        Err(err) => {
+            check.problems.push(err.problem(Some(path)));
             return None;
         }
     };
@@ -124,11 +130,7 @@ pub(super) fn load_file(
                 .and_then(|raw| validate(&mut file_check, "", &raw))
         }
         Err(err) => {
-            file_check.report(
-                err.span().unwrap_or(0..0),
-                "",
-                super::raw::tidy_toml_message(err.message()),
-            );
+            file_check.syntax_error(&err);
             None
         }
     };
@@ -228,7 +230,8 @@ fn validate(check: &mut Checker<'_>, prefix: &str, raw: &RawContent) -> Option<F
             ),
         );
     }
-    let mut seen = HashSet::new();
+    // Each name with the index and position of its first definition.
+    let mut seen: HashMap<String, (usize, super::Location)> = HashMap::new();
     let mut commands = Vec::new();
     for (i, command) in raw.commands.iter().enumerate() {
         let at = |field: &str| key(&format!("command[{i}].{field}"));
@@ -255,12 +258,15 @@ fn validate(check: &mut Checker<'_>, prefix: &str, raw: &RawContent) -> Option<F
                     format!("/{name} is built in; its text comes from `greeting` or `help_header`")
                 },
             );
-        } else if !seen.insert(name.clone()) {
-            check.report(
-                command.name.span(),
-                &at("name"),
-                format!("/{name} is defined twice"),
+        } else if let Some((first, first_at)) = seen.get(&name) {
+            let message = format!(
+                "/{name} is defined twice; the first definition is {} at line {}",
+                key(&format!("command[{first}]")),
+                first_at.line
             );
+            check.report(command.name.span(), &at("name"), message);
+        } else {
+            seen.insert(name.clone(), (i, check.at(command.name.span())));
         }
         let description = text(
             check,

@@ -25,6 +25,12 @@ pub use env::Environment;
 /// Telegram's own Bot API server, the default `api_url`.
 pub const TELEGRAM_API_URL: &str = "https://api.telegram.org";
 
+/// The largest config or content file botvisor reads. The shipped config is
+/// about 4 KB and the department's FAQ content about 15 KB; even 99 answers
+/// of Telegram's longest message fit in 1 MiB. The cap keeps a wrong path
+/// (`/dev/zero`, a log file, a database) from being read without end.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
 /// A parsed, validated `supervisor.toml`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -33,6 +39,9 @@ pub struct Config {
     pub supervisor: SupervisorSettings,
     /// Every `[bot.<name>]` table, enabled or not, in the file's order.
     pub bots: Vec<BotConfig>,
+    /// Settings that are legal but probably a mistake (a `shutdown_timeout`
+    /// Heroku would cut short): printed by `check`, logged by the daemon.
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {
@@ -42,10 +51,21 @@ impl Config {
     /// [`ConfigError::Read`] when the file cannot be read, and
     /// [`ConfigError::Invalid`] listing every problem found in it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = match read_text(path) {
+            Ok(text) => text,
+            Err(ReadError::Io(source)) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+            Err(err) => {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    problems: vec![err.problem(None)],
+                });
+            }
+        };
         Config::from_str(&text, path)
     }
 
@@ -55,7 +75,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] listing every problem found.
     pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        raw::parse(text, path).map_err(|problems| ConfigError::Invalid {
+        raw::parse(&normalize(text), path).map_err(|problems| ConfigError::Invalid {
             path: path.to_path_buf(),
             problems,
         })
@@ -96,6 +116,90 @@ impl Config {
     /// The bot called `name`, if the config has one.
     pub fn bot(&self, name: &str) -> Option<&BotConfig> {
         self.bots.iter().find(|bot| bot.name == name)
+    }
+}
+
+/// Why a config or content file could not be read as text.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The file cannot be opened or read (missing, a folder, no permission).
+    Io(std::io::Error),
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    TooLarge,
+    /// The file is not UTF-8; `at` is the first bad byte.
+    NotUtf8 { at: Location },
+}
+
+impl ReadError {
+    /// The problem an operator sees, in the file that holds it (`None`:
+    /// the config file itself).
+    pub(crate) fn problem(&self, file: Option<PathBuf>) -> Problem {
+        let (at, message) = match self {
+            ReadError::Io(err) => (Location::start(), format!("cannot read the file: {err}")),
+            ReadError::TooLarge => (
+                Location::start(),
+                format!(
+                    "the file is larger than {} KiB, far more than any config or content needs: \
+                     is this the right file?",
+                    MAX_FILE_BYTES / 1024
+                ),
+            ),
+            ReadError::NotUtf8 { at } => (
+                *at,
+                "the file is not valid UTF-8 here; save it as UTF-8 (Turkish letters such as \
+                 ı, ş and ğ are fine in UTF-8)"
+                    .to_owned(),
+            ),
+        };
+        Problem {
+            at,
+            file,
+            key: String::new(),
+            message,
+        }
+    }
+}
+
+/// Reads a config or content file as text: at most [`MAX_FILE_BYTES`],
+/// UTF-8, with a byte-order mark dropped and CRLF line ends made LF (files
+/// saved by Windows editors), so no `\r` reaches a message.
+///
+/// # Errors
+/// [`ReadError`] saying what is wrong, with the position of a bad byte.
+pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    // One byte past the cap tells "exactly at the cap" from "larger".
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(normalize(&text).into_owned()),
+        Err(err) => {
+            let valid = err.utf8_error().valid_up_to();
+            let bytes = err.into_bytes();
+            // The valid prefix is UTF-8 by definition; lossy only guards it.
+            let prefix = String::from_utf8_lossy(&bytes[..valid]);
+            let prefix = prefix.strip_prefix('\u{feff}').unwrap_or(&prefix);
+            Err(ReadError::NotUtf8 {
+                at: Location::of_offset(prefix, prefix.len()),
+            })
+        }
+    }
+}
+
+/// `text` without a leading byte-order mark and with CRLF line ends made
+/// LF. Positions stay right: a line's characters keep their columns.
+pub(crate) fn normalize(text: &str) -> std::borrow::Cow<'_, str> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.contains("\r\n") {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -406,6 +510,11 @@ pub struct Location {
 }
 
 impl Location {
+    /// The start of a file, for problems about the file as a whole.
+    pub fn start() -> Location {
+        Location { line: 1, column: 1 }
+    }
+
     /// The line and column of byte `offset` in `text` (columns count
     /// characters, not bytes).
     pub fn of_offset(text: &str, offset: usize) -> Location {
@@ -451,23 +560,33 @@ pub enum ConfigError {
     },
 }
 
-/// Formats problems one per line as `file:line:column: key: message`.
-pub fn render_problems(path: &Path, problems: &[Problem]) -> String {
-    let mut out = String::new();
-    for (i, problem) in problems.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        let file = problem.file.as_deref().unwrap_or(path);
-        out.push_str(&format!("{}:{}: ", file.display(), problem.at));
-        if !problem.key.is_empty() {
-            out.push_str(&problem.key);
+impl Problem {
+    /// `file:line:column: key: message`, the file being `config_path`
+    /// unless the problem is in another file (a content file). A problem
+    /// about no place in particular (line 0) is `file: message`.
+    pub fn render(&self, config_path: &Path) -> String {
+        let file = self.file.as_deref().unwrap_or(config_path);
+        let mut out = if self.at.line == 0 {
+            format!("{}: ", file.display())
+        } else {
+            format!("{}:{}: ", file.display(), self.at)
+        };
+        if !self.key.is_empty() {
+            out.push_str(&self.key);
             out.push_str(": ");
         }
-        out.push_str(&problem.message);
+        out.push_str(&self.message);
+        out
     }
-    out
 }
 
+/// Formats problems one per line as `file:line:column: key: message`.
+pub fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(|p| p.render(path)).collect();
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -31,9 +31,33 @@ static TOKEN_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b[0-9]{5,16}:[A-Za-z0-9_-]{30,}").expect("the token pattern is valid")
 });
 static BOT_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9_-]+$").expect("the name pattern is valid"));
-static ENV_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("the env pattern is valid"));
+    LazyLock::new(|| Regex::new(r"^[a-z0-9_-]{1,64}$").expect("the name pattern is valid"));
+static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$").expect("the env pattern is valid")
+});
+/// A bare or quoted TOML key, as written before `=`.
+static KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"^"?[A-Za-z0-9_-]+"?$"#).expect("the key pattern is valid"));
+
+/// A `shutdown_timeout` at or above this is cut short on Heroku, which
+/// sends SIGKILL 30 s after SIGTERM.
+const HEROKU_KILL_AFTER: Duration = Duration::from_secs(30);
+/// The last segments of keys that hold durations, for the hint in a type
+/// error.
+const DURATION_KEYS: &[&str] = &[
+    "shutdown_timeout",
+    "poll_timeout",
+    "watchdog_after",
+    "initial_backoff",
+    "max_backoff",
+    "window",
+    "park_for",
+    "conflict_max_backoff",
+    "conflict_alert_after",
+    "slow_for",
+    "check_every",
+    "request_timeout",
+];
 
 /// No setting needs a longer duration, and much longer ones overflow the
 /// clock arithmetic.
@@ -156,6 +180,8 @@ pub(super) struct Checker<'a> {
     /// The file this text came from, when it is not the config file itself.
     file: Option<PathBuf>,
     pub(super) problems: Vec<Problem>,
+    /// Legal but probably mistaken settings; they do not fail the check.
+    pub(super) warnings: Vec<Problem>,
 }
 
 impl<'a> Checker<'a> {
@@ -164,24 +190,54 @@ impl<'a> Checker<'a> {
             text,
             file,
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
-    /// Reports every token-shaped string in the text.
+    /// Reports every token-shaped string in the text, naming the kind of
+    /// file it is in (the line starts with the file's path).
     pub(super) fn scan_for_tokens(&mut self) {
+        let message = if self.file.is_some() {
+            "a bot token is written in this content file; delete it: tokens belong in \
+             environment variables, and content is shown to everyone"
+        } else {
+            "a bot token is written in the config file; put it in an environment variable \
+             and name that variable with `token_env`"
+        };
         for found in TOKEN_SHAPE.find_iter(self.text) {
-            self.report(
-                found.range(),
-                "",
-                "a bot token is written in the config file; put it in an environment variable \
-                 and name that variable with `token_env`",
-            );
+            self.report(found.range(), "", message);
         }
     }
 
-    /// Takes over the problems another checker found.
+    /// Takes over the problems (and warnings) another checker found.
     pub(super) fn absorb(&mut self, other: Checker<'_>) {
         self.problems.extend(other.problems);
+        self.warnings.extend(other.warnings);
+    }
+
+    /// Records a warning: the value is accepted, and the operator told why
+    /// it is probably a mistake.
+    pub(super) fn warn(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let at = self.at(span);
+        self.warnings.push(Problem {
+            at,
+            file: self.file.clone(),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports a TOML syntax error; a duplicate key or table names the line
+    /// of its first definition.
+    pub(super) fn syntax_error(&mut self, err: &toml::de::Error) {
+        let span = err.span().unwrap_or(0..0);
+        let mut message = tidy_toml_message(err.message());
+        if err.message().trim().trim_end_matches('.') == "duplicate key"
+            && let Some(line) = first_definition(self.text, span.start)
+        {
+            message = format!("duplicate key: this table or key is already defined at line {line}");
+        }
+        self.report(span, "", message);
     }
 
     pub(super) fn at(&self, span: Range<usize>) -> Location {
@@ -211,7 +267,28 @@ impl<'a> Checker<'a> {
             Ok(parsed) => Some(parsed),
             Err(err) => {
                 let at = err.span().unwrap_or(span);
-                self.report(at, key, tidy_serde_message(err.message()));
+                let message = err.message();
+                match plain_type_message(message) {
+                    // A wrong type: name the key itself, not its table.
+                    Some((expected, found)) => {
+                        let key = key_before(self.text, at.start).unwrap_or_else(|| key.to_owned());
+                        let is_duration = DURATION_KEYS
+                            .iter()
+                            .any(|d| key.rsplit('.').next() == Some(d));
+                        let expected = if is_duration && expected == "text in double quotes" {
+                            "a duration in double quotes with its unit, e.g. \"25s\" or \"10m\""
+                                .to_owned()
+                        } else {
+                            expected
+                        };
+                        let message = match found {
+                            Some(found) => format!("must be {expected}, not {found}"),
+                            None => format!("must be {expected}"),
+                        };
+                        self.report(at, &key, message);
+                    }
+                    None => self.report(at, key, tidy_serde_message(message)),
+                }
                 None
             }
         }
@@ -356,8 +433,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(err) => {
-            let span = err.span().unwrap_or(0..0);
-            check.report(span, "", tidy_toml_message(err.message()));
+            check.syntax_error(&err);
             return Err(check.problems);
         }
     };
@@ -438,6 +514,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
             path: path.to_path_buf(),
             supervisor,
             bots,
+            warnings: check.warnings,
         }),
         _ => {
             check.problems.sort_by(|a, b| {
@@ -467,6 +544,19 @@ fn supervisor_settings(
         ),
         ..default.clone()
     };
+    if let Some(timeout) = &raw.shutdown_timeout
+        && settings.shutdown_timeout >= HEROKU_KILL_AFTER
+    {
+        check.warn(
+            timeout.span(),
+            "supervisor.shutdown_timeout",
+            format!(
+                "{} is not under 30s: Heroku (and systemd's TimeoutStopSec=35 in README's unit) \
+                 kill the process before botvisor has finished stopping; keep it at \"25s\"",
+                humantime::format_duration(settings.shutdown_timeout)
+            ),
+        );
+    }
     if let Some(poll) = &raw.poll_timeout {
         if settings.poll_timeout > Duration::from_secs(50) {
             check.report(
@@ -701,12 +791,25 @@ fn bot_config(
 ) -> Option<BotConfig> {
     let name_span = name.span();
     let name = name.into_inner().into_owned();
-    let prefix = format!("bot.{name}");
+    // Keys in messages show at most the start of a name too long to be one.
+    let prefix = if name.chars().count() > 64 {
+        format!("bot.{}…", name.chars().take(20).collect::<String>())
+    } else {
+        format!("bot.{name}")
+    };
     if !BOT_NAME.is_match(&name) {
+        // A very long name is not repeated: the message must stay one line.
+        let shown = if name.chars().count() > 64 {
+            format!("a name of {} characters", name.chars().count())
+        } else {
+            format!("`{name}`")
+        };
         check.report(
             name_span.clone(),
             &prefix,
-            format!("`{name}` is not a bot name; use lowercase letters, digits, `_` and `-`"),
+            format!(
+                "{shown} is not a bot name; use 1 to 64 lowercase letters, digits, `_` and `-`"
+            ),
         );
     }
     let span = value.span();
@@ -766,7 +869,7 @@ fn bot_config(
         check.report(
             raw.token_env.span(),
             &token_env_key,
-            "must be the name of an environment variable (letters, digits and `_`), not the token itself",
+            "must be the name of an environment variable (1 to 128 letters, digits and `_`), not the token itself",
         );
     }
     let api_url = match &raw.api_url {
@@ -822,6 +925,131 @@ fn tidy_serde_message(message: &str) -> String {
             None => message,
         },
     }
+}
+
+/// serde's type errors (`invalid type: integer `25`, expected a string`,
+/// `data did not match any variant of untagged enum Number`) in plain
+/// words: what the key must be and, when serde says, what was written.
+/// `None` for other messages.
+fn plain_type_message(message: &str) -> Option<(String, Option<String>)> {
+    let message = message.trim().trim_end_matches('.');
+    if message.contains("untagged enum Number") {
+        return Some(("a number, e.g. 2 or 1.5".to_owned(), None));
+    }
+    let rest = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?;
+    let (found, expected) = rest.rsplit_once(", expected ")?;
+    let expected = match expected.trim() {
+        "a string" | "a borrowed string" | "string" => "text in double quotes".to_owned(),
+        "a boolean" | "bool" => "true or false".to_owned(),
+        "u64" | "u32" | "u16" | "u8" | "usize" => "a positive whole number".to_owned(),
+        "i64" | "i32" | "i16" | "i8" | "isize" | "an integer" => "a whole number".to_owned(),
+        "f64" | "f32" | "a float" => "a number".to_owned(),
+        "a sequence" => "a list in square brackets, e.g. [1, 2]".to_owned(),
+        other if other.starts_with("struct ") || other == "a map" || other == "a table" => {
+            "a table".to_owned()
+        }
+        other => other.to_owned(),
+    };
+    Some((expected, Some(describe_found(found.trim()))))
+}
+
+/// serde's description of a value (`integer `25``, `string "yes"`) in
+/// plain words.
+fn describe_found(found: &str) -> String {
+    let quoted = |prefix: &str| {
+        found
+            .strip_prefix(prefix)
+            .map(|v| v.trim().trim_matches('`').to_owned())
+    };
+    if let Some(n) = quoted("integer ").or_else(|| quoted("floating point ")) {
+        format!("the number {n}")
+    } else if let Some(b) = quoted("boolean ") {
+        b
+    } else if let Some(s) = found.strip_prefix("string ") {
+        format!("the text {s}")
+    } else if found == "sequence" {
+        "a list".to_owned()
+    } else if found == "map" {
+        "a table".to_owned()
+    } else {
+        found.to_owned()
+    }
+}
+
+/// The dotted key a value at `offset` belongs to, read back from the text:
+/// the key before its `=` (for a list spread over lines, the line that
+/// opens it), under the nearest `[table]` header. `None` when the text does
+/// not show it plainly.
+fn key_before(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let mut key = None;
+    for (i, line) in before.rsplit('\n').enumerate().take(200) {
+        let trimmed = line.trim();
+        if let Some(header) = trimmed.strip_prefix('[') {
+            let header = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
+            // A value on the header's own line is an inline table's; give up.
+            if i == 0 {
+                return None;
+            }
+            return key.map(|k: String| {
+                if header.is_empty() {
+                    k
+                } else {
+                    format!("{header}.{k}")
+                }
+            });
+        }
+        if key.is_none()
+            && let Some((name, _)) = line.split_once('=')
+        {
+            let name = name.trim();
+            if !KEY.is_match(name) {
+                return None;
+            }
+            key = Some(name.trim_matches('"').to_owned());
+        }
+    }
+    key
+}
+
+/// The line where the table header or key defined again at `offset` was
+/// first defined, if the text shows it.
+fn first_definition(text: &str, offset: usize) -> Option<usize> {
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    let this = text[line_start..line_end].trim();
+    let lines: Vec<&str> = text[..line_start].lines().collect();
+    if this.starts_with('[') {
+        let header = this.split(']').next()?;
+        return lines
+            .iter()
+            .position(|l| l.trim().split(']').next() == Some(header))
+            .map(|i| i + 1);
+    }
+    let (name, _) = this.split_once('=')?;
+    let name = name.trim();
+    // The first definition is in the same table: look back to its header.
+    for (i, line) in lines.iter().enumerate().rev() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            return None;
+        }
+        if let Some((other, _)) = trimmed.split_once('=')
+            && other.trim() == name
+        {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// A `faq` bot's settings: its content, inline or from a file.

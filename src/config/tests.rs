@@ -78,7 +78,12 @@ fn broken_configs_name_line_column_and_key() {
             vec!["2:8 bot.a.kind: unknown kind `weather`; the kinds are faq, announcements"],
         ),
         // A duplicate bot table.
-        (format!("{BOT}{BOT}"), vec!["4:6 : duplicate key: this table or key is defined twice"]),
+        (format!("{BOT}{BOT}"), vec!["4:6 : duplicate key: this table or key is already defined at line 1"]),
+        // A key given twice names the line of the first.
+        (
+            format!("{BOT}kind = \"faq\"\n"),
+            vec!["4:1 : duplicate key: this table or key is already defined at line 2"],
+        ),
         // A bad duration, and a zero one.
         (
             "[supervisor]\nshutdown_timeout = \"25 parsecs\"\npoll_timeout = \"0s\"\n".into(),
@@ -116,13 +121,35 @@ fn broken_configs_name_line_column_and_key() {
             vec!["5:16 bot.a.restart.max_restarts: must be a whole number of at least 1"],
         ),
         // Wrong types.
+        // Wrong types name the key and say what it must be, in plain words.
         (
             format!("{BOT}enabled = \"yes\"\n"),
-            vec!["4:11 bot.a: invalid type: string \"yes\", expected a boolean"],
+            vec!["4:11 bot.a.enabled: must be true or false, not the text \"yes\""],
         ),
         (
             "[supervisor]\nshutdown_timeout = 25\n".into(),
-            vec!["2:20 supervisor: invalid type: integer `25`, expected a string"],
+            vec!["2:20 supervisor.shutdown_timeout: must be a duration in double quotes with its unit, e.g. \"25s\" or \"10m\", not the number 25"],
+        ),
+        (
+            "[supervisor.restart]\nmultiplier = \"2\"\n".into(),
+            vec!["2:14 supervisor.restart.multiplier: must be a number, e.g. 2 or 1.5"],
+        ),
+        (
+            "[supervisor]\noperators = [\n  1,\n  \"me\",\n]\n".into(),
+            vec!["4:3 supervisor.operators: must be a whole number, not the text \"me\""],
+        ),
+        (
+            "[supervisor]\nlog_level = [\"info\"]\n".into(),
+            vec!["2:13 supervisor.log_level: must be text in double quotes, not a list"],
+        ),
+        // Names too long to be names are refused in one line, not repeated.
+        (
+            format!("[bot.{}]\nkind = \"echo\"\ntoken_env = \"A\"\n", "a".repeat(70_000)),
+            vec!["1:6 bot.aaaaaaaaaaaaaaaaaaaa…: a name of 70000 characters is not a bot name"],
+        ),
+        (
+            format!("[bot.a]\nkind = \"echo\"\ntoken_env = \"{}\"\n", "A".repeat(70_000)),
+            vec!["3:13 bot.a.token_env: must be the name of an environment variable (1 to 128"],
         ),
         ("bot = 3\n".into(), vec!["1:7 bot: must be a table"]),
         // Values that are not what they claim to be.
@@ -388,4 +415,195 @@ fn outbox_limits_parse_and_are_checked() {
             "3:22 supervisor.outbox.per_bot_per_second: 0 or more",
         ],
     );
+}
+
+/// A folder with a content file (`c.toml`, written as raw bytes) and a
+/// config naming it; returns the folder and the config's path.
+fn with_content_file(content: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(dir.path().join("c.toml"), content).expect("write the content");
+    let path = dir.path().join("s.toml");
+    std::fs::write(
+        &path,
+        "[bot.f]\nkind = \"faq\"\ntoken_env = \"F\"\ncontent_file = \"c.toml\"\n",
+    )
+    .expect("write the config");
+    (dir, path)
+}
+
+/// The content as a file of its own (without the inline table's header).
+fn content_file_text() -> String {
+    CONTENT.replace("[[bot.f.content.command]]", "[[command]]")
+}
+
+/// The rendered problems of loading `path`.
+fn load_problems(path: &Path) -> String {
+    Config::load(path)
+        .expect_err("the config must be rejected")
+        .to_string()
+}
+
+#[test]
+fn files_that_are_not_text_get_a_position_in_the_file_that_holds_them() {
+    // Invalid UTF-8 in the config: line and column of the bad byte.
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, b"[supervisor]\nlog_level = \"inf\xff\"\n").expect("write");
+    let got = load_problems(&path);
+    assert_eq!(
+        got,
+        format!(
+            "{}:2:17: the file is not valid UTF-8 here; save it as UTF-8 (Turkish letters such as ı, ş and ğ are fine in UTF-8)",
+            path.display()
+        )
+    );
+    // In a content file: the content file's own position, not the key's.
+    let mut bytes = content_file_text().into_bytes();
+    let at = bytes.iter().position(|&b| b == b'H').expect("an H");
+    bytes[at] = 0xC3; // a lone lead byte
+    let (dir, path) = with_content_file(&bytes);
+    let got = load_problems(&path);
+    let content = dir.path().join("c.toml");
+    assert!(
+        got.starts_with(&format!(
+            "{}:5:13: the file is not valid UTF-8",
+            content.display()
+        )),
+        "{got}"
+    );
+    // A device that never ends, as the config and as the content.
+    let got = load_problems(Path::new("/dev/zero"));
+    assert!(
+        got.starts_with("/dev/zero:1:1: the file is larger than 1024 KiB"),
+        "{got}"
+    );
+    let (_dir, path) = with_content_file(b"");
+    std::fs::write(
+        &path,
+        "[bot.f]\nkind = \"faq\"\ntoken_env = \"F\"\ncontent_file = \"/dev/zero\"\n",
+    )
+    .expect("write");
+    let got = load_problems(&path);
+    assert!(
+        got.starts_with("/dev/zero:1:1: the file is larger than 1024 KiB"),
+        "{got}"
+    );
+}
+
+#[test]
+fn crlf_and_a_byte_order_mark_are_read_cleanly() {
+    let crlf = |text: &str| format!("\u{feff}{}", text.replace('\n', "\r\n"));
+    let content = crlf(&content_file_text().replace(
+        "answer = \"İki staj; soru: {contact}\"",
+        "answer = \"\"\"\nİki staj.\nSoru: {contact}\"\"\"",
+    ));
+    let (dir, path) = with_content_file(content.as_bytes());
+    std::fs::write(
+        &path,
+        crlf("[bot.f]\nkind = \"faq\"\ntoken_env = \"F\"\ncontent_file = \"c.toml\"\n"),
+    )
+    .expect("write");
+    let config = Config::load(&path).expect("CRLF and a BOM are valid");
+    let KindSettings::Faq(faq) = &config.bots[0].kind else {
+        panic!("not faq");
+    };
+    assert_eq!(faq.content.commands[0].answer, "İki staj.\nSoru: @kisi");
+    assert!(!format!("{:?}", faq.content).contains('\r'));
+    // Positions in such a file are what an editor shows.
+    std::fs::write(dir.path().join("c.toml"), crlf("greeting = 1\n")).expect("write");
+    let got = load_problems(&path);
+    assert!(got.contains("c.toml:1:12: greeting: must be text"), "{got}");
+}
+
+#[test]
+fn content_file_problems_name_that_file() {
+    let text = format!(
+        "{}[[command]]\nname = \"staj\"\ndescription = \"Yine\"\nanswer = \"x\"\n# {}\n",
+        content_file_text(),
+        fake_token()
+    );
+    let (dir, path) = with_content_file(text.as_bytes());
+    let got = load_problems(&path);
+    let content = dir.path().join("c.toml").display().to_string();
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 2, "{got}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "{content}:14:8: command[1].name: /staj is defined twice; the first definition is command[0] at line 10"
+        )
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{content}:17:3: a bot token is written in this content file"
+        )),
+        "{got}"
+    );
+    assert!(!got.contains(&fake_token()));
+}
+
+const RELAY: &str = "[bot.d]\nkind = \"announcements\"\ntoken_env = \"D\"\n\
+                     list_url = \"https://mdbf.btu.edu.tr/tr/bilgisayar/duyuru/birim/193\"\n";
+
+#[test]
+fn relay_settings_get_plain_words_and_sane_minimums() {
+    check(
+        &format!(
+            "{RELAY}link_selector = \"div..x\"\ntext_selector = \"a[=x]\"\ncheck_every = \"1ms\"\nrequest_timeout = \"10ms\"\n"
+        ),
+        &[
+            "5:17 bot.d.link_selector: `div..x` is not a CSS selector: a `.` must be followed by a class name",
+            "6:17 bot.d.text_selector: `a[=x]` is not a CSS selector:",
+            "7:15 bot.d.check_every: must be at least 30s",
+            "8:19 bot.d.request_timeout: must be at least 1s",
+        ],
+    );
+    check(
+        &format!(
+            "{RELAY}link_selector = \"a\"\ntext_selector = \"p\"\n[bot.d.commands]\nstart = \"ekle\"\nlist = \"ekle\"\n"
+        ),
+        &["9:8 bot.d.commands.list: /ekle is already the name of commands.start"],
+    );
+    let text = "[bot.d]\nkind = \"announcements\"\ntoken_env = \"D\"\n\
+                list_url = \"http://127.0.0.1:9/\"\nlink_selector = \"a\"\ntext_selector = \"p\"\n\
+                check_every = \"200ms\"\n";
+    let local = Config::from_str(text, Path::new("x.toml")).expect("a local site may be fast");
+    assert!(local.warnings.is_empty());
+    // A messages about selectors never asks the operator to report a bug.
+    for selector in ["", "a >", "::", "a:hover", "p:nth-child(", "[", "@media"] {
+        let text = format!("{RELAY}link_selector = \"{selector}\"\ntext_selector = \"p\"\n");
+        let err = Config::from_str(&text, Path::new("x.toml"))
+            .expect_err("not a selector")
+            .to_string();
+        assert!(err.contains("is not a CSS selector: "), "{selector}: {err}");
+        assert!(
+            !err.contains("Unexpected error") && !err.contains("developer"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn legal_but_dangerous_settings_are_warnings() {
+    let text = format!(
+        "[supervisor]\nshutdown_timeout = \"40s\"\n{RELAY}link_selector = \"a\"\ntext_selector = \"p\"\ncheck_every = \"1m\"\n"
+    );
+    let config = Config::from_str(&text, Path::new("x.toml")).expect("legal");
+    let warnings: Vec<String> = config
+        .warnings
+        .iter()
+        .map(|w| w.render(&config.path))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with("x.toml:2:20: supervisor.shutdown_timeout: 40s is not under 30s"),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings[1].starts_with("x.toml:9:15: bot.d.check_every: reads the site 60 times an hour"),
+        "{warnings:#?}"
+    );
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml");
+    assert!(Config::load(&shipped).expect("valid").warnings.is_empty());
 }

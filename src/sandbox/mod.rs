@@ -747,13 +747,22 @@ impl Session {
              (no tokens, no network).",
             self.config_path.display()
         )?;
-        let name_width = self.bots.iter().map(|b| b.name.len()).max().unwrap_or(0);
-        let kind_width = self.bots.iter().map(|b| b.kind.len()).max().unwrap_or(0);
+        // Padded by hand and capped: a format width over 65,535 panics.
+        let width =
+            |len: fn(&SandboxBot) -> usize| self.bots.iter().map(len).max().unwrap_or(0).min(32);
+        let name_width = width(|b| b.name.chars().count());
+        let kind_width = width(|b| b.kind.chars().count());
+        let pad = |text: &str, width: usize| {
+            let fill = width.saturating_sub(text.chars().count());
+            format!("{text}{}", " ".repeat(fill))
+        };
         for bot in &self.bots {
             writeln!(
                 out,
-                "  {:name_width$}  {:kind_width$}  @{}",
-                bot.name, bot.kind, bot.username
+                "  {}  {}  @{}",
+                pad(&bot.name, name_width),
+                pad(bot.kind, kind_width),
+                bot.username
             )?;
         }
         if !self.disabled.is_empty() {
