@@ -298,6 +298,11 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{}", warning.render(&config.path));
     }
+    // Idle connections to the status endpoint must never take the
+    // descriptors the bots need to reach Telegram and the store.
+    if let Some(limit) = botvisor::limits::raise_fd_limit() {
+        tracing::debug!(limit, "file descriptor limit");
+    }
     let outcome = runtime.block_on(async {
         let signals = botvisor::signals::listen()
             .map_err(|err| (EXIT_FAILURE, format!("cannot listen for signals: {err}")))?;

@@ -114,24 +114,9 @@ impl BotHandle {
 }
 
 /// Text that came from outside (a server's description, a network error),
-/// made safe to show: no token, no control characters, at most a few
-/// hundred characters.
+/// made safe to show: no token, control characters escaped, bounded.
 pub(crate) fn excerpt(text: &str) -> String {
-    const MAX: usize = 300;
-    let redacted = Redactor::global().redact(text);
-    let mut out = String::new();
-    for (count, c) in redacted.chars().enumerate() {
-        if count == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::sanitize::excerpt(text, crate::sanitize::EXCERPT)
 }
 
 impl fmt::Debug for BotHandle {

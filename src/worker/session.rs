@@ -78,6 +78,11 @@ impl Worker {
             Err(err) => return self.teloxide_failed("getMe", &err),
         };
         let bot_id = me.id.0.to_string();
+        // A SQLite file deleted or replaced under botvisor is a store outage,
+        // not a new empty store: nothing confirmed may be forgotten.
+        if let Err(err) = self.store.health().await {
+            return SessionEnd::StoreDown(format!("the store is not usable: {err}"));
+        }
         if let Err(end) = self.take_lease(&bot_id, kept).await {
             return end;
         }
