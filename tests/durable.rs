@@ -547,7 +547,7 @@ async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
         .expect("terminate");
     // The store stays down through more failures than max_restarts allows.
     daemon
-        .wait_for_lines("taking the lease failed", 7, PROMPT)
+        .wait_for_lines("the store is not usable", 7, PROMPT)
         .await;
     assert!(
         !daemon.output().contains("parked"),
@@ -593,4 +593,43 @@ async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
     daemon.stop_cleanly().await;
     drop(admin);
     db.drop_database().await;
+}
+
+/// The SQLite file deleted under a running daemon: within seconds the bot
+/// stops (a store-down incident on the status board) and confirms nothing
+/// it could not record; it is not fooled into a new, empty store.
+#[tokio::test]
+async fn a_deleted_sqlite_file_stops_the_bot_within_seconds() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let bot = tg.add_bot(TOKENS[0], "b1_bot");
+    let config = ConfigDir::new(&config_text(&tg.url(), HTTP, 1, ""));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    let base = endpoint(&mut daemon).await;
+    assert_echoes(&tg, &bot.token, 5, "önce").await;
+    for name in ["botvisor.db", "botvisor.db-wal", "botvisor.db-shm"] {
+        let _ = std::fs::remove_file(config.folder().join(name));
+    }
+    let status = wait_for_status(&base, "b1", PROMPT, |s| {
+        s["incidents"].get("store_down").is_some()
+    })
+    .await;
+    assert_ne!(status["state"], "running", "{status}");
+    let confirmed = tg.confirmed_offset(&bot.token);
+    let user = User::new(6, "Sonra");
+    let after = tg.inject_message(&bot.token, &Chat::private(&user), &user, "sonra");
+    // While the store is gone nothing past it is confirmed or answered.
+    let polls = tg.requests_of(&bot.token, "getUpdates").len();
+    let _ = tg
+        .wait_for_request(&bot.token, "getUpdates", polls + 1, Duration::from_secs(3))
+        .await;
+    assert!(
+        tg.confirmed_offset(&bot.token) <= i64::from(after),
+        "confirmed {confirmed}"
+    );
+    assert!(
+        tg.sent_messages(&bot.token)
+            .iter()
+            .all(|m| m.text != "sonra")
+    );
+    daemon.stop_cleanly().await;
 }

@@ -8,8 +8,6 @@ use teloxide::ApiError;
 use teloxide::RequestError;
 use teloxide::types::ChatId;
 
-use crate::secret::Redactor;
-
 /// What a failed request means for the bot that sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -105,13 +103,14 @@ pub fn description(err: &ApiError) -> String {
     }
 }
 
-/// An error's text, safe to log: no token, however the error was built.
+/// An error's text, safe to show anywhere: no token, however the error was
+/// built, control characters escaped, a few hundred characters at most.
 pub fn describe(err: &RequestError) -> String {
     let text = match err {
         RequestError::Api(api) => description(api),
         other => other.to_string(),
     };
-    Redactor::global().redact(&text).into_owned()
+    super::excerpt(&text)
 }
 
 #[cfg(test)]
