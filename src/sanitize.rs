@@ -172,7 +172,10 @@ mod tests {
     #[test]
     fn redacts_tokens_even_where_the_cut_falls() {
         // Built at run time: no token-shaped literal sits in the source.
-        let token = format!("555000111:{}{}", "AAsanitizeTestSecretPart_", "0123456789ab");
+        let token = format!(
+            "555000111:{}{}",
+            "AAsanitizeTestSecretPart_", "0123456789ab"
+        );
         Redactor::global().learn(&Token::new(token.clone()));
         let encoded = token.replace(':', "%3A");
         for prefix in [0, 150, 195, 199] {

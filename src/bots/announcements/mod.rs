@@ -49,6 +49,10 @@ pub struct Announcements {
     id_pattern: Option<Regex>,
     /// The HTTP client for the web site (not for Telegram).
     site: Option<reqwest::Client>,
+    /// The checks in a row in which an announcement's page failed, by
+    /// announcement id: the memory that bounds its retries. Kept for the
+    /// worker's life (lost at a restart, which only means a few more tries).
+    page_failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// What a command asks the relay to do.
@@ -79,7 +83,13 @@ impl Announcements {
                 .and_then(|p| Regex::new(p).ok()),
             settings: settings.clone(),
             site,
+            page_failures: std::sync::Mutex::default(),
         }
+    }
+
+    /// The failures of announcement pages, by id.
+    fn page_failures(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.page_failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The relay's settings.

@@ -5,8 +5,7 @@
 //! delivers it exactly once, resuming after a crash where it stopped: the
 //! broadcast's messages and the announcement's end are one transaction.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -34,14 +33,6 @@ const PREVIEW_PAGES: usize = 10;
 const FIRST_RETRY: Duration = Duration::from_secs(30);
 /// How many lines of each announcement the preview prints.
 const PREVIEW_LINES: usize = 3;
-
-/// The checks in a row in which an announcement's page failed, by bot id
-/// and announcement id: the memory that bounds its retries. It lives here,
-/// not in [`Announcements`], only until that struct can carry it; keyed by
-/// bot, so no bot sees another's entries. Lost at a restart, which only
-/// means a few more tries.
-static PAGE_FAILURES: LazyLock<Mutex<HashMap<(String, String), u32>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Why a check failed.
 #[derive(Debug, thiserror::Error)]
@@ -179,33 +170,21 @@ impl Announcements {
         // the list), so the memory stays as small as the list.
         {
             let waiting: HashSet<&str> = new.iter().map(|l| l.id.as_str()).collect();
-            let mut failures = PAGE_FAILURES.lock().unwrap_or_else(|e| e.into_inner());
-            failures.retain(|(bot, id), _| *bot != ctx.bot_id || waiting.contains(id.as_str()));
+            self.page_failures()
+                .retain(|id, _| waiting.contains(id.as_str()));
         }
         let mut items = Vec::new();
         let mut failed = None;
         for listed in new {
-            let key = (ctx.bot_id.clone(), listed.id.clone());
-            let before = PAGE_FAILURES
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .copied()
-                .unwrap_or(0);
+            let before = self.page_failures().get(&listed.id).copied().unwrap_or(0);
             let last_try = before + 1 >= PAGE_ATTEMPTS;
             match self.announcement(listed, last_try).await {
                 Ok(item) => {
-                    PAGE_FAILURES
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key);
+                    self.page_failures().remove(&listed.id);
                     items.push(item);
                 }
                 Err(err) => {
-                    PAGE_FAILURES
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, before + 1);
+                    self.page_failures().insert(listed.id.clone(), before + 1);
                     let first_failure = before == 0;
                     failed.get_or_insert(err);
                     if first_failure {
