@@ -398,3 +398,70 @@ async fn an_update_repeated_inside_one_batch_is_answered_once() {
     assert_eq!(texts, ["bir kez", "sonra"]);
     daemon.stop_cleanly().await;
 }
+
+/// A handler stuck on something other than sending (here the echo bot's
+/// `slow_on`) holds up its own chat only: 250 other chats are answered
+/// behind it, well past Telegram's window of 100 updates. Its own chat keeps
+/// at most 100 updates waiting and drops the rest with one line; after a
+/// stop, what it did not handle is handled by the next process.
+#[tokio::test]
+async fn a_stuck_handler_holds_up_its_own_chat_only() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(ECHO_TOKEN, "echo1_bot");
+    let stuck = User::new(4_000, "Takılan");
+    tg.inject_message(ECHO_TOKEN, &Chat::private(&stuck), &stuck, "takıl");
+    for i in 0..150 {
+        tg.inject_message(ECHO_TOKEN, &Chat::private(&stuck), &stuck, &format!("f{i}"));
+    }
+    for i in 0..250u64 {
+        let user = User::new(5_000 + i, "Aday");
+        tg.inject_message(ECHO_TOKEN, &Chat::private(&user), &user, &format!("o{i}"));
+    }
+    let slow = "slow_on = \"takıl\"\nslow_for = \"120s\"\n";
+    // Unpaced: 101 replies to one chat would take 101 s at Telegram's pace
+    // (and meet the outbox's own cap of 100 per chat).
+    let unpaced = "[supervisor.outbox]\npacing = false\nmax_per_chat = 200\n";
+    let config = ConfigDir::new(&format!("{}{slow}", echo_config(&tg.url(), unpaced, 1)));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    let sent = tg
+        .wait_for_sent(ECHO_TOKEN, 250, PROMPT)
+        .await
+        .expect("every other chat is answered while one handler is stuck");
+    assert!(
+        sent.iter().all(|m| m.chat_id != 4_000),
+        "the stuck chat's later updates wait for it"
+    );
+    let base = endpoint(&mut daemon).await;
+    assert_eq!(bot_status(&base, "echo1").await["state"], "running");
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(PROMPT).await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.output());
+    let drops: Vec<String> = daemon
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("update(s) from chat 4000 unhandled"))
+        .collect();
+    assert_eq!(drops.len(), 1, "{drops:?}");
+    assert!(drops[0].contains("dropped 50 update(s)"), "{}", drops[0]);
+
+    // The next process handles what the stuck chat left in the inbox: the
+    // stuck update and the 100 that waited, in order, once each.
+    config.write("supervisor.toml", &echo_config(&tg.url(), unpaced, 1));
+    let mut daemon = Daemon::start(&config.path, VARS);
+    tg.wait_for_sent(ECHO_TOKEN, 250 + 101, PROMPT)
+        .await
+        .expect("the stuck chat's updates after the restart");
+    let base = endpoint(&mut daemon).await;
+    wait_for_status(&base, "echo1", PROMPT, |s| s["outbox"]["pending"] == 0).await;
+    let texts: Vec<String> = tg
+        .sent_messages(ECHO_TOKEN)
+        .into_iter()
+        .filter(|m| m.chat_id == 4_000)
+        .map(|m| m.text)
+        .collect();
+    let mut expected = vec!["takıl".to_owned()];
+    expected.extend((0..100).map(|i| format!("f{i}")));
+    assert_eq!(texts, expected);
+    assert_eq!(tg.sent_messages(ECHO_TOKEN).len(), 351, "none twice");
+    daemon.stop_cleanly().await;
+}

@@ -1,12 +1,13 @@
 //! The outbox's one writer per bot: group commits.
 //!
-//! Jobs arrive on one channel in the order they were decided: an update
-//! handled with its messages, messages to queue (a broadcast, a kind's
-//! notice), messages that went out or were dropped, a chat that moved.
-//! The committer takes the first job, everything else already waiting, and
-//! writes them in one transaction, with the handled marks and the offset
-//! the worker's [`UpdateJournal`] asks for; only then does it hand the new
-//! messages to the sender. Under load a commit carries hundreds of jobs; at
+//! Jobs arrive on one channel in the order they were decided: updates
+//! received (with the offset that confirms them), an update handled with
+//! its messages, messages to queue (a broadcast, a kind's notice), messages
+//! that went out or were dropped, a chat that moved. The committer takes
+//! the first job, everything else already waiting, and writes them in one
+//! transaction; only then does it hand the new messages to the sender and
+//! tell the worker's [`UpdateJournal`]. An update received and handled
+//! within one commit never touches the inbox table. Under load a commit carries hundreds of jobs; at
 //! rest each job is its own commit, at once.
 //!
 //! The per-chat cap is kept here, where every message is counted in and
@@ -14,7 +15,7 @@
 //! dropped, counted, and summed up in one log line per chat at most once a
 //! minute.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use tracing::{error, warn};
 
 use super::{Body, Item, MAX_QUEUED, OutMessage, OutboxStats, UpdateJournal, now_ms};
 use crate::config::OutboxSettings;
-use crate::store::{OutboxCommit, OutboxRow, Store};
+use crate::store::{InboxRow, OutboxCommit, OutboxRow, Store};
 
 /// Jobs taken into one commit at most.
 const BATCH: usize = 2_000;
@@ -33,6 +34,13 @@ const CAP_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What the committer is asked to record.
 pub enum Job {
+    /// Updates received, to keep in the inbox until handled, and the offset
+    /// that confirms them.
+    Received {
+        updates: Vec<InboxRow>,
+        offset: Option<u32>,
+        ack: oneshot::Sender<Result<(), String>>,
+    },
     /// An update was handled and decided these messages.
     Handled {
         update_id: u32,
@@ -181,9 +189,19 @@ impl Committer {
         let mut acks = Vec::new();
         let mut flushed = Vec::new();
         let mut close = None;
+        let mut offset = None;
         let now = now_ms();
         for job in jobs {
             match job {
+                Job::Received {
+                    updates,
+                    offset: moved,
+                    ack,
+                } => {
+                    commit.received.extend(updates);
+                    offset = moved.or(offset);
+                    acks.push(ack);
+                }
                 Job::Handled {
                     update_id,
                     messages,
@@ -220,8 +238,17 @@ impl Committer {
                 Job::Close(ack) => close = Some(ack),
             }
         }
-        let (marks, offset) = self.journal.plan(&handled);
-        commit.handled = marks;
+        // Received and handled in this same commit: the inbox never sees it.
+        let received_now: HashSet<u32> = commit.received.iter().map(|r| r.update_id).collect();
+        let handled_now: HashSet<u32> = handled.iter().copied().collect();
+        commit
+            .received
+            .retain(|row| !handled_now.contains(&row.update_id));
+        commit.handled = handled
+            .iter()
+            .copied()
+            .filter(|id| !received_now.contains(id))
+            .collect();
         commit.offset = offset;
         match self.store.commit_outbox(&self.bot_id, &commit).await {
             Ok(()) => {
@@ -231,6 +258,7 @@ impl Committer {
                     let _ = self.to_sender.send(items);
                 }
                 self.journal.recorded(&handled, offset);
+                self.stats.add_handled(handled.len());
                 for ack in acks {
                     let _ = ack.send(Ok(()));
                 }

@@ -1,11 +1,12 @@
 //! Each bot's outbox: every message the bot sends goes through it, durably,
 //! paced ahead of Telegram's limits, one chat never waiting for another.
 //!
-//! Two tasks per running session. The **committer** owns the outbox's rows
-//! in the store: it group-commits what handlers decided (with the update's
-//! handled mark and the bot's offset, supplied by the worker through
-//! [`UpdateJournal`]), what the relay broadcasts, and the rows of messages
-//! that went out, each batch one transaction. Only committed messages reach
+//! Two tasks per running session. The **committer** owns the bot's inbox
+//! and outbox rows in the store: it group-commits the updates the poll loop
+//! received (with the offset that confirms them), what handlers decided
+//! (the update leaves the inbox as its messages enter the outbox), what the
+//! relay broadcasts, and the rows of messages that went out, each batch one
+//! transaction, and tells the worker through [`UpdateJournal`]. Only committed messages reach
 //! the **sender**, which keeps one queue per chat (order within a chat is
 //! kept; one send in flight per chat), asks the [`pacer::Pacer`] when each
 //! may go, and reacts to each answer: accepted (the row goes), 429 (that
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, warn};
 
 use crate::config::OutboxSettings;
-use crate::store::{Store, StoreError};
+use crate::store::{InboxRow, Store, StoreError};
 use crate::telegram::BotHandle;
 pub use crate::telegram::send::Keyboard;
 use crate::telegram::text::{MESSAGE_LIMIT, cut_to_units, split_message, telegram_len};
@@ -154,14 +155,12 @@ pub enum ChatEvent {
     Migrated { from: i64, to: i64 },
 }
 
-/// What the worker adds to each outbox commit: the updates it handled and
-/// its offset. The outbox knows nothing of updates beyond this.
+/// What the worker learns from each commit: the updates it handled and the
+/// offset stored with the updates it received. The outbox knows nothing of
+/// updates beyond this.
 pub trait UpdateJournal: Send + Sync + 'static {
-    /// Before a commit that records `handled`: which of them to mark in the
-    /// journal (those at or above the offset the commit will store), and
-    /// that offset when it moved.
-    fn plan(&self, handled: &[u32]) -> (Vec<u32>, Option<u32>);
-    /// After the commit: `handled` and `offset` are recorded.
+    /// After a commit: `handled` are recorded (their inbox rows are gone),
+    /// and `offset` is stored when given.
     fn recorded(&self, handled: &[u32], offset: Option<u32>);
 }
 
@@ -173,6 +172,7 @@ pub struct OutboxStats {
     oldest_ms: AtomicU64,
     dropped: AtomicU64,
     rate_limited: AtomicU64,
+    handled: AtomicU64,
 }
 
 /// A copy of [`OutboxStats`] at one moment.
@@ -186,6 +186,8 @@ pub struct OutboxFigures {
     pub dropped: u64,
     /// 429 answers Telegram gave the outbox.
     pub rate_limited: u64,
+    /// Updates whose decision (and messages) are committed, since start.
+    pub handled: u64,
 }
 
 impl OutboxStats {
@@ -198,6 +200,7 @@ impl OutboxStats {
             }),
             dropped: self.dropped.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            handled: self.handled.load(Ordering::Relaxed),
         }
     }
 
@@ -224,6 +227,10 @@ impl OutboxStats {
 
     fn add_dropped(&self, count: u64) {
         self.dropped.fetch_add(count, Ordering::Relaxed);
+    }
+
+    fn add_handled(&self, count: usize) {
+        self.handled.fetch_add(count as u64, Ordering::Relaxed);
     }
 
     fn add_rate_limited(&self) {
@@ -544,6 +551,27 @@ impl Sink {
         });
     }
 
+    /// Stores `updates` in the inbox with `offset` (when the offset moves),
+    /// in the committer's next transaction: the job is queued now, before
+    /// any handler's decision about them; the returned future resolves once
+    /// it is committed.
+    pub fn receive(
+        &self,
+        updates: Vec<InboxRow>,
+        offset: Option<u32>,
+    ) -> impl Future<Output = Result<(), OutboxError>> + use<> {
+        let (ack, done) = oneshot::channel();
+        let sent = self.jobs.send(committer::Job::Received {
+            updates,
+            offset,
+            ack,
+        });
+        async move {
+            sent.map_err(|_| OutboxError::Stopped)?;
+            acked(done).await
+        }
+    }
+
     /// Queues `messages` durably; returns once they are committed.
     ///
     /// # Errors
@@ -578,15 +606,20 @@ impl Sink {
                 ack,
             })
             .map_err(|_| OutboxError::Stopped)?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(OutboxError::Store(StoreError::Query(reason))),
-            Err(_) => Err(OutboxError::Stopped),
-        }
+        acked(done).await
     }
 
     pub(crate) fn send_job(&self, job: committer::Job) {
         let _ = self.jobs.send(job);
+    }
+}
+
+/// What the committer said about a job.
+async fn acked(done: oneshot::Receiver<Result<(), String>>) -> Result<(), OutboxError> {
+    match done.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(OutboxError::Store(StoreError::Query(reason))),
+        Err(_) => Err(OutboxError::Stopped),
     }
 }
 

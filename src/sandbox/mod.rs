@@ -524,11 +524,12 @@ impl Session {
             Input::Text(text) => {
                 let bot = &self.bots[self.current];
                 let chat = self.chat.chat(&self.user);
+                let before = self.handled_so_far();
                 self.fake.clear_requests();
                 let update_id =
                     self.fake
                         .inject_message(bot.token.expose(), &chat, &self.user, &text);
-                return self.reply(update_id, chat.id, out).await;
+                return self.reply(update_id, before, chat.id, out).await;
             }
             Input::Press(which) => {
                 let bot = &self.bots[self.current];
@@ -558,6 +559,7 @@ impl Session {
                 };
                 match &button.action {
                     ButtonAction::Callback(data) => {
+                        let before = self.handled_so_far();
                         self.fake.clear_requests();
                         let update_id = self.fake.inject_callback_query(
                             bot.token.expose(),
@@ -566,7 +568,7 @@ impl Session {
                             message_id,
                             data,
                         );
-                        return self.reply(update_id, chat.id, out).await;
+                        return self.reply(update_id, before, chat.id, out).await;
                     }
                     ButtonAction::Url(url) => {
                         writeln!(out, "That button opens {url}; nothing reaches the bot.")
@@ -587,11 +589,12 @@ impl Session {
     async fn reply(
         &mut self,
         update_id: u32,
+        handled_before: u64,
         chat_id: i64,
         out: &mut impl Write,
     ) -> Result<Option<Stop>, SandboxError> {
         let handled = tokio::select! {
-            handled = self.handled(update_id) => handled,
+            handled = self.handled(update_id, handled_before) => handled,
             () = self.interrupted.cancelled() => return Ok(Some(Stop::Interrupted)),
             () = self.supervisor_done.cancelled() => return Ok(Some(Stop::SupervisorEnded)),
         };
@@ -611,24 +614,36 @@ impl Session {
         Ok(None)
     }
 
-    /// True once the current bot has handled `update_id` and its outbox has
-    /// sent what that decided. False after [`HANDLE_TIMEOUT`].
-    async fn handled(&self, update_id: u32) -> bool {
+    /// The current bot's updates handled (decided and committed) so far.
+    fn handled_so_far(&self) -> u64 {
+        let name = &self.bots[self.current].name;
+        self.board
+            .snapshot()
+            .into_iter()
+            .find(|s| &s.name == name)
+            .map_or(0, |s| s.outbox.handled)
+    }
+
+    /// True once the current bot has received `update_id`, handled it (one
+    /// more update handled than `before`), and its outbox has sent what
+    /// that decided. False after [`HANDLE_TIMEOUT`].
+    async fn handled(&self, update_id: u32, before: u64) -> bool {
         let deadline = Instant::now() + HANDLE_TIMEOUT;
         if !self.offset_past(update_id).await {
             return false;
         }
-        // The replies are in the outbox before the offset moves; they are
-        // sent at once (no pacing in the sandbox).
+        // Replies are committed with their update's handled mark, then sent
+        // at once (no pacing in the sandbox).
         let name = &self.bots[self.current].name;
         while Instant::now() < deadline {
-            let pending = self
+            let outbox = self
                 .board
                 .snapshot()
                 .into_iter()
                 .find(|s| &s.name == name)
-                .map_or(0, |s| s.outbox.pending);
-            if pending == 0 {
+                .map(|s| s.outbox)
+                .unwrap_or_default();
+            if outbox.handled > before && outbox.pending == 0 {
                 return true;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -637,8 +652,8 @@ impl Session {
     }
 
     /// True once the current bot's offset has moved past `update_id`:
-    /// botvisor moves it only once the update is handled and its replies
-    /// are in the outbox, and each getUpdates carries it. False after
+    /// botvisor moves it once the update is stored in its inbox, and each
+    /// getUpdates carries it. False after
     /// [`HANDLE_TIMEOUT`].
     async fn offset_past(&self, update_id: u32) -> bool {
         let token = self.bots[self.current].token.expose();

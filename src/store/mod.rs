@@ -34,7 +34,7 @@ use sqlx::sqlite::{
 };
 
 pub use lease::{Lease, Leases};
-pub use outbox::{OutboxCommit, OutboxRow};
+pub use outbox::{InboxRow, OutboxCommit, OutboxRow};
 pub use relay::{Announcement, NewAnnouncement, Subscription};
 
 /// An offset older than this is ignored: after a week without updates

@@ -1,7 +1,8 @@
-//! The outbox's durable half: messages decided but not yet accepted by
-//! Telegram, and the one transaction that records, together, the updates a
-//! bot handled, the messages they produced, the messages that went out, and
-//! the bot's offset.
+//! The durable half of a bot's inbox and outbox: updates received but not
+//! yet handled, messages decided but not yet accepted by Telegram, and the
+//! one transaction that records, together, the updates a bot received (with
+//! the offset that confirms them), the updates it handled, the messages they
+//! produced and the messages that went out.
 //!
 //! One writer per bot (its outbox's committer) calls [`Store::commit_outbox`]
 //! with everything that accumulated since its last commit, so a burst costs
@@ -23,10 +24,20 @@ pub struct OutboxRow {
     pub created_at: i64,
 }
 
+/// One received update as stored in the inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxRow {
+    pub update_id: u32,
+    /// The update as Telegram sent it (JSON).
+    pub body: String,
+}
+
 /// What one commit records, all or nothing.
 #[derive(Debug, Default)]
 pub struct OutboxCommit {
-    /// Updates handled at or above `offset` (below it the offset says so).
+    /// Updates received, kept until they are handled.
+    pub received: Vec<InboxRow>,
+    /// Updates handled: their inbox rows go.
     pub handled: Vec<u32>,
     /// New messages.
     pub inserts: Vec<OutboxRow>,
@@ -43,6 +54,7 @@ pub struct OutboxCommit {
 impl OutboxCommit {
     pub fn is_empty(&self) -> bool {
         self.handled.is_empty()
+            && self.received.is_empty()
             && self.inserts.is_empty()
             && self.deletes.is_empty()
             && self.migrations.is_empty()
@@ -76,6 +88,30 @@ impl Store {
             .collect()))
     }
 
+    /// Every update in `bot_id`'s inbox (received, not handled), oldest
+    /// first.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn inbox_rows(&self, bot_id: &str) -> Result<Vec<InboxRow>, StoreError> {
+        const SQL: &str = "SELECT update_id, body FROM inbox WHERE bot_id = $1 ORDER BY update_id";
+        let rows: Vec<(i64, String)> = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(bot_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect());
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, body)| {
+                u32::try_from(id)
+                    .ok()
+                    .map(|update_id| InboxRow { update_id, body })
+            })
+            .collect())
+    }
+
     /// Records `commit` in one transaction.
     ///
     /// # Errors
@@ -98,18 +134,34 @@ impl Store {
             return Ok(());
         }
         let now = now_secs();
+        let now_ms = crate::outbox::now_ms();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            for chunk in commit.handled.chunks(CHUNK) {
+            for chunk in commit.received.chunks(CHUNK) {
                 let sql = values_sql(
-                    "INSERT INTO handled_updates (bot_id, update_id, handled_at) VALUES ",
+                    "INSERT INTO inbox (bot_id, update_id, body, received_at) VALUES ",
                     chunk.len(),
-                    3,
+                    4,
                     " ON CONFLICT (bot_id, update_id) DO NOTHING",
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for row in chunk {
+                    query = query
+                        .bind(bot_id)
+                        .bind(i64::from(row.update_id))
+                        .bind(&row.body)
+                        .bind(now_ms);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for chunk in commit.handled.chunks(CHUNK) {
+                let sql = format!(
+                    "DELETE FROM inbox WHERE bot_id = $1 AND update_id IN ({})",
+                    in_list(chunk.len())
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id);
                 for id in chunk {
-                    query = query.bind(bot_id).bind(i64::from(*id)).bind(now);
+                    query = query.bind(i64::from(*id));
                 }
                 query.execute(&mut *tx).await?;
             }
@@ -132,10 +184,9 @@ impl Store {
                 query.execute(&mut *tx).await?;
             }
             for chunk in commit.deletes.chunks(CHUNK) {
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
                 let sql = format!(
                     "DELETE FROM outbox WHERE bot_id = $1 AND seq IN ({})",
-                    list.join(", ")
+                    in_list(chunk.len())
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id);
                 for seq in chunk {
@@ -183,6 +234,12 @@ impl Store {
     }
 }
 
+/// `$2, $3, …` for `count` values after the bot id.
+fn in_list(count: usize) -> String {
+    let list: Vec<String> = (0..count).map(|i| format!("${}", i + 2)).collect();
+    list.join(", ")
+}
+
 /// `head ($1, $2, $3), ($4, …) tail` for `rows` rows of `columns` values.
 fn values_sql(head: &str, rows: usize, columns: usize, tail: &str) -> String {
     let mut sql = String::from(head);
@@ -228,39 +285,41 @@ mod tests {
             body: format!("m{seq}"),
             created_at: 1,
         };
+        let update = |id: u32| InboxRow {
+            update_id: id,
+            body: format!("{{\"update_id\":{id}}}"),
+        };
         let inserts: Vec<OutboxRow> = (1..=450).map(|seq| row(seq, seq % 7)).collect();
+        let received: Vec<InboxRow> = (20..=22).map(update).collect();
         store
             .commit_outbox(
                 "9",
                 &OutboxCommit {
-                    handled: vec![20, 21],
+                    received: received.clone(),
                     inserts: inserts.clone(),
-                    offset: Some(10),
+                    offset: Some(23),
                     ..OutboxCommit::default()
                 },
             )
             .await
             .expect("commit");
         assert_eq!(store.outbox_rows("9").await.expect("read"), inserts);
-        assert_eq!(
-            store.handled_above("9", 0).await.expect("read"),
-            [20, 21].into()
-        );
+        assert_eq!(store.inbox_rows("9").await.expect("read"), received);
         assert_eq!(
             store
                 .offset("9")
                 .await
                 .expect("read")
                 .map(|o| o.next_offset),
-            Some(10)
+            Some(23)
         );
         store
             .commit_outbox(
                 "9",
                 &OutboxCommit {
+                    handled: vec![20, 22],
                     deletes: (1..=449).collect(),
                     migrations: vec![(450 % 7, -100)],
-                    offset: Some(21),
                     ..OutboxCommit::default()
                 },
             )
@@ -269,29 +328,30 @@ mod tests {
         let left = store.outbox_rows("9").await.expect("read");
         assert_eq!(left.len(), 1);
         assert_eq!((left[0].seq, left[0].chat_id), (450, -100));
-        assert_eq!(
-            store.handled_above("9", 0).await.expect("read"),
-            [21].into()
-        );
+        assert_eq!(store.inbox_rows("9").await.expect("read"), [update(21)]);
         // A duplicate seq fails the whole commit: nothing of it is written.
         let failed = store
             .commit_outbox(
                 "9",
                 &OutboxCommit {
-                    handled: vec![30],
+                    handled: vec![21],
+                    received: vec![update(30)],
                     inserts: vec![row(451, 1), row(450, 1)],
+                    offset: Some(31),
                     ..OutboxCommit::default()
                 },
             )
             .await;
         assert!(failed.is_err());
         assert_eq!(store.outbox_rows("9").await.expect("read").len(), 1);
-        assert!(
-            !store
-                .handled_above("9", 0)
+        assert_eq!(store.inbox_rows("9").await.expect("read"), [update(21)]);
+        assert_eq!(
+            store
+                .offset("9")
                 .await
                 .expect("read")
-                .contains(&30)
+                .map(|o| o.next_offset),
+            Some(23)
         );
     }
 }

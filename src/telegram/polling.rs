@@ -32,7 +32,7 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_millis(1500);
 pub struct Batch {
     /// The updates that parsed, in the answer's order (duplicates kept:
     /// the caller decides what is new).
-    pub updates: Vec<Update>,
+    pub updates: Vec<Delivered>,
     /// The updates the parser rejected.
     pub rejected: Vec<Rejected>,
     /// The highest usable update id in the answer, parsed or not.
@@ -41,6 +41,31 @@ pub struct Batch {
     pub known: usize,
     /// How long the server took to answer.
     pub took: Duration,
+}
+
+/// An update as read, with the JSON it was read from (what the inbox
+/// keeps, so a restart handles exactly what Telegram sent).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub update: Update,
+    pub raw: String,
+}
+
+impl Delivered {
+    /// Reads one stored or delivered update; `None` when it does not parse
+    /// as an update with a usable id.
+    pub fn parse(raw: &str) -> Option<Delivered> {
+        let update = serde_json::from_str::<Update>(raw).ok()?;
+        i32::try_from(update.id.0).ok()?;
+        Some(Delivered {
+            update,
+            raw: raw.to_owned(),
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.update.id.0
+    }
 }
 
 /// An update that could not be read, described without its content.
@@ -172,7 +197,10 @@ pub fn parse_batch(raw: &[u8], known: impl Fn(u32) -> bool) -> Result<Batch, Cal
             }
         }
         match serde_json::from_str::<Update>(item.get()) {
-            Ok(update) if Some(update.id.0) == id => batch.updates.push(update),
+            Ok(update) if Some(update.id.0) == id => batch.updates.push(Delivered {
+                update,
+                raw: item.get().to_owned(),
+            }),
             Ok(_) => batch.rejected.push(Rejected {
                 id,
                 why: "an update_id that is not a whole number from 0 to 2^31".to_owned(),
@@ -231,7 +259,11 @@ mod tests {
         ];
         for (raw, ids, rejected, highest) in cases {
             let batch = parse_batch(raw.as_bytes(), |_| false).expect("a list");
-            let got: Vec<u32> = batch.updates.iter().map(|u| u.id.0).collect();
+            let got: Vec<u32> = batch.updates.iter().map(Delivered::id).collect();
+            for delivered in &batch.updates {
+                let again = Delivered::parse(&delivered.raw).expect("the raw text parses again");
+                assert_eq!(again.id(), delivered.id());
+            }
             assert_eq!(&got, ids, "{raw}");
             let got: Vec<Option<u32>> = batch.rejected.iter().map(|r| r.id).collect();
             assert_eq!(&got, rejected, "{raw}");

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use teloxide::types::{Update, UpdateKind};
@@ -25,6 +25,13 @@ use crate::outbox::Sink;
 
 /// Handlers of one bot that may run at once (one per chat at most).
 pub const MAX_CONCURRENT_HANDLERS: usize = 32;
+/// Updates waiting in one lane at most: a chat whose handler is stuck, or a
+/// user who floods, cannot fill the bot's window of open updates. Newer
+/// updates past it are dropped (taken out of the inbox unhandled), counted,
+/// and summed up in one line once the lane has room again.
+pub const MAX_PER_LANE: usize = 100;
+/// The shortest time between two lines about one lane's drops.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The lane an update belongs to: updates of one chat are handled in order.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -69,6 +76,8 @@ struct Shared {
     stop: CancellationToken,
     /// Queued updates of every lane that has a task.
     lanes: Mutex<HashMap<Lane, VecDeque<Update>>>,
+    /// Updates dropped per lane since its last line.
+    dropped: Mutex<HashMap<Lane, Drops>>,
     running: Mutex<BTreeSet<u32>>,
     not_started: Mutex<Vec<u32>>,
 }
@@ -93,6 +102,7 @@ impl Dispatcher {
                 limit: Semaphore::new(MAX_CONCURRENT_HANDLERS),
                 stop,
                 lanes: Mutex::default(),
+                dropped: Mutex::default(),
                 running: Mutex::default(),
                 not_started: Mutex::default(),
             }),
@@ -100,8 +110,19 @@ impl Dispatcher {
         }
     }
 
-    /// Queues `update` on its lane, starting the lane's task if it has none.
+    /// Queues a new `update` on its lane, starting the lane's task if it
+    /// has none; past [`MAX_PER_LANE`] waiting it is dropped.
     pub fn dispatch(&mut self, update: Update) {
+        self.queue(update, true);
+    }
+
+    /// Queues an update a former session received (it passed the cap
+    /// then): never dropped.
+    pub fn resume(&mut self, update: Update) {
+        self.queue(update, false);
+    }
+
+    fn queue(&mut self, update: Update, capped: bool) {
         // Reap finished lanes so the set stays as large as the busy chats.
         while let Some(joined) = self.tasks.try_join_next() {
             if let Err(err) = joined
@@ -114,6 +135,11 @@ impl Dispatcher {
         {
             let mut lanes = lock(&self.shared.lanes);
             if let Some(queue) = lanes.get_mut(&lane) {
+                if capped && queue.len() >= MAX_PER_LANE {
+                    lock(&self.shared.dropped).entry(lane).or_default().count += 1;
+                    self.shared.sink.handled(update.id.0, Vec::new());
+                    return;
+                }
                 queue.push_back(update);
                 return;
             }
@@ -147,6 +173,11 @@ impl Dispatcher {
                 }
             }
         }
+        for (lane, drops) in lock(&self.shared.dropped).drain() {
+            if drops.count > 0 {
+                log_dropped(lane, drops.count);
+            }
+        }
         let mut not_started = std::mem::take(&mut *lock(&self.shared.not_started));
         for queue in lock(&self.shared.lanes).drain().map(|(_, q)| q) {
             not_started.extend(queue.iter().map(|u| u.id.0));
@@ -156,7 +187,7 @@ impl Dispatcher {
         if !not_started.is_empty() {
             warn!(
                 count = not_started.len(),
-                "stopping: updates not started will be delivered again"
+                "stopping: updates not started stay received and are handled after the restart"
             );
         }
         Unfinished {
@@ -184,6 +215,7 @@ async fn run_lane(lane: Lane, shared: Arc<Shared>) {
                 }
             }
         };
+        note_drops(&shared, lane);
         let id = update.id.0;
         let permit = tokio::select! {
             biased;
@@ -216,6 +248,50 @@ async fn run_lane(lane: Lane, shared: Arc<Shared>) {
         shared.ctx.status.handled(1);
         lock(&shared.running).remove(&id);
     }
+}
+
+/// Updates of one lane dropped while it was full.
+#[derive(Default)]
+struct Drops {
+    count: u64,
+    logged: Option<Instant>,
+}
+
+/// The lane has room again: one line for what it dropped, at most once a
+/// minute per lane (a flood that goes on adds to the next line).
+fn note_drops(shared: &Shared, lane: Lane) {
+    let mut dropped = lock(&shared.dropped);
+    let Some(drops) = dropped.get_mut(&lane) else {
+        return;
+    };
+    let now = Instant::now();
+    let due = drops
+        .logged
+        .is_none_or(|at| now.duration_since(at) >= DROP_LOG_EVERY);
+    if drops.count > 0 && due {
+        log_dropped(lane, drops.count);
+        drops.count = 0;
+        drops.logged = Some(now);
+    }
+    dropped.retain(|_, d| {
+        d.count > 0
+            || d.logged
+                .is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY)
+    });
+}
+
+/// One line for the updates of `lane` dropped while it was full.
+fn log_dropped(lane: Lane, count: u64) {
+    let chat = match lane {
+        Lane::Chat(id) => format!("chat {id}"),
+        Lane::User(id) => format!("user {id}"),
+        Lane::Other => "updates without a chat".to_owned(),
+    };
+    warn!(
+        dropped = count,
+        max_per_chat = MAX_PER_LANE,
+        "dropped {count} update(s) from {chat} unhandled: {MAX_PER_LANE} were already waiting for its handler"
+    );
 }
 
 /// The text of a panic payload.

@@ -3,12 +3,14 @@
 //! running handlers finish, commits what they decided and confirms the
 //! offset.
 //!
-//! The poll loop never waits for a handler: each new update goes to its
-//! chat's lane and the loop polls again. While updates are open (handed to
-//! a lane, not yet recorded) the offset cannot pass them, so Telegram sends
-//! them again at once; the loop skips them, and before polling again waits
-//! until something was recorded or [`MIN_FAST_POLL_INTERVAL`] passed, so a
-//! slow handler makes it poll a few times a second, not spin.
+//! The poll loop never waits for a handler: each batch's new updates are
+//! stored in the bot's inbox together with the offset that confirms them
+//! (one commit), each goes to its chat's lane, and the loop polls again
+//! with that offset. A handler's decision takes its update out of the inbox
+//! as its messages enter the outbox; what a session leaves unhandled, the
+//! next one takes from the inbox first. At most [`MAX_OPEN`] updates are
+//! open at once: past that the loop waits for handlers before asking for
+//! more.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,15 +24,17 @@ use tracing::{Instrument, debug, error, info, warn};
 use super::decide::SessionEnd;
 use super::dispatch::Dispatcher;
 use super::guard::{SessionGuard, Tripped};
+use super::progress::Ledger;
 use super::{Kept, Worker};
 use crate::bots::{Context, Kind};
 use crate::config::OnWebhook;
 use crate::outbox;
 use crate::restart::conflict_delay;
 use crate::status::{Incident, WorkerState, short};
+use crate::store::InboxRow;
 use crate::store::StoreError;
 use crate::telegram::api::{CallError, network_cause};
-use crate::telegram::polling::Poller;
+use crate::telegram::polling::{Delivered, Poller};
 use crate::telegram::{self, BotHandle, ErrorClass};
 
 /// How often a conflict that goes on is logged again.
@@ -45,6 +49,10 @@ const LEASE_RETRY: Duration = Duration::from_secs(1);
 const MIN_FAST_POLL_INTERVAL: Duration = Duration::from_millis(334);
 /// Rejected update ids remembered, so each is logged once.
 const REJECTED_KEPT: usize = 1_000;
+/// Updates received and not yet handled, at most: ten full `getUpdates`
+/// answers. Each lane holds at most [`super::dispatch::MAX_PER_LANE`] of
+/// them, so one stuck chat cannot fill it.
+pub const MAX_OPEN: usize = 1_000;
 
 /// Conflict bookkeeping for the log policy: warn when it starts, remind
 /// every few minutes, raise to an error once it lasts too long.
@@ -105,6 +113,15 @@ impl Worker {
             Ok(outbox) => outbox,
             Err(err) => {
                 return SessionEnd::StoreDown(format!("reading the queued messages failed: {err}"));
+            }
+        };
+        let inbox = match self.store.inbox_rows(&bot_id).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                outbox.stop().await;
+                return SessionEnd::StoreDown(format!(
+                    "reading the received updates failed: {err}"
+                ));
             }
         };
         self.status.clear(Incident::StoreDown);
@@ -171,6 +188,30 @@ impl Worker {
         }
         let lanes_stop = CancellationToken::new();
         let mut dispatcher = Dispatcher::new(kind.clone(), ctx.clone(), outbox.sink(), lanes_stop);
+        // What the last session received and did not handle goes first.
+        kept.progress.with(|ledger| ledger.close_session());
+        if !inbox.is_empty() {
+            info!(
+                count = inbox.len(),
+                "handling the updates received before the restart"
+            );
+        }
+        for row in inbox {
+            match Delivered::parse(&row.body) {
+                Some(delivered) if kept.progress.with(|l| l.reopen(delivered.id())) => {
+                    dispatcher.resume(delivered.update);
+                }
+                Some(_) => {}
+                None => {
+                    warn!(
+                        update_id = row.update_id,
+                        "skipping a stored update this version cannot read"
+                    );
+                    kept.progress.with(|l| l.reopen(row.update_id));
+                    outbox.sink().handled(row.update_id, Vec::new());
+                }
+            }
+        }
         let end = self
             .poll_loop(
                 bot,
@@ -254,6 +295,7 @@ impl Worker {
         let mut rejected_logged: BTreeSet<u32> = BTreeSet::new();
         let mut wait_until: Option<tokio::time::Instant> = None;
         let mut moved = progress.watch();
+        let sink = outbox.sink();
         loop {
             if background.is_some_and(tokio::task::JoinHandle::is_finished) {
                 return SessionEnd::Failed(format!(
@@ -261,25 +303,27 @@ impl Worker {
                     self.config.kind.name()
                 ));
             }
-            // Open updates would come straight back: wait until one is
-            // recorded (or a moment passed) before asking again.
-            let open = progress.with(|ledger| ledger.open_count());
-            let pause = match (wait_until, open > 0) {
-                (Some(until), _) => Some(until),
-                (None, true) => Some(tokio::time::Instant::now() + MIN_FAST_POLL_INTERVAL),
-                (None, false) => None,
-            };
-            if let Some(until) = pause {
+            // Bounded: with MAX_OPEN updates waiting for handlers, ask for
+            // more only once some are handled.
+            moved.borrow_and_update();
+            if progress.with(|ledger| ledger.open_count()) >= MAX_OPEN {
                 tokio::select! {
                     biased;
                     () = session.cancelled() => return SessionEnd::Stopped,
                     reason = outbox.failed() => return store_down(&reason),
-                    _ = moved.changed(), if open > 0 => {}
+                    _ = moved.changed() => {}
+                }
+                continue;
+            }
+            if let Some(until) = wait_until {
+                tokio::select! {
+                    biased;
+                    () = session.cancelled() => return SessionEnd::Stopped,
+                    reason = outbox.failed() => return store_down(&reason),
                     () = tokio::time::sleep_until(until) => {}
                 }
             }
             wait_until = None;
-            moved.borrow_and_update();
             let offset = progress.with(|ledger| ledger.offset());
             guard.polling();
             // Cancel-safe: an abandoned poll loses nothing; the offset only
@@ -343,20 +387,33 @@ impl Worker {
             };
             self.status.polled();
             self.after_good_poll(kept);
-            // The whole batch is admitted before the frontier moves past it,
-            // under one lock: the committer must never store an offset past
-            // an update that is not open yet.
+            // New updates are stored with the offset that confirms them
+            // before the next poll sends it. Their handlers start at once:
+            // a handler's decision is queued behind this job, so it cannot
+            // be committed first.
             let total = batch.updates.len() + batch.known;
-            let admitted: Vec<teloxide::types::Update> = progress.with(|ledger| {
-                let admitted = batch
+            let admitted: Vec<Delivered> = progress.with(|ledger| {
+                batch
                     .updates
                     .into_iter()
-                    .filter(|update| ledger.admit(update.id.0))
-                    .collect();
-                if let Some(highest) = batch.highest {
-                    ledger.saw(highest);
-                }
-                admitted
+                    .filter(|delivered| ledger.admit(delivered.id()))
+                    .collect()
+            });
+            let next = batch
+                .highest
+                .map(Ledger::next_offset)
+                .filter(|next| Some(*next) != offset);
+            let stored = (next.is_some() || !admitted.is_empty()).then(|| {
+                sink.receive(
+                    admitted
+                        .iter()
+                        .map(|delivered| InboxRow {
+                            update_id: delivered.id(),
+                            body: delivered.raw.clone(),
+                        })
+                        .collect(),
+                    next,
+                )
             });
             for rejected in &batch.rejected {
                 let first_time = rejected.id.is_none_or(|id| rejected_logged.insert(id));
@@ -376,19 +433,30 @@ impl Worker {
             }
             let new = admitted.len();
             let skipped = total - new;
-            for update in admitted {
-                dispatcher.dispatch(update);
+            for delivered in admitted {
+                dispatcher.dispatch(delivered.update);
             }
             if skipped > 0 {
                 debug!(skipped, "skipped updates open or handled already");
+            }
+            if let Some(stored) = stored {
+                tokio::select! {
+                    biased;
+                    () = session.cancelled() => return SessionEnd::Stopped,
+                    reason = outbox.failed() => return store_down(&reason),
+                    result = stored => {
+                        if let Err(err) = result {
+                            return store_down(&err.to_string());
+                        }
+                    }
+                }
             }
             // Nothing new, long before the long poll's timeout, and the
             // offset has not moved since this poll was sent: asking again
             // now would get the same answer. A server that answers at once
             // must not make this spin. (When the offset moved, the next
             // poll confirms more and may long-poll: it goes at once.)
-            let moved_since = progress.with(|ledger| ledger.offset()) != offset;
-            if new == 0 && batch.took < self.poll_timeout / 2 && !moved_since {
+            if new == 0 && batch.took < self.poll_timeout / 2 && next.is_none() {
                 wait_until = Some(tokio::time::Instant::now() + MIN_FAST_POLL_INTERVAL);
             }
         }
@@ -632,5 +700,5 @@ impl Worker {
 }
 
 fn store_down(reason: &str) -> SessionEnd {
-    SessionEnd::StoreDown(format!("recording handled updates failed: {reason}"))
+    SessionEnd::StoreDown(format!("recording updates and messages failed: {reason}"))
 }
