@@ -406,9 +406,11 @@ impl StatusSender {
     /// True while `incident` is open (a settling incident is open until its
     /// settle period is over).
     pub fn has(&self, incident: Incident) -> bool {
-        let mut status = self.tx.borrow().clone();
-        status.settle(Instant::now());
+        let status = self.tx.borrow();
         status.incidents.contains_key(&incident)
+            && status.healthy_since.get(&incident).is_none_or(|since| {
+                Instant::now().saturating_duration_since(*since) < incident.settle()
+            })
     }
 
     /// Closes `incident` if it is open. One with a settle period (a store
@@ -675,8 +677,8 @@ impl StatusBoard {
     }
 
     /// The status table `/durum` answers with: always one Telegram message.
-    /// A table that would not fit one is summarised instead (see
-    /// [`summary`]).
+    /// A table that would not fit one becomes a summary: bots per state,
+    /// then one line per bot, troubled bots first, then `… and N more`.
     pub fn table(&self) -> String {
         let bots = self.snapshot();
         let not_running = self.not_running();
