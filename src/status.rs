@@ -45,7 +45,8 @@ pub const REASON_CHARS: usize = 300;
 pub const STORE_SETTLE: Duration = Duration::from_secs(30);
 
 /// `text` as a status may hold it: at most [`REASON_CHARS`] characters,
-/// redacted, control characters escaped, never cut inside a character.
+/// redacted, control characters escaped, never cut inside what a reader
+/// sees as one character.
 fn bounded(text: &str) -> String {
     excerpt(text, REASON_CHARS)
 }
