@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::outbox::{OutMessage, Outbox};
 use crate::secret::Redactor;
-use crate::status::{Incident, StatusBoard};
+use crate::status::{BotStatus, Incident, StatusBoard};
 
 /// How often the board is read.
 const TICK: Duration = Duration::from_secs(1);
@@ -86,6 +86,20 @@ impl Change {
 
 type Open = BTreeMap<(String, Incident), String>;
 
+/// The incidents open on the board, by bot and incident. A store outage
+/// stays open here until the store has been healthy for
+/// [`crate::status::STORE_SETTLE`] (the board decides), so a store that
+/// fails again and again is one alert, not one per retry.
+fn open_incidents(bots: &[BotStatus]) -> Open {
+    bots.iter()
+        .flat_map(|bot| {
+            bot.incidents
+                .iter()
+                .map(|(incident, detail)| ((bot.name.clone(), *incident), detail.clone()))
+        })
+        .collect()
+}
+
 /// The changes from `before` to `now`; bots no longer on the board
 /// (`present`) are dropped without a message.
 pub fn diff(before: &Open, now: &Open, present: &[String]) -> Vec<Change> {
@@ -146,14 +160,7 @@ pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: Canc
         }
         let bots = board.snapshot();
         let present: Vec<String> = bots.iter().map(|b| b.name.clone()).collect();
-        let now: Open = bots
-            .iter()
-            .flat_map(|bot| {
-                bot.incidents
-                    .iter()
-                    .map(|(incident, detail)| ((bot.name.clone(), *incident), detail.clone()))
-            })
-            .collect();
+        let now = open_incidents(&bots);
         let changes = diff(&open, &now, &present);
         open = now;
         let target = target.borrow().clone();
@@ -234,6 +241,54 @@ mod tests {
     fn a_bot_removed_by_a_reload_is_forgotten_without_a_message() {
         let before = open(&[("gone", Incident::StoreDown, "x")]);
         assert!(diff(&before, &open(&[]), &["a".to_owned()]).is_empty());
+    }
+
+    /// A full disk: every session reads the store (clearing the incident)
+    /// and fails its first write (raising it) a moment later, for two
+    /// minutes; then the store is healthy. The monitor, reading the board
+    /// once a second, announces the outage once and its end once, after the
+    /// store has stayed healthy for the settle period.
+    #[test]
+    fn a_flapping_store_outage_is_one_alert_and_one_all_clear() {
+        let board = StatusBoard::default();
+        let (status, rx) = crate::status::StatusSender::new("a", "echo");
+        board.insert("a", rx);
+        let present = vec!["a".to_owned()];
+        let start = Instant::now();
+        let mut open = Open::new();
+        let mut changes: Vec<(u64, String)> = Vec::new();
+        for second in 0..240u64 {
+            let now = start + Duration::from_secs(second);
+            if second < 120 {
+                // A session every 4 s: the read works, the write fails.
+                match second % 4 {
+                    0 => status.raise(Incident::StoreDown, format!("write {second} failed")),
+                    2 => status.clear_at(Incident::StoreDown, now),
+                    _ => {}
+                }
+            } else if second == 122 {
+                // The disk has room again. The last failure was at 116 and
+                // the store has been healthy since 118: a later session
+                // start does not restart the period.
+                status.clear_at(Incident::StoreDown, now);
+            }
+            let seen = open_incidents(&board.snapshot_at(now));
+            for change in diff(&open, &seen, &present) {
+                changes.push((second, change.text()));
+            }
+            open = seen;
+        }
+        let settled = 118 + crate::status::STORE_SETTLE.as_secs();
+        assert_eq!(
+            changes,
+            vec![
+                (
+                    0,
+                    "⚠️ botvisor: a lost its store: write 0 failed".to_owned()
+                ),
+                (settled, "✅ botvisor: a reaches its store again".to_owned()),
+            ]
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! bots would run, why each other enabled bot would not, and what would stop
 //! the daemon from starting at all (no bot can run, `$PORT` unset for the
 //! status endpoint, a store variable that is not a PostgreSQL URL, a bad
-//! `RUST_LOG`). The daemon refuses to start on exactly these errors and
+//! `RUST_LOG`, a `log_dir` that cannot be created or written to; like the
+//! daemon, the check creates a missing `log_dir`). The daemon refuses to
+//! start on exactly these errors and
 //! `check` reports them in the same words; the supervisor takes its list of
 //! runnable bots from [`bots`]. `check` is stricter in one way only: an
 //! enabled bot the daemon would skip (its token variable unset, not a
@@ -217,6 +219,11 @@ pub fn startup(config: &Config, env: &Environment, mode: Mode) -> Startup {
             }
             if let Err(err) = config.store_spec(env) {
                 errors.push(general(err));
+            }
+            if let Some(dir) = &config.supervisor.log_dir
+                && let Err(err) = crate::logging::prepare_dir(dir)
+            {
+                errors.push(general(err.to_string()));
             }
             if let Ok(filter) = std::env::var("RUST_LOG")
                 && let Err(err) = tracing_subscriber::EnvFilter::builder().parse(&filter)

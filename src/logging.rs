@@ -7,6 +7,7 @@
 //! until the process exits.
 
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -50,10 +51,7 @@ pub fn init(settings: &SupervisorSettings) -> Result<LogGuard, LogError> {
 
     let (file_writer, file_guard) = match &settings.log_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| LogError::Dir {
-                dir: dir.display().to_string(),
-                message: e.to_string(),
-            })?;
+            prepare_dir(dir)?;
             let rotation = match settings.log_rotation {
                 LogRotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
                 LogRotation::Daily => tracing_appender::rolling::Rotation::DAILY,
@@ -111,6 +109,31 @@ pub fn init(settings: &SupervisorSettings) -> Result<LogGuard, LogError> {
     Ok(LogGuard { _file: file_guard })
 }
 
+/// Creates the log folder `dir` if it is missing and makes sure a file can
+/// be written in it. The daemon does this before it logs anything, and
+/// `botvisor check` does the same, so both refuse an unusable `log_dir` in
+/// the same words. Nothing is left behind but the folder.
+///
+/// # Errors
+/// When the folder cannot be created or written to.
+pub fn prepare_dir(dir: &Path) -> Result<(), LogError> {
+    let failed = |e: io::Error| LogError::Dir {
+        dir: dir.display().to_string(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let probe = dir.join(format!(".botvisor-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(failed)?;
+    // Only the folder matters; a probe another process removed first is fine.
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Text logs to stderr only, for commands whose stdout is their own (the
 /// sandbox's chat): `default_filter` unless `RUST_LOG` says otherwise,
 /// every line redacted like the daemon's.
@@ -155,13 +178,28 @@ impl<W: Write> Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         let clean = Redactor::global().redact(&text);
-        self.0.write_all(clean.as_bytes())?;
+        self.0.write_all(one_line(&clean).as_bytes())?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
     }
+}
+
+/// One formatted event as one line: a line break inside it (a multi-line
+/// error or panic message) is written as `\n`, so every line of the log
+/// starts with its own timestamp and level and none can be forged.
+fn one_line(event: &str) -> std::borrow::Cow<'_, str> {
+    let body = event.trim_end_matches(['\n', '\r']);
+    if !body.contains(['\n', '\r']) {
+        return std::borrow::Cow::Borrowed(event);
+    }
+    let mut out = body.replace("\r\n", "\\n").replace(['\n', '\r'], "\\n");
+    if body.len() < event.len() {
+        out.push('\n');
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -187,6 +225,22 @@ mod tests {
             let written = String::from_utf8(writer.0).expect("utf-8");
             assert!(!written.contains("loggingTest"), "{line} gave {written}");
             assert!(written.contains("<redacted>"), "{written}");
+        }
+    }
+
+    #[test]
+    fn an_event_is_written_as_one_line() {
+        let cases = [
+            ("INFO one line\n", "INFO one line\n"),
+            ("ERROR first\nsecond\n", "ERROR first\\nsecond\n"),
+            ("ERROR first\r\nsecond\r\n", "ERROR first\\nsecond\n"),
+            ("WARN a\n\nb", "WARN a\\n\\nb"),
+            ("", ""),
+        ];
+        for (event, expected) in cases {
+            let mut writer = RedactingWriter(Vec::new());
+            writer.write_all(event.as_bytes()).expect("write");
+            assert_eq!(String::from_utf8_lossy(&writer.0), expected, "{event:?}");
         }
     }
 }

@@ -13,6 +13,7 @@
 use std::fmt::Write as _;
 
 use crate::secret::Redactor;
+use crate::telegram::text::splits_cluster;
 
 /// The default length of an excerpt, in characters: enough to recognise an
 /// error page or a Bot API description, short enough that a status, an
@@ -28,7 +29,8 @@ const REDACT_MARGIN: usize = 1024;
 /// `text` reduced to at most `max_chars` characters (escapes counted as
 /// the characters they print), tokens redacted, control characters escaped
 /// (`\n`, `\r`, `\t`, `\u{1b}` …), and `… (N more bytes)` appended when
-/// something was cut.
+/// something was cut. The cut never falls inside a grapheme cluster (a
+/// letter and its accent, an emoji and its modifier, a flag).
 pub fn excerpt(text: &str, max_chars: usize) -> String {
     // Redact only what can be shown (plus a margin), so a 10 MB body costs
     // no more than a short one.
@@ -40,22 +42,32 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
             .min(text.len()),
     );
     let window = Redactor::global().redact(&text[..window_end]);
-    let mut out = String::with_capacity(max_chars.min(window.len()) + 32);
+    // Where the shown part ends: the last character that still fits, moved
+    // back so the cut never falls inside what a reader sees as one character.
+    let mut cut = window.len();
     let mut shown = 0usize;
-    let mut consumed = window.len();
     let mut escape = String::new();
     for (at, c) in window.char_indices() {
         escape.clear();
         push_visible(&mut escape, c);
         let width = escape.chars().count();
         if shown + width > max_chars {
-            consumed = at;
+            cut = at;
             break;
         }
-        out.push_str(&escape);
         shown += width;
     }
-    let more = (window.len() - consumed) + (text.len() - window_end);
+    while cut > 0 && cut < window.len() && splits_cluster(&window[..cut], &window[cut..]) {
+        cut = window[..cut]
+            .char_indices()
+            .next_back()
+            .map_or(0, |(at, _)| at);
+    }
+    let mut out = String::with_capacity(cut + 32);
+    for c in window[..cut].chars() {
+        push_visible(&mut out, c);
+    }
+    let more = (window.len() - cut) + (text.len() - window_end);
     if more > 0 {
         let _ = write!(out, "… ({more} more bytes)");
     }
@@ -158,6 +170,12 @@ mod tests {
             // An escape is never cut in half.
             ("ab\ncd", 3, "ab… (3 more bytes)"),
             ("ab\ncd", 4, r"ab\n… (2 more bytes)"),
+            // A letter keeps its accent, a flag its second half, an emoji
+            // its skin tone: the cut moves back to before the cluster.
+            ("ae\u{301}x", 2, "a… (4 more bytes)"),
+            ("x🇹🇷", 2, "x… (8 more bytes)"),
+            ("👍\u{1F3FD}!", 1, "… (9 more bytes)"),
+            ("👍\u{1F3FD}!", 2, "👍\u{1F3FD}… (1 more bytes)"),
         ]);
     }
 

@@ -7,6 +7,15 @@
 //! Every state change is logged once here, with its reason and, for waits,
 //! when the next attempt will be, so callers never log transitions
 //! themselves.
+//!
+//! Every text that enters a status (a reason, an incident's detail, why a
+//! bot cannot run) is cut here to [`REASON_CHARS`] characters, redacted and
+//! with control characters escaped ([`crate::sanitize::excerpt`]), so no
+//! caller can put an unbounded or multi-line string into a log line,
+//! `/durum`, the status endpoint or an alert. A store outage closes only
+//! once the store has stayed healthy for [`STORE_SETTLE`]: a store that
+//! answers reads but fails writes (a full disk) keeps one incident open
+//! instead of opening and closing it at every retry.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +27,29 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::outbox::{OutboxFigures, OutboxStats};
+use crate::sanitize::excerpt;
 use crate::telegram::ErrorClass;
+use crate::telegram::text::{MESSAGE_LIMIT, telegram_len};
+
+/// The longest reason or incident detail a status holds, in characters
+/// (escapes counted as the characters they print): enough for a root cause
+/// and a server's short description, small enough that the board's views
+/// stay a few KB whatever a server sends.
+pub const REASON_CHARS: usize = 300;
+
+/// How long the store must stay healthy, with no new failure, before a
+/// `store_down` incident closes. A session that reads the store and then
+/// fails its first write (a full disk) clears the incident and raises it
+/// again within seconds; this keeps that one incident, with one alert at
+/// each end.
+pub const STORE_SETTLE: Duration = Duration::from_secs(30);
+
+/// `text` as a status may hold it: at most [`REASON_CHARS`] characters,
+/// redacted, control characters escaped, never cut inside what a reader
+/// sees as one character.
+fn bounded(text: &str) -> String {
+    excerpt(text, REASON_CHARS)
+}
 
 /// Where a worker is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -85,6 +116,15 @@ impl Incident {
         }
     }
 
+    /// How long the incident must stay cleared before it closes: a store
+    /// outage waits for [`STORE_SETTLE`], the others close at once.
+    pub fn settle(self) -> Duration {
+        match self {
+            Incident::StoreDown => STORE_SETTLE,
+            Incident::Parked | Incident::Conflict | Incident::SelectorEmpty => Duration::ZERO,
+        }
+    }
+
     /// What the incident means, for a person.
     pub fn describe(self) -> &'static str {
         match self {
@@ -126,6 +166,9 @@ pub struct BotStatus {
     pub messages_sent: u64,
     /// The incidents open now, each with its detail.
     pub incidents: BTreeMap<Incident, String>,
+    /// For open incidents that close only after a settle period
+    /// ([`Incident::settle`]): since when nothing has failed.
+    healthy_since: BTreeMap<Incident, Instant>,
     /// The outbox's queue and counters; filled in by
     /// [`StatusBoard::snapshot`].
     pub outbox: OutboxFigures,
@@ -149,9 +192,55 @@ impl BotStatus {
             updates_handled: 0,
             messages_sent: 0,
             incidents: BTreeMap::new(),
+            healthy_since: BTreeMap::new(),
             outbox: OutboxFigures::default(),
             sent: Arc::new(AtomicU64::new(0)),
             outbox_stats: Arc::new(OutboxStats::default()),
+        }
+    }
+
+    /// Closes the incidents that have been cleared for their whole settle
+    /// period by `now`.
+    fn settle(&mut self, now: Instant) {
+        let settled: Vec<Incident> = self
+            .healthy_since
+            .iter()
+            .filter(|(incident, since)| now.saturating_duration_since(**since) >= incident.settle())
+            .map(|(incident, _)| *incident)
+            .collect();
+        for incident in settled {
+            self.healthy_since.remove(&incident);
+            self.incidents.remove(&incident);
+        }
+    }
+
+    /// Clears `incident` at `now`: closed at once, or, for one with a settle
+    /// period, healthy from `now` on unless it already was. True when
+    /// something changed.
+    fn clear(&mut self, incident: Incident, now: Instant) -> bool {
+        if !self.incidents.contains_key(&incident) {
+            return false;
+        }
+        if incident.settle().is_zero() {
+            self.incidents.remove(&incident);
+            return true;
+        }
+        if self.healthy_since.contains_key(&incident) {
+            self.settle(now);
+            return false;
+        }
+        self.healthy_since.insert(incident, now);
+        self.settle(now);
+        true
+    }
+
+    /// A line for a person, without a reason that only repeats the state
+    /// (`stopped`, not `stopped: stopped`).
+    fn state_line(state: WorkerState, reason: &str) -> String {
+        if reason.is_empty() || reason == state.name() {
+            state.name().to_owned()
+        } else {
+            format!("{state}: {reason}")
         }
     }
 
@@ -177,20 +266,46 @@ impl BotStatus {
         out
     }
 
+    /// One line for a person (`/durum`'s summary): state, age, the reason,
+    /// and the open incidents by name.
+    fn one_line(&self) -> String {
+        let mut out = format!(
+            "{} ({}): {} for {}",
+            self.name,
+            self.kind,
+            self.state,
+            short(self.since_instant.elapsed())
+        );
+        if self.reason != self.state.name() {
+            let reason = crate::telegram::text::shorten(&self.reason, SUMMARY_REASON);
+            out.push_str(&format!(" — {reason}"));
+            if reason.len() < self.reason.len() {
+                out.push('…');
+            }
+        }
+        for incident in self.incidents.keys() {
+            out.push_str(&format!(" ⚠ {incident}"));
+        }
+        out
+    }
+
     /// A few lines for a person (`/durum`): state and age, then the
     /// reason, counters and open incidents.
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "{} ({}): {} for {}\n  {}\n  handled {}, sent {}, restarts {}",
+            "{} ({}): {} for {}",
             self.name,
             self.kind,
             self.state,
             short(self.since_instant.elapsed()),
-            self.reason,
-            self.updates_handled,
-            self.messages_sent,
-            self.restarts
         );
+        if self.reason != self.state.name() {
+            out.push_str(&format!("\n  {}", self.reason));
+        }
+        out.push_str(&format!(
+            "\n  handled {}, sent {}, restarts {}",
+            self.updates_handled, self.messages_sent, self.restarts
+        ));
         match self.last_successful_poll.and_then(|at| at.elapsed().ok()) {
             Some(age) => out.push_str(&format!(", last poll {} ago", short(age))),
             None => out.push_str(", no poll yet"),
@@ -262,10 +377,16 @@ impl StatusSender {
 
     /// Opens `incident` (or updates its detail). Logged by the caller,
     /// which knows the context; alerts are sent by `alerts`.
+    ///
+    /// A new failure of an incident that was settling keeps it open and
+    /// starts its settle period again at the next clear.
     pub fn raise(&self, incident: Incident, detail: impl Into<String>) {
-        let detail = detail.into();
+        let detail = bounded(&detail.into());
+        let now = Instant::now();
         self.tx.send_if_modified(|status| {
-            if status.incidents.get(&incident) == Some(&detail) {
+            status.settle(now);
+            let settling = status.healthy_since.remove(&incident).is_some();
+            if !settling && status.incidents.get(&incident) == Some(&detail) {
                 return false;
             }
             status.incidents.insert(incident, detail);
@@ -283,15 +404,28 @@ impl StatusSender {
         }
     }
 
-    /// True while `incident` is open.
+    /// True while `incident` is open (a settling incident is open until its
+    /// settle period is over).
     pub fn has(&self, incident: Incident) -> bool {
-        self.tx.borrow().incidents.contains_key(&incident)
+        let status = self.tx.borrow();
+        status.incidents.contains_key(&incident)
+            && status.healthy_since.get(&incident).is_none_or(|since| {
+                Instant::now().saturating_duration_since(*since) < incident.settle()
+            })
     }
 
-    /// Closes `incident` if it is open.
+    /// Closes `incident` if it is open. One with a settle period (a store
+    /// outage) closes only once it has stayed cleared that long, with no
+    /// [`raise`](Self::raise) in between; clearing it again meanwhile does
+    /// not restart the period.
     pub fn clear(&self, incident: Incident) {
+        self.clear_at(incident, Instant::now());
+    }
+
+    /// [`clear`](Self::clear) as of `now`.
+    pub(crate) fn clear_at(&self, incident: Incident, now: Instant) {
         self.tx
-            .send_if_modified(|status| status.incidents.remove(&incident).is_some());
+            .send_if_modified(|status| status.clear(incident, now));
     }
 
     pub fn state(&self) -> WorkerState {
@@ -308,19 +442,22 @@ impl StatusSender {
     /// changed (a new error while backing off), and never while in conflict,
     /// whose own log policy lives in the worker.
     pub fn set(&self, state: WorkerState, reason: impl Into<String>, wait: Option<Duration>) {
-        let reason = reason.into();
+        let reason = bounded(&reason.into());
+        let now = Instant::now();
         let mut changed = false;
         self.tx.send_modify(|status| {
+            status.settle(now);
             status.next_attempt = wait.map(|w| SystemTime::now() + w);
             match state {
                 WorkerState::Parked => {
                     status.incidents.insert(Incident::Parked, reason.clone());
                 }
-                // Standby proves the token (getMe) and the store (the lease
-                // query) work; another instance polls the bot.
+                // Standby proves the token (getMe) and the store's reads (the
+                // lease query) work; another instance polls the bot. The
+                // store outage settles like any other clear.
                 WorkerState::Standby => {
                     status.incidents.remove(&Incident::Parked);
-                    status.incidents.remove(&Incident::StoreDown);
+                    status.clear(Incident::StoreDown, now);
                 }
                 _ => {}
             }
@@ -328,7 +465,7 @@ impl StatusSender {
                 changed = true;
                 status.state = state;
                 status.since = SystemTime::now();
-                status.since_instant = Instant::now();
+                status.since_instant = now;
             }
             if status.reason != reason {
                 if state != WorkerState::Conflict {
@@ -341,20 +478,21 @@ impl StatusSender {
             return;
         }
         let retry_in = wait.map(short);
+        let line = BotStatus::state_line(state, &reason);
         match state {
             WorkerState::Parked => match retry_in {
                 Some(retry_in) => {
-                    error!(state = %state, %retry_in, "parked: {reason}; next attempt in {retry_in}")
+                    error!(state = %state, %retry_in, "{line}; next attempt in {retry_in}")
                 }
-                None => error!(state = %state, "parked: {reason}"),
+                None => error!(state = %state, "{line}"),
             },
             WorkerState::BackingOff | WorkerState::Conflict => match retry_in {
                 Some(retry_in) => {
-                    warn!(state = %state, %retry_in, "{state}: {reason}; next attempt in {retry_in}")
+                    warn!(state = %state, %retry_in, "{line}; next attempt in {retry_in}")
                 }
-                None => warn!(state = %state, "{state}: {reason}"),
+                None => warn!(state = %state, "{line}"),
             },
-            _ => info!(state = %state, "{state}: {reason}"),
+            _ => info!(state = %state, "{line}"),
         }
     }
 
@@ -386,6 +524,70 @@ impl StatusSender {
     }
 }
 
+/// The longest line a bot gets in a [`summary`], and the longest reason
+/// in it, in UTF-16 units.
+const SUMMARY_LINE: usize = 240;
+const SUMMARY_REASON: usize = 120;
+
+/// A status table for many bots that fits `limit` UTF-16 units: how many
+/// bots are in each state, then one line per bot, those that cannot run or
+/// are neither running nor in standby first, then those with an open
+/// incident, then the rest, cut with `… and N more` where the room ends.
+fn summary(
+    bots: &[BotStatus],
+    not_running: &[(String, String)],
+    stopping: bool,
+    limit: usize,
+) -> String {
+    let mut counts: Vec<(WorkerState, usize)> = Vec::new();
+    for status in bots {
+        match counts.iter_mut().find(|(state, _)| *state == status.state) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((status.state, 1)),
+        }
+    }
+    counts.sort_by_key(|(state, _)| *state as u8);
+    let mut parts: Vec<String> = counts
+        .iter()
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect();
+    if !not_running.is_empty() {
+        parts.push(format!("{} not running", not_running.len()));
+    }
+    let mut out = format!("botvisor: {} bot(s): {}", bots.len(), parts.join(", "));
+    if stopping {
+        out.push_str("\nbotvisor is shutting down.");
+    }
+    out.push_str(
+        "\nToo many bots for one message: one line each, those that need attention first.\n",
+    );
+
+    let mut ordered: Vec<&BotStatus> = bots.iter().collect();
+    ordered.sort_by_key(|status| (status.is_healthy(), status.incidents.is_empty()));
+    let lines: Vec<String> = not_running
+        .iter()
+        .map(|(name, reason)| format!("{name}: not running: {reason}"))
+        .chain(ordered.iter().map(|status| status.one_line()))
+        .map(|line| crate::telegram::text::shorten(&line, SUMMARY_LINE).to_owned())
+        .collect();
+    let total = lines.len();
+    // Room kept for the last line, whatever the count in it.
+    let reserve = telegram_len(&format!("\n… and {total} more"));
+    let mut used = telegram_len(&out);
+    for (shown, line) in lines.iter().enumerate() {
+        let len = 1 + telegram_len(line);
+        let last = shown + 1 == total;
+        if used + len + if last { 0 } else { reserve } > limit {
+            out.push_str(&format!("\n… and {} more", total - shown));
+            return out;
+        }
+        out.push('\n');
+        out.push_str(line);
+        used += len;
+    }
+    out
+}
+
 /// Every worker's status, readable from outside the supervisor.
 #[derive(Clone, Default)]
 pub struct StatusBoard {
@@ -412,12 +614,19 @@ impl fmt::Debug for StatusBoard {
 impl StatusBoard {
     /// The current status of every bot, by name.
     pub fn snapshot(&self) -> Vec<BotStatus> {
+        self.snapshot_at(Instant::now())
+    }
+
+    /// [`snapshot`](Self::snapshot) as of `now`: incidents whose settle
+    /// period is over by then are closed.
+    pub(crate) fn snapshot_at(&self, now: Instant) -> Vec<BotStatus> {
         let board = self.read();
         board
             .bots
             .values()
             .map(|rx| {
                 let mut status = rx.borrow().clone();
+                status.settle(now);
                 status.messages_sent = status.sent.load(Ordering::Relaxed);
                 status.outbox = status.outbox_stats.figures();
                 status
@@ -430,7 +639,11 @@ impl StatusBoard {
         self.read()
             .bots
             .get(name)
-            .map(|rx| rx.borrow().incidents.clone())
+            .map(|rx| {
+                let mut status = rx.borrow().clone();
+                status.settle(Instant::now());
+                status.incidents
+            })
             .unwrap_or_default()
     }
 
@@ -464,21 +677,28 @@ impl StatusBoard {
         parts.join(" ")
     }
 
-    /// The status table `/durum` answers with.
+    /// The status table `/durum` answers with: always one Telegram message.
+    /// A table that would not fit one becomes a summary: bots per state,
+    /// then one line per bot, troubled bots first, then `… and N more`.
     pub fn table(&self) -> String {
         let bots = self.snapshot();
+        let not_running = self.not_running();
+        let stopping = self.is_stopping();
         let mut out = format!("botvisor: {} bot(s)", bots.len());
         for status in &bots {
             out.push_str("\n\n");
             out.push_str(&status.describe());
         }
-        for (name, reason) in self.not_running() {
+        for (name, reason) in &not_running {
             out.push_str(&format!("\n\n{name}: not running: {reason}"));
         }
-        if self.is_stopping() {
+        if stopping {
             out.push_str("\n\nbotvisor is shutting down.");
         }
-        out
+        if telegram_len(&out) <= MESSAGE_LIMIT {
+            return out;
+        }
+        summary(&bots, &not_running, stopping, MESSAGE_LIMIT)
     }
 
     pub(crate) fn insert(&self, name: &str, rx: watch::Receiver<BotStatus>) {
@@ -493,7 +713,10 @@ impl StatusBoard {
 
     /// Replaces the list of enabled bots that cannot run.
     pub(crate) fn set_not_running(&self, not_running: BTreeMap<String, String>) {
-        self.write().not_running = not_running;
+        self.write().not_running = not_running
+            .into_iter()
+            .map(|(name, reason)| (name, bounded(&reason)))
+            .collect();
     }
 
     pub(crate) fn set_stopping(&self) {
@@ -507,5 +730,186 @@ impl StatusBoard {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Board> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{Redactor, Token};
+
+    fn board_of(count: usize) -> (StatusBoard, Vec<StatusSender>) {
+        let board = StatusBoard::default();
+        let senders = (0..count)
+            .map(|i| {
+                let name = format!("bot{i:03}");
+                let (sender, rx) = StatusSender::new(&name, "echo");
+                board.insert(&name, rx);
+                sender
+            })
+            .collect();
+        (board, senders)
+    }
+
+    #[test]
+    fn every_reason_is_bounded_where_it_enters_the_board() {
+        // Built at run time: no token-shaped literal sits in the source.
+        let secret = format!("AAstatusTestSecret_{}", "0123456789abcdef");
+        Redactor::global().learn(&Token::new(format!("777111:{secret}")));
+        let huge = format!(
+            "bad body: /bot777111%3A{secret}/getUpdates\n{}",
+            "a user's private text ".repeat(50_000)
+        );
+        let (board, senders) = board_of(1);
+        let status = &senders[0];
+        status.set(WorkerState::BackingOff, huge.clone(), None);
+        status.raise(Incident::SelectorEmpty, huge.clone());
+        board.set_not_running(BTreeMap::from([("other".to_owned(), huge.clone())]));
+        let snapshot = &board.snapshot()[0];
+        let mut texts = vec![snapshot.reason.clone()];
+        texts.extend(snapshot.incidents.values().cloned());
+        texts.extend(board.not_running().into_iter().map(|(_, reason)| reason));
+        status.set(WorkerState::Parked, huge, None);
+        texts.push(board.snapshot()[0].incidents[&Incident::Parked].clone());
+        assert_eq!(texts.len(), 4);
+        for text in texts {
+            assert!(text.chars().count() < REASON_CHARS + 40, "{text}");
+            assert!(!text.contains('\n'), "{text}");
+            assert!(!text.contains("statusTest"), "{text}");
+            assert!(
+                text.starts_with("bad body: /bot<redacted>/getUpdates\\n"),
+                "{text}"
+            );
+            assert!(text.ends_with("more bytes)"), "{text}");
+        }
+        // Short, plain reasons are kept as they are.
+        status.set(WorkerState::Running, "polling again", None);
+        assert_eq!(board.snapshot()[0].reason, "polling again");
+    }
+
+    #[test]
+    fn a_reason_that_repeats_the_state_is_not_printed_twice() {
+        let cases = [
+            (WorkerState::Stopped, "stopped", "stopped"),
+            (WorkerState::Stopped, "", "stopped"),
+            (
+                WorkerState::Running,
+                "polling again",
+                "running: polling again",
+            ),
+            (
+                WorkerState::Parked,
+                "token rejected",
+                "parked: token rejected",
+            ),
+        ];
+        for (state, reason, expected) in cases {
+            assert_eq!(BotStatus::state_line(state, reason), expected);
+        }
+        let (board, senders) = board_of(1);
+        senders[0].set(WorkerState::Stopped, "stopped", None);
+        let table = board.table();
+        assert!(!table.contains("\n  stopped"), "{table}");
+    }
+
+    #[test]
+    fn a_store_outage_closes_only_after_the_store_stayed_healthy() {
+        let (board, senders) = board_of(1);
+        let status = &senders[0];
+        let start = Instant::now();
+        let open_at = |seconds: u64| {
+            board.snapshot_at(start + Duration::from_secs(seconds))[0]
+                .incidents
+                .contains_key(&Incident::StoreDown)
+        };
+        status.raise(Incident::StoreDown, "the disk is full");
+        status.clear_at(Incident::StoreDown, start + Duration::from_secs(1));
+        assert!(open_at(1) && open_at(30));
+        // A second clear does not restart the period; a new failure does.
+        status.clear_at(Incident::StoreDown, start + Duration::from_secs(20));
+        assert!(!open_at(31));
+        status.raise(Incident::StoreDown, "the disk is still full");
+        assert!(open_at(31) && open_at(1000));
+        status.clear_at(Incident::StoreDown, start + Duration::from_secs(40));
+        assert!(open_at(69));
+        assert!(!open_at(70));
+        // Other incidents close at once.
+        status.raise(Incident::SelectorEmpty, "no links");
+        status.clear(Incident::SelectorEmpty);
+        assert!(!status.has(Incident::SelectorEmpty));
+        // Standby proves the store's reads, and settles like a clear.
+        status.raise(Incident::StoreDown, "gone");
+        status.set(WorkerState::Standby, "another instance holds the bot", None);
+        assert!(status.has(Incident::StoreDown));
+    }
+
+    #[test]
+    fn a_table_for_500_bots_is_one_message_with_the_troubled_bots_first() {
+        let (board, senders) = board_of(500);
+        for (i, status) in senders.iter().enumerate() {
+            match i % 100 {
+                7 => status.set(WorkerState::Parked, "the token was rejected", None),
+                8 => status.set(WorkerState::BackingOff, "connection refused", None),
+                9 => status.set(WorkerState::Standby, "another instance polls", None),
+                _ => status.set(WorkerState::Running, "polling", None),
+            }
+        }
+        board.set_not_running(BTreeMap::from([(
+            "late".to_owned(),
+            "LATE_TOKEN is not set".to_owned(),
+        )]));
+        let table = board.table();
+        assert!(
+            telegram_len(&table) <= MESSAGE_LIMIT,
+            "{}",
+            telegram_len(&table)
+        );
+        assert_eq!(
+            crate::outbox::OutMessage::text(1, table.clone())
+                .into_parts()
+                .len(),
+            1
+        );
+        let first = table.lines().next().unwrap_or_default();
+        assert_eq!(
+            first,
+            "botvisor: 500 bot(s): 485 running, 5 standby, 5 backing_off, 5 parked, 1 not running"
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        let position = |needle: &str| lines.iter().position(|l| l.starts_with(needle));
+        // The bot that cannot run and the parked and backing-off bots come
+        // before every running one.
+        let late = position("late: not running").expect("late is listed");
+        let running = position("bot000 ").unwrap_or(usize::MAX);
+        for troubled in ["bot007 ", "bot108 ", "bot407 ", "bot408 "] {
+            let at = position(troubled).unwrap_or_else(|| panic!("{troubled} missing:\n{table}"));
+            assert!(late < at && at < running, "{table}");
+        }
+        let last = lines.last().copied().unwrap_or_default();
+        assert!(
+            last.starts_with("… and ") && last.ends_with(" more"),
+            "{table}"
+        );
+        let more: usize = last
+            .trim_start_matches("… and ")
+            .trim_end_matches(" more")
+            .parse()
+            .unwrap_or(0);
+        // Every bot is either listed or counted (the header, the note, a
+        // blank line and the last line are not bots).
+        assert_eq!(lines.len() - 4 + more, 501, "{table}");
+    }
+
+    #[test]
+    fn a_small_table_keeps_every_detail() {
+        let (board, senders) = board_of(2);
+        senders[0].set(WorkerState::Running, "polling", None);
+        senders[1].set(WorkerState::BackingOff, "connection refused", None);
+        let table = board.table();
+        assert!(table.starts_with("botvisor: 2 bot(s)\n\nbot000 (echo): running for "));
+        assert!(
+            table.contains("\n  connection refused\n  handled 0"),
+            "{table}"
+        );
     }
 }

@@ -353,7 +353,12 @@ impl Supervisor {
         let config = match Config::load(&path) {
             Ok(config) => config,
             Err(err) => {
-                error!("reload: the config is invalid; keeping the running config\n{err}");
+                // One event per problem, so each line carries its own
+                // timestamp and level.
+                error!("reload: the config is invalid; keeping the running config");
+                for problem in err.to_string().lines() {
+                    error!("reload: {problem}");
+                }
                 return;
             }
         };

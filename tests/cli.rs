@@ -265,6 +265,7 @@ async fn check_and_the_daemon_give_the_same_verdict() {
     let two = format!(
         "{bot}[bot.b]\nkind = \"echo\"\ntoken_env = \"B\"\n[bot.b.restart]\nmax_restarts = 3\n"
     );
+    let log_dir = format!("[supervisor]\nlog_dir = \"supervisor.toml/logs\"\n{bot}");
     // What, the file, the variables, words both must say.
     type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
@@ -297,6 +298,13 @@ async fn check_and_the_daemon_give_the_same_verdict() {
             &store,
             vec![("A", "1:x"), ("MY_DB", "mysql://db")],
             "MY_DB is set but is not a postgres:// URL",
+        ),
+        (
+            // The config file itself stands where a folder should be.
+            "a log_dir that cannot be created",
+            &log_dir,
+            vec![("A", "1:x")],
+            "cannot write logs to ",
         ),
         (
             "one token twice, the first not a token",

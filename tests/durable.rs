@@ -9,6 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use botvisor::status::STORE_SETTLE;
 use common::{
     ConfigDir, Daemon, HTTP, PROMPT, assert_echoes, endpoint, run_to_end, supervisor_table,
     wait_for_state, wait_for_status,
@@ -560,7 +561,8 @@ async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
         .await
         .expect("allow connections again");
     assert_echoes(&tg, &bot.token, 70, "after").await;
-    // The operators heard of the outage once, and of its end once.
+    // The operators heard of the outage once, and of its end once: after
+    // the store has stayed healthy for the settle period.
     let all_clear = |tg: &FakeTelegram| {
         tg.sent_messages(&alerter.token)
             .iter()
@@ -569,7 +571,7 @@ async fn a_long_store_outage_backs_off_without_parking_and_recovers() {
     let started = Instant::now();
     while !all_clear(&tg) {
         let seen = tg.sent_messages(&alerter.token).len();
-        tg.wait_for_sent(&alerter.token, seen + 1, PROMPT)
+        tg.wait_for_sent(&alerter.token, seen + 1, STORE_SETTLE + PROMPT)
             .await
             .unwrap_or_else(|e| panic!("no all-clear ({e:?}) after {:?}", started.elapsed()));
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{PROMPT, assert_echoes, command, spawn_reader, supervisor_table};
+use fake_telegram::Fault;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -267,4 +268,176 @@ async fn slow_and_idle_clients_are_cut_off() {
     assert!(idle >= Duration::from_secs(9), "{idle:?}");
     assert_echoes(&tg, TOKEN, 8, "still answering").await;
     daemon.stop_cleanly().await;
+}
+
+/// Long enough for the scripted faults to play out, teloxide's 10 s pause
+/// after a 5xx to getMe included.
+const FAULTS_PLAYED: Duration = Duration::from_secs(60);
+
+/// Every piece of `secret` eight characters long: a leak of part of a
+/// token is a leak too.
+fn pieces(secret: &str) -> Vec<&str> {
+    (0..=secret.len().saturating_sub(8))
+        .map(|at| &secret[at..at + 8])
+        .collect()
+}
+
+/// Issue 13: an upstream whose error bodies echo the request path, token
+/// included, percent-encoded (`%3A`, `%3a`) and JSON-escaped (`\u003a`),
+/// for getMe and getUpdates, 4xx and 5xx, JSON and HTML. At trace level,
+/// with log files, the status endpoint, alerts and `/durum` on, no piece
+/// of either token's secret reaches any output.
+#[tokio::test]
+async fn error_bodies_echoing_the_token_leak_no_part_of_it() {
+    const OPERATOR: u64 = 4_242;
+    // Built at run time, of Telegram's shape (a 35-character secret).
+    let secret_a = ["AAHq", "Zx81kPwv4TsN0mYc", "J3dLr7FeBg2UoWi"].concat();
+    let secret_b = ["AAGm", "Tr5QeW9yUi0oPa2s", "D4fG6hJ8kL1zXcV"].concat();
+    let token_a = format!("{}:{secret_a}", 5_550_123);
+    let token_b = format!("{}:{secret_b}", 5_550_124);
+    let tg = fake_telegram::FakeTelegram::start()
+        .await
+        .expect("start the fake");
+    tg.add_bot(&token_a, "a_bot");
+    tg.add_bot(&token_b, "b_bot");
+    let operator = fake_telegram::User::new(OPERATOR, "Operator");
+    tg.add_user(&operator);
+    tg.add_chat(&fake_telegram::Chat::private(&operator));
+    for fault in [
+        // teloxide, which makes the getMe call, pauses 10 s after any 5xx.
+        Fault::echo_path(502, "Bad Gateway"),
+        Fault::echo_path_page(400),
+        // Counted failures: with max_restarts = 1 the bot parks.
+        Fault::echo_path(400, "Bad Request: not today").times(2),
+    ] {
+        tg.add_fault(&token_a, "getMe", fault);
+    }
+    for fault in [
+        Fault::echo_path(500, "Internal Server Error"),
+        Fault::echo_path_page(503),
+        Fault::echo_path(400, "Bad Request: wrong offset"),
+    ] {
+        tg.add_fault(&token_a, "getUpdates", fault);
+    }
+    let config = common::ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n\
+         [bot.a.restart]\nmax_restarts = 1\npark_for = \"3s\"\n\
+         [bot.b]\nkind = \"echo\"\ntoken_env = \"B_TOKEN\"\n",
+        supervisor_table(
+            &tg.url(),
+            &format!(
+                "log_dir = \"logs\"\noperators = [{OPERATOR}]\n\
+                 [supervisor.http]\nlisten = \"127.0.0.1:0\"\n\
+                 [supervisor.alerts]\nchat_id = {OPERATOR}\nvia_bot = \"b\"\n"
+            )
+        )
+    ));
+    let mut events = tg.subscribe();
+    let mut daemon = common::Daemon::start(
+        &config.path,
+        &[
+            ("A_TOKEN", token_a.as_str()),
+            ("B_TOKEN", token_b.as_str()),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    let base = common::endpoint(&mut daemon).await;
+
+    // Every view, read each time the fake sees a request: a worker sets its
+    // state before its next attempt, so each failure's reason is read.
+    let (stop, mut stopped) = watch::channel(false);
+    let sampler = {
+        let base = base.clone();
+        tokio::spawn(async move {
+            let mut seen = String::new();
+            loop {
+                for path in ["/status", "/healthz", "/metrics"] {
+                    seen.push_str(&common::get(&base, path).await.1);
+                    seen.push('\n');
+                }
+                tokio::select! {
+                    event = events.recv() => {
+                        if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            return seen;
+                        }
+                    }
+                    _ = stopped.changed() => return seen,
+                }
+            }
+        })
+    };
+
+    // The bot is parked by an echoing 400; its reason is on the board, in
+    // /durum and in an alert.
+    let parked = common::wait_for_status(&base, "a", FAULTS_PLAYED, |s| {
+        s["state"] == "parked"
+            && s["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("upstream request"))
+    })
+    .await;
+    let mut everything = format!("{parked}\n");
+    let private = fake_telegram::Chat::private(&operator);
+    tg.inject_message(&token_b, &private, &operator, "/durum");
+    let durum = tg
+        .wait_for_sent(&token_b, 1, PROMPT)
+        .await
+        .expect("an answer to /durum");
+    let alert = loop {
+        let sent = tg.sent_messages(&token_b);
+        if let Some(alert) = sent.iter().find(|m| m.text.contains("a is parked")) {
+            break alert.text.clone();
+        }
+        tg.wait_for_sent(&token_b, sent.len() + 1, PROMPT)
+            .await
+            .expect("an alert that a is parked");
+    };
+    assert!(alert.contains("upstream request"), "{alert}");
+    for message in &durum {
+        everything.push_str(&message.text);
+        everything.push('\n');
+    }
+    assert!(everything.contains("upstream request"), "{everything}");
+    everything.push_str(&alert);
+
+    // Then the getUpdates faults; the bot answers once they are over.
+    assert_echoes(&tg, &token_a, 9, "after the faults").await;
+    let _ = stop.send(true);
+    let samples = sampler.await.expect("the sampler");
+    assert!(samples.contains("upstream request"), "{samples}");
+    everything.push_str(&samples);
+    for message in tg.sent_messages(&token_b) {
+        everything.push_str(&message.text);
+        everything.push('\n');
+    }
+    daemon.stop_cleanly().await;
+    everything.push_str(&daemon.output());
+    let logs = config.folder().join("logs");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&logs).expect("the log folder exists") {
+        let path = entry.expect("a log file").path();
+        everything.push_str(&std::fs::read_to_string(&path).expect("read a log file"));
+        files += 1;
+    }
+    assert!(files > 0, "no log file in {}", logs.display());
+    for secret in [&secret_a, &secret_b] {
+        for piece in pieces(secret) {
+            if let Some(line) = everything.lines().find(|l| l.contains(piece)) {
+                panic!("a piece of a token's secret ({piece}) leaked:\n{line}");
+            }
+        }
+    }
+    // The run went through every echo, at trace level.
+    for expected in [
+        "TRACE",
+        "getMe failed",
+        "getUpdates failed",
+        "upstream request /bot<redacted>/GetMe",
+        "upstream request /bot<redacted>/getUpdates",
+    ] {
+        assert!(
+            everything.contains(expected),
+            "expected {expected:?} somewhere in the output:\n{everything}"
+        );
+    }
 }

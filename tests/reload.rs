@@ -110,6 +110,16 @@ async fn an_invalid_config_keeps_everything_running() {
         .wait_for_line("bot.a: unknown key `colour`", PROMPT)
         .await;
     assert!(problem.contains("supervisor.toml:"), "{problem}");
+    // The problem is a log event of its own: a timestamp, a level, the
+    // reload it belongs to (issue 14: it was a bare second line).
+    assert!(
+        problem.starts_with(|c: char| c.is_ascii_digit()),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("ERROR") && problem.contains("reload: "),
+        "{problem}"
+    );
 
     let a_polls = tg.requests_of(&a.token, "getUpdates");
     assert_eq!(a_polls.len(), 1);
@@ -148,8 +158,10 @@ async fn bots_can_be_added_and_removed() {
     tg.wait_for_request(&c.token, "getUpdates", 1, PROMPT)
         .await
         .expect("c polls");
-    let stopped = daemon.wait_for_line("stopped: stopped", PROMPT).await;
+    let stopped = daemon.wait_for_line("state=stopped", PROMPT).await;
     assert!(stopped.contains("bot=b"), "{stopped}");
+    // The state is not repeated as its own reason (issue 14).
+    assert!(!stopped.contains("stopped: stopped"), "{stopped}");
     assert_echoes(&tg, &c.token, 77, "c is new").await;
     assert_echoes(&tg, &a.token, 77, "a stays").await;
 
@@ -207,7 +219,7 @@ async fn renaming_a_bot_never_polls_its_token_twice() {
         .await;
     assert!(line.contains("bot=a"), "{line}");
     let renamed = daemon.wait_for_line("bot=renamed", PROMPT).await;
-    let finished = daemon.wait_for_line("stopped: stopped", PROMPT).await;
+    let finished = daemon.wait_for_line("state=stopped", PROMPT).await;
     assert!(finished.contains("bot=a"), "{finished}");
     let output = daemon.lines();
     let at = |needle: &str| output.iter().position(|l| l == needle);

@@ -4,7 +4,9 @@
 //! Only users listed in `[supervisor] operators` get an answer, and only in
 //! a private chat: the table names every bot and its troubles, which is not
 //! for a group. Everyone else gets no answer at all, so the command does
-//! not even show that it exists.
+//! not even show that it exists. The answer is always one Telegram message:
+//! [`StatusBoard::table`](crate::status::StatusBoard::table) summarises a
+//! table that would not fit one.
 
 use teloxide::types::{ChatKind, Update, UpdateKind};
 use tracing::info;

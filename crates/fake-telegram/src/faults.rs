@@ -23,6 +23,16 @@ pub enum FaultKind {
     /// the raw JSON result: a server or proxy that answers what it likes
     /// (say, an empty getUpdates batch at once).
     Ok,
+    /// A Telegram-shaped JSON error whose `description` echoes the request
+    /// path, token included, as some proxies and gateways do: the fault's
+    /// description, then the path with its `:` percent-encoded (`%3A`, and
+    /// `%3a` in a second copy), then JSON-escaped in the body (`\u003a` and
+    /// `\/`, which a JSON reader turns back into `:` and `/`), then escaped
+    /// twice (a literal `\u003a` in the description).
+    EchoPath,
+    /// The same echoes of the path in a non-JSON (`text/html`) body, which
+    /// a client can only show raw.
+    EchoPathPage,
 }
 
 /// How many matching requests a fault answers.
@@ -113,6 +123,25 @@ impl Fault {
         Fault {
             kind: FaultKind::HtmlPage,
             ..Self::api_error(502, "Bad Gateway")
+        }
+    }
+
+    /// A JSON error with this status whose description is `description`
+    /// followed by the request path in several encodings
+    /// ([`FaultKind::EchoPath`]), once.
+    pub fn echo_path(status: u16, description: impl Into<String>) -> Self {
+        Fault {
+            kind: FaultKind::EchoPath,
+            ..Self::api_error(status, description)
+        }
+    }
+
+    /// A non-JSON page with this status echoing the request path in several
+    /// encodings ([`FaultKind::EchoPathPage`]), once.
+    pub fn echo_path_page(status: u16) -> Self {
+        Fault {
+            kind: FaultKind::EchoPathPage,
+            ..Self::api_error(status, "upstream error")
         }
     }
 
@@ -256,9 +285,61 @@ pub(crate) fn html_page(status: u16) -> String {
     )
 }
 
+/// The body of a [`FaultKind::EchoPath`] fault for a request to `path`.
+pub(crate) fn echo_path_body(status: u16, description: &str, path: &str) -> String {
+    const RAW: &str = "@@raw@@";
+    const ESCAPED: &str = "@@escaped@@";
+    let text = format!(
+        "{description}: upstream request {} failed (again: {}; raw {RAW}; escaped {ESCAPED})",
+        path.replace(':', "%3A"),
+        path.replace(':', "%3a"),
+    );
+    let body = serde_json::json!({
+        "ok": false,
+        "error_code": status,
+        "description": text,
+    })
+    .to_string();
+    body.replace(RAW, &path.replace(':', "\\u003a").replace('/', "\\/"))
+        .replace(ESCAPED, &path.replace(':', "\\\\u003a"))
+}
+
+/// The body of a [`FaultKind::EchoPathPage`] fault for a request to `path`.
+pub(crate) fn echo_path_page(status: u16, path: &str) -> String {
+    format!(
+        "<html><body><h1>{status}</h1><p>upstream request {} failed</p>\r\n\
+         <pre>{{\"path\":\"{}\",\"again\":\"{}\"}}</pre></body></html>\r\n",
+        path.replace(':', "%3A"),
+        path.replace(':', "\\u003a"),
+        path.replace(':', "%3a"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echoed_path_comes_back_in_every_encoding() {
+        // Built at run time: no token-shaped literal sits in the source.
+        let path = &format!("/bot{}:{}/getMe", 12, "secret-part");
+        let body: serde_json::Value =
+            serde_json::from_str(&echo_path_body(502, "Bad Gateway", path)).expect("JSON");
+        assert_eq!(body["error_code"], 502);
+        let description = body["description"].as_str().expect("a description");
+        assert!(
+            description.starts_with("Bad Gateway: upstream request /bot12%3Asecret-part/getMe")
+        );
+        assert!(description.contains("/bot12%3asecret-part/getMe"));
+        // `\u003a` in the body: a plain colon once read.
+        assert!(description.contains(&format!("raw {path}")));
+        assert!(description.contains("escaped /bot12\\u003asecret-part/getMe"));
+        let raw = echo_path_body(502, "x", path);
+        assert!(raw.contains("\\/bot12\\u003asecret-part\\/getMe"), "{raw}");
+        let page = echo_path_page(502, path);
+        assert!(page.contains("/bot12%3Asecret-part/getMe"));
+        assert!(page.contains("/bot12\\u003asecret-part/getMe"));
+    }
 
     #[test]
     fn method_faults_come_before_any_and_count_down() {

@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::faults::{FaultKind, html_page};
+use crate::faults::{FaultKind, echo_path_body, echo_path_page, html_page};
 use crate::methods;
 use crate::model::Outcome;
 use crate::params::Params;
@@ -210,6 +210,16 @@ async fn handle(
                 finish.finish(Outcome::Status(200));
                 let body = format!("{{\"ok\":true,\"result\":{}}}", fault.description);
                 Ok(response(200, "application/json", body.into()))
+            }
+            FaultKind::EchoPath => {
+                finish.finish(Outcome::Status(fault.status));
+                let body = echo_path_body(fault.status, &fault.description, parts.uri.path());
+                Ok(response(fault.status, "application/json", body.into()))
+            }
+            FaultKind::EchoPathPage => {
+                finish.finish(Outcome::Status(fault.status));
+                let body = echo_path_page(fault.status, parts.uri.path());
+                Ok(response(fault.status, "text/html", body.into()))
             }
             FaultKind::JsonError => {
                 let err = ApiError {
