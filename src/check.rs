@@ -111,13 +111,40 @@ pub fn bots(config: &Config, env: &Environment) -> Bots {
                         "{} holds the same token as bot {}",
                         bot.token_env, first.name
                     )),
-                    None => Outcome::Runs(token),
+                    None => match webhook_target(config, bot, env) {
+                        Some(Err(reason)) => Outcome::Skipped(reason),
+                        _ => Outcome::Runs(token),
+                    },
                 },
             }
         };
         out.push((bot.clone(), outcome));
     }
     Bots { bots: out }
+}
+
+/// Where a webhook bot's updates arrive (`None` for a polling bot), or why
+/// its URL cannot be made (a variable of `public_url` not set, or the
+/// result not a URL Telegram calls).
+pub fn webhook_target(
+    config: &Config,
+    bot: &BotConfig,
+    env: &Environment,
+) -> Option<Result<crate::webhook::Target, String>> {
+    if bot.delivery != crate::config::Delivery::Webhook {
+        return None;
+    }
+    let Some(settings) = &config.supervisor.webhook else {
+        return Some(Err("[supervisor.webhook] is missing".to_owned()));
+    };
+    Some(
+        crate::webhook::url_for(&settings.public_url, &bot.name, env).map(|url| {
+            crate::webhook::Target {
+                url,
+                max_connections: settings.max_connections,
+            }
+        }),
+    )
 }
 
 /// Why no bot can run, or `None` when at least one can: the text of the

@@ -25,10 +25,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Path};
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -43,6 +46,7 @@ use tracing::{info, warn};
 
 use crate::config::{Environment, HttpSettings};
 use crate::status::{BotStatus, Incident, StatusBoard, WorkerState};
+use crate::webhook::{Answer, Webhooks};
 
 /// Every state, for the one-hot `botvisor_bot_state` gauge.
 const STATES: [WorkerState; 8] = [
@@ -124,7 +128,12 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
 }
 
 /// Serves the endpoint on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, board: StatusBoard, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    board: StatusBoard,
+    webhooks: Webhooks,
+    stop: CancellationToken,
+) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "status endpoint listening: /healthz /status /metrics");
     }
@@ -132,7 +141,13 @@ pub async fn serve(listener: TcpListener, board: StatusBoard, stop: Cancellation
         .route("/healthz", get(healthz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .with_state(board);
+        .with_state(board)
+        .merge(
+            Router::new()
+                .route("/telegram/{bot}", post(webhook))
+                .layer(DefaultBodyLimit::max(crate::webhook::BODY_CAP))
+                .with_state(webhooks),
+        );
     let closing = stop.clone();
     let listener = Guarded::new(listener);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -151,6 +166,27 @@ pub async fn serve(listener: TcpListener, board: StatusBoard, stop: Cancellation
             stop.cancelled().await;
             tokio::time::sleep(CLOSE_GRACE).await;
         } => {}
+    }
+}
+
+/// `POST /telegram/<bot>`: one update from Telegram for a webhook bot.
+async fn webhook(
+    State(webhooks): State<Webhooks>,
+    Path(bot): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let secret = headers
+        .get(crate::webhook::SECRET_HEADER)
+        .map(|value| value.as_bytes());
+    let Ok(body) = String::from_utf8(body.to_vec()) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    match webhooks.deliver(&bot, secret, body).await {
+        Answer::Stored => StatusCode::OK,
+        Answer::Refused => StatusCode::UNAUTHORIZED,
+        Answer::Unknown => StatusCode::NOT_FOUND,
+        Answer::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod status;
 pub mod store;
 pub mod supervisor;
 pub mod telegram;
+pub mod webhook;
 pub mod worker;
 
 pub use status::StatusBoard;

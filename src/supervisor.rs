@@ -27,6 +27,7 @@ use crate::signals::Signal;
 use crate::status::{StatusBoard, StatusSender, WorkerState};
 use crate::store::{Leases, Store, StoreError};
 use crate::telegram;
+use crate::webhook::Webhooks;
 use crate::worker::Worker;
 
 /// Time kept back from the shutdown deadline, after the handlers stop, for
@@ -66,6 +67,8 @@ pub enum RunError {
 struct Runnable {
     config: BotConfig,
     token: Token,
+    /// For a webhook bot, where its updates arrive.
+    webhook: Option<crate::webhook::Target>,
 }
 
 /// Splits the enabled bots into those that can run and, by name, the
@@ -76,7 +79,11 @@ fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<(Str
     let runnable = bots
         .runnable()
         .into_iter()
-        .map(|(config, token)| Runnable { config, token })
+        .map(|(bot, token)| Runnable {
+            webhook: crate::check::webhook_target(config, &bot, env).and_then(Result::ok),
+            config: bot,
+            token,
+        })
         .collect();
     (runnable, bots.skipped())
 }
@@ -167,6 +174,8 @@ struct Supervisor {
     alert_route: watch::Sender<Target>,
     /// Stops the alerts and the status endpoint, after the workers.
     services: CancellationToken,
+    /// Webhook requests on their way to their bots' sessions.
+    webhooks: Webhooks,
 }
 
 /// Runs every runnable bot until `signals` asks for a shutdown, then stops
@@ -225,6 +234,7 @@ pub async fn run_with_board(
         board,
         alert_route,
         services: CancellationToken::new(),
+        webhooks: Webhooks::default(),
     };
     for bot in runnable {
         supervisor.start(bot);
@@ -235,6 +245,7 @@ pub async fn run_with_board(
         services.spawn(http::serve(
             listener,
             supervisor.board.clone(),
+            supervisor.webhooks.clone(),
             supervisor.services.clone(),
         ));
     }
@@ -312,6 +323,8 @@ impl Supervisor {
             watchdog_after: self.config.supervisor.watchdog_limit(),
             board: self.board.clone(),
             outbox: outbox.clone(),
+            webhooks: self.webhooks.clone(),
+            webhook: bot.webhook.clone(),
         };
         let done = stopped.clone().drop_guard();
         let span = tracing::info_span!("bot", bot = %name);
@@ -479,6 +492,7 @@ impl Supervisor {
         let started = Instant::now();
         notify_systemd(sd_notify::NotifyState::Stopping);
         self.board.set_stopping();
+        self.webhooks.stop();
         self.root.cancel();
         self.tracker.close();
         let outcome = tokio::select! {
@@ -538,6 +552,7 @@ mod tests {
             .map(|config| Runnable {
                 token: Token::new(format!("1:{}", config.token_env)),
                 config,
+                webhook: None,
             })
             .collect()
     }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use url::Url;
 
 pub use env::Environment;
+pub use raw::public_url_problem;
 
 /// Telegram's own Bot API server, the default `api_url`.
 pub const TELEGRAM_API_URL: &str = "https://api.telegram.org";
@@ -250,6 +251,48 @@ pub struct SupervisorSettings {
     pub alerts: Option<AlertSettings>,
     /// How every bot's outbox paces and bounds what it sends.
     pub outbox: OutboxSettings,
+    /// Where Telegram sends the updates of webhook bots; needed once any
+    /// bot has `delivery = "webhook"`.
+    pub webhook: Option<WebhookSettings>,
+}
+
+/// The `[supervisor.webhook]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// The public base URL Telegram calls (each bot at
+    /// `<public_url>/telegram/<bot name>`), with `$VAR` standing for an
+    /// environment variable: `"https://$HEROKU_APP_NAME.herokuapp.com"`.
+    pub public_url: String,
+    /// Requests Telegram may have in flight per bot (1 to 100).
+    pub max_connections: u32,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            public_url: String::new(),
+            max_connections: 10,
+        }
+    }
+}
+
+/// How a bot's updates arrive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// botvisor asks for them with long polls (`getUpdates`).
+    #[default]
+    Polling,
+    /// Telegram sends them to botvisor's endpoint (`setWebhook`).
+    Webhook,
+}
+
+impl Delivery {
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::Polling => "polling",
+            Delivery::Webhook => "webhook",
+        }
+    }
 }
 
 /// The `[supervisor.outbox]` table: Telegram's sending limits, kept by
@@ -333,6 +376,7 @@ impl Default for SupervisorSettings {
             http: None,
             alerts: None,
             outbox: OutboxSettings::default(),
+            webhook: None,
         }
     }
 }
@@ -418,6 +462,8 @@ pub struct BotConfig {
     pub api_url: Url,
     /// The supervisor's restart policy with this bot's overrides applied.
     pub restart: RestartPolicy,
+    /// How its updates arrive.
+    pub delivery: Delivery,
     /// Where `token_env` is written, for errors about the variable.
     pub token_env_at: Location,
 }
@@ -433,6 +479,7 @@ impl BotConfig {
             enabled,
             api_url,
             restart,
+            delivery,
             token_env_at: _,
         } = self;
         *name == other.name
@@ -441,6 +488,7 @@ impl BotConfig {
             && *enabled == other.enabled
             && *api_url == other.api_url
             && *restart == other.restart
+            && *delivery == other.delivery
     }
 }
 

@@ -65,7 +65,14 @@ const LONGEST_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// The keys of a `[bot.<name>]` table common to every kind; the others belong
 /// to the kind.
-const COMMON_BOT_KEYS: &[&str] = &["kind", "token_env", "enabled", "api_url", "restart"];
+const COMMON_BOT_KEYS: &[&str] = &[
+    "kind",
+    "token_env",
+    "enabled",
+    "api_url",
+    "restart",
+    "delivery",
+];
 
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -85,6 +92,15 @@ struct RawSupervisor {
     http: Option<RawHttp>,
     alerts: Option<Spanned<RawAlerts>>,
     outbox: Option<RawOutbox>,
+    webhook: Option<Spanned<RawWebhook>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    public_url: Spanned<String>,
+    #[serde(default)]
+    max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -139,6 +155,8 @@ struct RawBot {
     api_url: Option<Spanned<String>>,
     #[serde(default)]
     restart: Option<RawRestart>,
+    #[serde(default)]
+    delivery: Option<Spanned<String>>,
 }
 
 /// A kind's own settings, besides what is taken out by hand.
@@ -690,6 +708,36 @@ fn supervisor_settings(
             ),
         }
     }
+    if let Some(webhook) = &raw.webhook {
+        let raw_webhook = webhook.get_ref();
+        let mut settings_webhook = super::WebhookSettings::default();
+        let url = raw_webhook
+            .public_url
+            .get_ref()
+            .trim()
+            .trim_end_matches('/');
+        match public_url_problem(url) {
+            None => settings_webhook.public_url = url.to_owned(),
+            Some(problem) => check.report(
+                raw_webhook.public_url.span(),
+                "supervisor.webhook.public_url",
+                problem,
+            ),
+        }
+        if let Some(max) = &raw_webhook.max_connections {
+            match u32::try_from(*max.get_ref()) {
+                Ok(value) if (1..=100).contains(&value) => {
+                    settings_webhook.max_connections = value;
+                }
+                _ => check.report(
+                    max.span(),
+                    "supervisor.webhook.max_connections",
+                    "must be a whole number from 1 to 100 (Telegram's range)",
+                ),
+            }
+        }
+        settings.webhook = Some(settings_webhook);
+    }
     if let Some(alerts) = &raw.alerts {
         let raw_alerts = alerts.get_ref();
         let mut max_per_hour = 20;
@@ -880,14 +928,79 @@ fn bot_config(
         Some(restart) => check.restart(&format!("{prefix}.restart"), restart, &supervisor.restart),
         None => supervisor.restart.clone(),
     };
+    let delivery = match raw.delivery.as_ref().map(|d| (d, d.get_ref().trim())) {
+        None | Some((_, "polling")) => super::Delivery::Polling,
+        Some((spanned, "webhook")) => {
+            let ready = supervisor.http.is_some()
+                && supervisor
+                    .webhook
+                    .as_ref()
+                    .is_some_and(|w| !w.public_url.is_empty());
+            if !ready {
+                check.report(
+                    spanned.span(),
+                    &format!("{prefix}.delivery"),
+                    "a webhook bot needs [supervisor.http] listen (where Telegram's requests \
+                     arrive) and [supervisor.webhook] public_url (the address Telegram calls)",
+                );
+            }
+            super::Delivery::Webhook
+        }
+        Some((spanned, other)) => {
+            check.report(
+                spanned.span(),
+                &format!("{prefix}.delivery"),
+                format!(
+                    "`{}` is not a delivery; use \"polling\" or \"webhook\"",
+                    crate::sanitize::excerpt(other, 40)
+                ),
+            );
+            super::Delivery::Polling
+        }
+    };
     Some(BotConfig {
         name,
         kind: kind?,
+        delivery,
         token_env_at: check.at(raw.token_env.span()),
         token_env,
         enabled: raw.enabled.unwrap_or(true),
         api_url: api_url?,
         restart,
+    })
+}
+
+/// What is wrong with a webhook `public_url` (after `$VAR`s stand for a
+/// plain name), if anything: it must be an https URL with a host, or http
+/// on a loopback address (a local test). Telegram calls it.
+pub fn public_url_problem(url: &str) -> Option<String> {
+    static VAR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\$[A-Za-z_][A-Za-z0-9_]*").expect("the pattern is valid"));
+    let probe = VAR.replace_all(url, "placeholder");
+    let Ok(parsed) = Url::parse(&probe) else {
+        return Some(
+            "must be a URL such as \"https://<app>.herokuapp.com\" (without a path)".to_owned(),
+        );
+    };
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Some("must name a host".to_owned()),
+    };
+    match parsed.scheme() {
+        "https" => None,
+        "http" if loopback => None,
+        "http" => Some(
+            "must be https: Telegram calls webhooks over https only (http is allowed on a \
+             loopback address, for local tests)"
+                .to_owned(),
+        ),
+        _ => Some("must be an https:// URL".to_owned()),
+    }
+    .or_else(|| {
+        (parsed.query().is_some() || parsed.fragment().is_some())
+            .then(|| "must not have a query or a fragment".to_owned())
     })
 }
 

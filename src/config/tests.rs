@@ -417,6 +417,36 @@ fn outbox_limits_parse_and_are_checked() {
     );
 }
 
+#[test]
+fn webhook_delivery_is_checked_with_positions() {
+    let text = "[supervisor.http]\nlisten = \"0.0.0.0:$PORT\"\n[supervisor.webhook]\npublic_url = \"https://$HEROKU_APP_NAME.herokuapp.com/\"\n[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\ndelivery = \"webhook\"\n";
+    let config = Config::from_str(text, Path::new("test.toml")).expect("valid");
+    let bot = config.bot("a").expect("bot a");
+    assert_eq!(bot.delivery, crate::config::Delivery::Webhook);
+    let webhook = config.supervisor.webhook.expect("a webhook table");
+    assert_eq!(webhook.public_url, "https://$HEROKU_APP_NAME.herokuapp.com");
+    assert_eq!(webhook.max_connections, 10);
+    // Without a listener or a public URL, a webhook bot has nowhere to be
+    // called.
+    check(
+        &format!("{BOT}delivery = \"webhook\"\n"),
+        &["4:12 bot.a.delivery: needs [supervisor.http] listen"],
+    );
+    check(
+        &format!("{BOT}delivery = \"push\"\n"),
+        &["4:12 bot.a.delivery: use \"polling\" or \"webhook\""],
+    );
+    check(
+        "[supervisor.webhook]\npublic_url = \"http://example.org\"\nmax_connections = 0\n",
+        &[
+            "2:14 supervisor.webhook.public_url: must be https",
+            "3:19 supervisor.webhook.max_connections: from 1 to 100",
+        ],
+    );
+    let local = "[supervisor.webhook]\npublic_url = \"http://127.0.0.1:8080\"\n";
+    assert!(Config::from_str(local, Path::new("test.toml")).is_ok());
+}
+
 /// A folder with a content file (`c.toml`, written as raw bytes) and a
 /// config naming it; returns the folder and the config's path.
 fn with_content_file(content: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {

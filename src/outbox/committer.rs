@@ -106,6 +106,8 @@ pub(crate) struct Committer {
     cap_drops: HashMap<i64, CapDrops>,
     /// Unreadable rows to delete at the first commit.
     bad: Vec<i64>,
+    /// Whether handled updates are remembered by id (webhook delivery).
+    mark_handled: bool,
 }
 
 impl Committer {
@@ -122,6 +124,7 @@ impl Committer {
         next_seq: i64,
         loaded: &[Item],
         bad: Vec<i64>,
+        mark_handled: bool,
     ) -> Committer {
         let mut queued: HashMap<i64, u32> = HashMap::new();
         for item in loaded {
@@ -148,6 +151,7 @@ impl Committer {
             queued,
             cap_drops: HashMap::new(),
             bad,
+            mark_handled,
         }
     }
 
@@ -249,6 +253,9 @@ impl Committer {
             .copied()
             .filter(|id| !received_now.contains(id))
             .collect();
+        if self.mark_handled {
+            commit.marks = handled.clone();
+        }
         commit.offset = offset;
         match self.store.commit_outbox(&self.bot_id, &commit).await {
             Ok(()) => {

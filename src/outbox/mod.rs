@@ -347,6 +347,7 @@ impl Outbox {
         store: Store,
         bot_id: String,
         journal: Arc<dyn UpdateJournal>,
+        mark_handled: bool,
     ) -> Result<Session, StoreError> {
         let rows = store.outbox_rows(&bot_id).await?;
         let settings = self.shared.settings.clone();
@@ -373,6 +374,7 @@ impl Outbox {
             next_seq,
             &loaded,
             bad,
+            mark_handled,
         );
         let committer = tokio::spawn(committer.run(jobs_rx).in_current_span());
         let sender = sender::Sender::new(

@@ -39,6 +39,9 @@ pub struct OutboxCommit {
     pub received: Vec<InboxRow>,
     /// Updates handled: their inbox rows go.
     pub handled: Vec<u32>,
+    /// Handled updates to remember by id (a webhook bot's: Telegram may
+    /// deliver one again after a crash, whatever the offset).
+    pub marks: Vec<u32>,
     /// New messages.
     pub inserts: Vec<OutboxRow>,
     /// Messages Telegram accepted or refused for good.
@@ -54,6 +57,7 @@ pub struct OutboxCommit {
 impl OutboxCommit {
     pub fn is_empty(&self) -> bool {
         self.handled.is_empty()
+            && self.marks.is_empty()
             && self.received.is_empty()
             && self.inserts.is_empty()
             && self.deletes.is_empty()
@@ -112,6 +116,48 @@ impl Store {
             .collect())
     }
 
+    /// Writes and removes a row in one transaction: proof that the store
+    /// takes writes (a full disk reads but does not write).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn write_probe(&self, bot_id: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO handled_updates (bot_id, update_id, handled_at) VALUES ($1, -1, $2) \
+                 ON CONFLICT (bot_id, update_id) DO NOTHING",
+            )
+            .bind(bot_id)
+            .bind(now_secs())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM handled_updates WHERE bot_id = $1 AND update_id = -1")
+                .bind(bot_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Forgets the handled marks of `bot_id` written before `before` (Unix
+    /// seconds): Telegram keeps an update for 24 hours at most.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn forget_marks_before(&self, bot_id: &str, before: i64) -> Result<(), StoreError> {
+        const SQL: &str = "DELETE FROM handled_updates WHERE bot_id = $1 AND handled_at < $2";
+        on_pool!(self, |pool| {
+            sqlx::query(SQL)
+                .bind(bot_id)
+                .bind(before)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Records `commit` in one transaction.
     ///
     /// # Errors
@@ -162,6 +208,19 @@ impl Store {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bot_id);
                 for id in chunk {
                     query = query.bind(i64::from(*id));
+                }
+                query.execute(&mut *tx).await?;
+            }
+            for chunk in commit.marks.chunks(CHUNK) {
+                let sql = values_sql(
+                    "INSERT INTO handled_updates (bot_id, update_id, handled_at) VALUES ",
+                    chunk.len(),
+                    3,
+                    " ON CONFLICT (bot_id, update_id) DO NOTHING",
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(bot_id).bind(i64::from(*id)).bind(now);
                 }
                 query.execute(&mut *tx).await?;
             }

@@ -10,11 +10,13 @@
 //! Every wait sits in a `select!` with the worker's cancellation token.
 
 pub mod decide;
+mod delivery;
 pub mod dispatch;
 pub mod guard;
 pub mod progress;
 mod session;
 
+use crate::webhook::{self, Secret, Webhooks};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +58,10 @@ pub struct Worker {
     pub board: StatusBoard,
     /// The bot's outbox (shared with the alerts when this bot sends them).
     pub outbox: Outbox,
+    /// Where webhook requests meet their bot's session.
+    pub webhooks: Webhooks,
+    /// For `delivery = "webhook"`: the URL and settings for `setWebhook`.
+    pub webhook: Option<webhook::Target>,
 }
 
 /// What a worker keeps across sessions.
@@ -83,6 +89,10 @@ impl Worker {
         )
         .counting_into(self.status.sent_counter());
         let kind = Arc::new(Kind::new(&self.config.kind));
+        if self.webhook.is_some() {
+            self.webhooks
+                .register(&self.config.name, Secret::of(&self.token));
+        }
         let mut kept = Kept {
             poller: Poller::new(bot.clone(), self.poll_timeout, kind.allowed_updates()),
             progress: Progress::new(),
@@ -141,6 +151,9 @@ impl Worker {
         {
             // After the last poll: the next instance may take over at once.
             lease.release().await;
+        }
+        if self.webhook.is_some() {
+            self.webhooks.unregister(&self.config.name);
         }
         self.status.set(WorkerState::Stopped, "stopped", None);
     }

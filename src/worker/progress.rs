@@ -20,13 +20,20 @@ use tokio::sync::watch;
 use crate::outbox::UpdateJournal;
 use crate::store::OFFSET_MAX_AGE;
 
+/// Handled update ids a webhook bot remembers at most (Telegram repeats a
+/// delivery only within a day).
+pub const KEPT_HANDLED: usize = 100_000;
+
 /// The bookkeeping itself.
 #[derive(Debug, Default)]
 pub struct Ledger {
     /// Received (stored in the inbox, or on its way there), not handled.
     open: BTreeSet<u32>,
-    /// Handled before this version, above the stored offset.
+    /// Handled before this version, above the stored offset; for a webhook
+    /// bot, every update handled in the last day (at most [`KEPT_HANDLED`]).
     recorded: BTreeSet<u32>,
+    /// Whether handled updates join `recorded` (webhook delivery).
+    keep_handled: bool,
     /// The offset in the store, and when it was written.
     stored: Option<u32>,
     stored_at: Option<SystemTime>,
@@ -83,10 +90,22 @@ impl Ledger {
         highest.saturating_add(1)
     }
 
+    /// Whether handled updates are remembered by id: a webhook's updates
+    /// have no offset, and Telegram delivers one again after a crash.
+    pub fn keep_handled(&mut self, on: bool) {
+        self.keep_handled = on;
+    }
+
     /// `handled` are recorded, and `offset` stored when given.
     pub fn recorded(&mut self, handled: &[u32], offset: Option<u32>) {
         for id in handled {
             self.open.remove(id);
+            if self.keep_handled {
+                self.recorded.insert(*id);
+            }
+        }
+        while self.recorded.len() > KEPT_HANDLED {
+            self.recorded.pop_first();
         }
         if let Some(offset) = offset {
             self.stored = Some(offset);

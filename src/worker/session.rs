@@ -94,6 +94,22 @@ impl Worker {
         if let Err(end) = self.take_lease(&bot_id, kept).await {
             return end;
         }
+        let webhook = self.webhook.is_some();
+        kept.progress.with(|ledger| ledger.keep_handled(webhook));
+        if webhook {
+            // Telegram repeats a webhook delivery within a day at most.
+            let day_ago = i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            )
+            .unwrap_or(0)
+                - 24 * 3600;
+            if let Err(err) = self.store.forget_marks_before(&bot_id, day_ago).await {
+                return SessionEnd::StoreDown(format!("pruning the handled updates failed: {err}"));
+            }
+            kept.loaded = false;
+        }
         if !kept.loaded {
             if let Err(err) = self.load_offset(&bot_id, kept).await {
                 return SessionEnd::StoreDown(format!("reading the stored offset failed: {err}"));
@@ -107,6 +123,7 @@ impl Worker {
                 self.store.clone(),
                 bot_id.clone(),
                 kept.progress.clone(),
+                webhook,
             )
             .await
         {
@@ -124,6 +141,11 @@ impl Worker {
                 ));
             }
         };
+        // A store that reads but cannot write (a full disk) is still down.
+        if let Err(err) = self.store.write_probe(&bot_id).await {
+            outbox.stop().await;
+            return SessionEnd::StoreDown(format!("writing to the store failed: {err}"));
+        }
         self.status.clear(Incident::StoreDown);
         let ctx = Arc::new(Context {
             bot: bot.clone(),
@@ -212,17 +234,37 @@ impl Worker {
                 }
             }
         }
-        let end = self
-            .poll_loop(
-                bot,
-                kept,
-                &session,
-                &guard,
-                &mut dispatcher,
-                &mut outbox,
-                background.as_ref(),
-            )
-            .await;
+        let end = match &self.webhook {
+            Some(target) => {
+                self.webhook_loop(
+                    bot,
+                    kind,
+                    target,
+                    kept,
+                    &session,
+                    &mut dispatcher,
+                    &mut outbox,
+                    background.as_ref(),
+                )
+                .await
+            }
+            None => {
+                self.poll_loop(
+                    bot,
+                    kept,
+                    &session,
+                    &guard,
+                    &mut dispatcher,
+                    &mut outbox,
+                    background.as_ref(),
+                )
+                .await
+            }
+        };
+        if webhook {
+            // New requests get 503 from now on: Telegram tries again later.
+            self.webhooks.detach(&self.config.name);
+        }
 
         // The stop: running handlers finish (or are abandoned at the grace),
         // the kind's work stops, what they decided is committed. With the
@@ -272,7 +314,7 @@ impl Worker {
             }
             None => {}
         }
-        if end == SessionEnd::Stopped {
+        if end == SessionEnd::Stopped && !webhook {
             self.confirm(&mut kept.poller, offset).await;
         }
         end
@@ -344,6 +386,18 @@ impl Worker {
                     self.status.error(&err.class);
                     let wait = match err.class {
                         ErrorClass::ConflictOtherPoller => self.conflict_wait(&mut kept.conflict),
+                        ErrorClass::ConflictWebhook
+                            if !webhook_deleted && self.own_webhook(bot).await =>
+                        {
+                            // botvisor set it when this bot had webhook
+                            // delivery: switching back to polling removes it.
+                            info!("deleting the webhook botvisor set for this bot: it polls now");
+                            webhook_deleted = true;
+                            if let Err(end) = self.delete_webhook(bot).await {
+                                return end;
+                            }
+                            continue;
+                        }
                         ErrorClass::ConflictWebhook => match self.config.restart.on_webhook {
                             OnWebhook::Park => {
                                 return SessionEnd::Park(
@@ -583,7 +637,7 @@ impl Worker {
     }
 
     /// Sorts a failed teloxide request into how the session ends.
-    fn teloxide_failed(&self, method: &str, err: &teloxide::RequestError) -> SessionEnd {
+    pub(super) fn teloxide_failed(&self, method: &str, err: &teloxide::RequestError) -> SessionEnd {
         let class = telegram::classify(err);
         self.status.error(&class);
         let detail = match err {
