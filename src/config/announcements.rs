@@ -316,12 +316,10 @@ pub(super) fn validate(
 }
 
 /// At most 80 characters of `text`, for quoting a value in a message.
+/// At most 80 characters of `text`, control characters escaped: the
+/// message stays one line whatever the file holds.
 fn shorten(text: &str) -> String {
-    if text.chars().count() > 80 {
-        format!("{}…", text.chars().take(80).collect::<String>())
-    } else {
-        text.to_owned()
-    }
+    crate::sanitize::excerpt(text, 80)
 }
 
 /// What is wrong with a CSS selector, in plain words. scraper's own text

@@ -264,11 +264,18 @@ impl<'a> Checker<'a> {
 
     pub(super) fn report(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
         let at = self.at(span);
+        // One line per problem, whatever a message quotes from the file.
+        let message: String = message.into();
+        let message = if message.contains(['\n', '\r']) {
+            message.replace('\r', "\\r").replace('\n', "\\n")
+        } else {
+            message
+        };
         self.problems.push(Problem {
             at,
             file: self.file.clone(),
             key: key.to_owned(),
-            message: message.into(),
+            message,
         });
     }
 
