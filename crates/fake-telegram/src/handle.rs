@@ -17,11 +17,12 @@ use crate::faults::{Fault, MethodFilter};
 use crate::methods::default_commands_key;
 use crate::model::{
     BotCommand, BotInfo, CallbackAnswer, Chat, MemberStatus, RecordedRequest, RequestEvent,
-    SentMessage, User, WaitTimeout,
+    SentMessage, User, WaitTimeout, WebhookDelivery, WebhookInfoView,
 };
 use crate::ratelimit::RateLimits;
 use crate::server;
-use crate::state::{PollEnd, Shared, State, Webhook};
+use crate::state::{Shared, State};
+use crate::webhook::{self, DEFAULT_MAX_CONNECTIONS, Spec};
 
 /// A fake Telegram Bot API server on `127.0.0.1`. Clones share one server;
 /// it stops when the last clone is dropped or on [`shutdown`](Self::shutdown).
@@ -62,8 +63,8 @@ impl FakeTelegram {
     /// serving: a test can make a Bot API that was unreachable come back on
     /// the address a bot already uses.
     pub async fn start_on(addr: SocketAddr) -> io::Result<FakeTelegram> {
-        let shared = Arc::new(Shared::new());
         let (tx, rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new(rx.clone()));
         let (addr, closed) = server::start(Arc::clone(&shared), rx, addr).await?;
         Ok(FakeTelegram {
             inner: Arc::new(Inner {
@@ -262,24 +263,31 @@ impl FakeTelegram {
     // ----- webhook --------------------------------------------------------
 
     /// Sets (or, with an empty `url`, deletes) the bot's webhook from the
-    /// test side, without the URL checks `setWebhook` makes. Setting one ends
-    /// a held getUpdates with 409 `Conflict: terminated by setWebhook request`.
-    /// The fake never calls the webhook.
+    /// test side, without the checks `setWebhook` makes (no secret token,
+    /// `max_connections` 40): "someone else set a webhook for this token".
+    /// Setting one ends a held getUpdates with 409 `Conflict: terminated by
+    /// setWebhook request`, and the fake starts delivering to it like to one
+    /// set with `setWebhook`. An unreachable URL is harmless: each attempt
+    /// fails (`Connection refused`, `Failed to resolve host: …`; an `https`
+    /// URL fails after connecting, as the fake speaks plain HTTP only) and
+    /// the updates stay pending, with the default retry schedule for about a
+    /// day. A URL that does not parse is stored but never called.
     ///
     /// # Panics
     /// If the token is not registered.
     pub fn set_webhook(&self, token: &str, url: &str) {
+        let shared = Arc::clone(&self.inner.shared);
         self.with_state(|st| {
-            let bot = st.bot_mut(token);
             if url.is_empty() {
-                bot.webhook = None;
+                st.bot_mut(token).webhook = None;
             } else {
-                bot.webhook = Some(Webhook {
+                let spec = Spec {
                     url: url.to_owned(),
-                    max_connections: 40,
+                    secret_token: None,
+                    max_connections: DEFAULT_MAX_CONNECTIONS,
                     has_custom_certificate: false,
-                });
-                bot.end_held_poll(PollEnd::SetWebhook);
+                };
+                webhook::install(&shared, st, token, spec);
             }
         });
     }
@@ -289,8 +297,85 @@ impl FakeTelegram {
         self.with_state(|st| {
             st.bots
                 .get(token)
-                .and_then(|b| b.webhook.as_ref().map(|w| w.url.clone()))
+                .and_then(|b| b.webhook.as_ref().map(|w| w.spec.url.clone()))
         })
+    }
+
+    /// The bot's webhook as the fake holds it (what getWebhookInfo reports,
+    /// plus the secret token), if one is set.
+    pub fn webhook_info(&self, token: &str) -> Option<WebhookInfoView> {
+        self.with_state(|st| {
+            let bot = st.bots.get(token)?;
+            let hook = bot.webhook.as_ref()?;
+            Some(WebhookInfoView {
+                url: hook.spec.url.clone(),
+                secret_token: hook.spec.secret_token.clone(),
+                max_connections: hook.spec.max_connections,
+                allowed_updates: bot.allowed_updates.clone(),
+                pending_update_count: bot.queue.len(),
+                last_error_date: hook.last_error_date,
+                last_error_message: hook.last_error_message.clone(),
+            })
+        })
+    }
+
+    /// Every webhook delivery attempt for this bot so far, in the order the
+    /// attempts completed (across webhooks, if it was set more than once).
+    pub fn webhook_deliveries(&self, token: &str) -> Vec<WebhookDelivery> {
+        self.with_state(|st| {
+            st.bots
+                .get(token)
+                .map_or_else(Vec::new, |b| b.webhook_deliveries.clone())
+        })
+    }
+
+    /// Waits until the `n`-th (1-based) webhook delivery attempt for this bot
+    /// has completed, and returns it.
+    pub async fn wait_for_webhook_delivery(
+        &self,
+        token: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<WebhookDelivery, WaitTimeout> {
+        let wanted = n.max(1);
+        self.wait_until(timeout, |st| {
+            let done = st
+                .bots
+                .get(token)
+                .map_or(&[][..], |b| &b.webhook_deliveries[..]);
+            (done.get(wanted - 1).cloned(), done.len())
+        })
+        .await
+        .map_err(|(seen, timeout)| WaitTimeout {
+            waiting_for: format!("webhook deliveries to {}", redact(token)),
+            seen,
+            wanted,
+            timeout,
+        })
+    }
+
+    /// Sets how failed webhook deliveries are retried, for every bot: the
+    /// first retry comes `first_delay` after the failure, each later wait
+    /// doubles up to a minute (or up to `first_delay`, if longer), and after
+    /// `max_attempts` failed attempts (at least 1) the update is dropped. A
+    /// `Retry-After: N` header in the webhook's answer sets that wait to N s
+    /// instead (at most an hour), as in Telegram. The default is 1 s and 1440
+    /// attempts: about a day, the time Telegram keeps an update. (Telegram
+    /// itself retries the first failure at once, then after 2, 4, 8 … s,
+    /// capped at a random 60–120 s.) Applies to the next waits.
+    pub fn set_webhook_retry(&self, first_delay: Duration, max_attempts: u32) {
+        self.with_state(|st| {
+            st.webhook_settings.first_delay = first_delay;
+            st.webhook_settings.max_attempts = max_attempts.max(1);
+        });
+    }
+
+    /// Sets how long one webhook delivery attempt may take, connecting and
+    /// reading the answer included (default 60 s, Telegram's). An attempt
+    /// that runs out fails with `Read timeout expired` (`Connection timed
+    /// out` while connecting). Applies to attempts started afterwards.
+    pub fn set_webhook_timeout(&self, timeout: Duration) {
+        self.with_state(|st| st.webhook_settings.timeout = timeout);
     }
 
     // ----- chat members ---------------------------------------------------

@@ -6,7 +6,10 @@
 //! 0.13 parses: getMe, getUpdates (offsets, limit, long polling,
 //! `allowed_updates`, the 409 conflicts), sendMessage, editMessageText,
 //! answerCallbackQuery, getChatMember, set/get/deleteMyCommands, the webhook
-//! methods, getChat, sendChatAction and leaveChat. A test injects updates,
+//! methods, getChat, sendChatAction and leaveChat. While a webhook is set, it
+//! POSTs the pending updates to it as Telegram does (retries, give-up,
+//! `max_connections`, the secret header; see
+//! [`FakeTelegram::webhook_deliveries`]). A test injects updates,
 //! scripts faults (error answers, delays, dropped connections, HTML 502
 //! pages), turns on Telegram-like rate limits, and reads or waits for what the
 //! bots did, all through the [`FakeTelegram`] handle.
@@ -40,12 +43,13 @@ mod ratelimit;
 mod reply;
 mod server;
 mod state;
+mod webhook;
 
 pub use faults::{Fault, FaultKind, MethodFilter, Repeat};
 pub use handle::FakeTelegram;
 pub use model::{
     BotCommand, BotInfo, CallbackAnswer, Chat, ChatKind, MemberStatus, Outcome, RecordedRequest,
-    RequestEvent, SentMessage, User, WaitTimeout,
+    RequestEvent, SentMessage, User, WaitTimeout, WebhookDelivery, WebhookInfoView,
 };
 pub use ratelimit::RateLimits;
 pub use reply::ResponseParameters;

@@ -12,13 +12,16 @@ use crate::model::{BotCommand, CallbackAnswer, Chat, ChatKind, MemberStatus, Sen
 use crate::params::Params;
 use crate::polling;
 use crate::reply::{ApiError, MethodResult, Success};
-use crate::state::{BotState, PollEnd, Shared, State, StoredMessage, Webhook};
+use crate::state::{BotState, Shared, State, StoredMessage};
+use crate::webhook::{self, DEFAULT_MAX_CONNECTIONS, Spec};
 
 /// Longest message text, in UTF-16 code units.
 const MAX_TEXT_LEN: usize = 4096;
 const MAX_COMMANDS: usize = 100;
 const MAX_COMMAND_LEN: usize = 32;
 const MAX_COMMAND_DESCRIPTION_LEN: usize = 256;
+const MAX_SECRET_TOKEN_LEN: usize = 256;
+const MAX_WEBHOOK_CONNECTIONS: i64 = 100;
 
 const CHAT_ACTIONS: [&str; 11] = [
     "typing",
@@ -76,7 +79,11 @@ pub(crate) async fn dispatch(
     }
     let result = {
         let mut st = shared.lock();
-        call(&mut st, token, method, &params)
+        if method == "setwebhook" {
+            set_webhook(shared, &mut st, token, &params)
+        } else {
+            call(&mut st, token, method, &params)
+        }
     };
     if method == "sendmessage" || method == "editmessagetext" {
         shared.changed.notify_waiters();
@@ -110,29 +117,26 @@ fn call(st: &mut State, token: &str, method: &str, p: &Params) -> MethodResult {
             bot(st, token)?.commands.remove(&key);
             Ok(Success::r#true())
         }
-        "setwebhook" => set_webhook(st, token, p),
         "deletewebhook" => {
             let bot = bot(st, token)?;
-            if p.bool("drop_pending_updates") {
-                bot.queue.clear();
-            }
-            let was_set = bot.webhook.take().is_some();
-            Ok(Success::r#true().with_description(if was_set {
-                "Webhook was deleted"
-            } else {
-                "Webhook is already deleted"
-            }))
+            Ok(delete_webhook(bot, p.bool("drop_pending_updates")))
         }
         "getwebhookinfo" => {
             let bot = bot(st, token)?;
+            let hook = bot.webhook.as_ref();
             let mut info = json!({
-                "url": bot.webhook.as_ref().map_or("", |w| w.url.as_str()),
-                "has_custom_certificate":
-                    bot.webhook.as_ref().is_some_and(|w| w.has_custom_certificate),
+                "url": hook.map_or("", |w| w.spec.url.as_str()),
+                "has_custom_certificate": hook.is_some_and(|w| w.spec.has_custom_certificate),
                 "pending_update_count": bot.queue.len(),
             });
-            if let (Some(w), Value::Object(m)) = (&bot.webhook, &mut info) {
-                m.insert("max_connections".into(), json!(w.max_connections));
+            if let (Some(w), Value::Object(m)) = (hook, &mut info) {
+                if let Some(d) = w.last_error_date {
+                    m.insert("last_error_date".into(), json!(d));
+                }
+                if let Some(e) = &w.last_error_message {
+                    m.insert("last_error_message".into(), json!(e));
+                }
+                m.insert("max_connections".into(), json!(w.spec.max_connections));
                 if let Some(a) = &bot.allowed_updates {
                     m.insert("allowed_updates".into(), json!(a));
                 }
@@ -425,54 +429,102 @@ fn set_my_commands(st: &mut State, token: &str, p: &Params) -> MethodResult {
     Ok(Success::r#true())
 }
 
-fn set_webhook(st: &mut State, token: &str, p: &Params) -> MethodResult {
+/// setWebhook as Telegram's server checks it (`Client::process_set_webhook_query`
+/// and `WebhookActor` in tdlib/telegram-bot-api), with one exception for
+/// tests, which cannot do TLS and listen on ephemeral ports: an `http` URL on
+/// a loopback host (`127.0.0.0/8`, `::1`, `localhost`) is accepted on any
+/// port. `max_connections` is clamped to 1–100, as Telegram does, not refused.
+fn set_webhook(shared: &Arc<Shared>, st: &mut State, token: &str, p: &Params) -> MethodResult {
     let url = p.str("url").unwrap_or_default().trim().to_owned();
     let allowed = polling::parse_allowed_updates(p)?;
-    let bot = bot(st, token)?;
+    let drop_pending = p.bool("drop_pending_updates");
     if url.is_empty() {
-        let was_set = bot.webhook.take().is_some();
-        return Ok(Success::r#true().with_description(if was_set {
-            "Webhook was deleted"
-        } else {
-            "Webhook is already deleted"
-        }));
+        let bot = bot(st, token)?;
+        return Ok(delete_webhook(bot, drop_pending));
     }
-    let parsed = url::Url::parse(&url)
-        .map_err(|_| ApiError::bad_request("bad webhook: Failed to resolve host: no host"))?;
-    if parsed.scheme() != "https" {
-        return Err(ApiError::bad_request(
-            "bad webhook: An HTTPS URL must be provided for webhook",
-        ));
+    check_webhook_url(&url)?;
+    let secret_token = p.str("secret_token").unwrap_or_default().into_owned();
+    if secret_token.len() > MAX_SECRET_TOKEN_LEN {
+        return Err(ApiError::bad_request("secret token is too long"));
     }
-    if !matches!(parsed.port_or_known_default(), Some(80 | 88 | 443 | 8443)) {
+    if !secret_token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(ApiError::bad_request(
-            "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
+            "secret token contains unallowed characters",
         ));
     }
     let max_connections = p
         .i64("max_connections")?
-        .unwrap_or(40)
-        .clamp(1, 100)
-        .try_into()
-        .unwrap_or(40);
+        .unwrap_or(i64::from(DEFAULT_MAX_CONNECTIONS))
+        .clamp(1, MAX_WEBHOOK_CONNECTIONS);
+    let spec = Spec {
+        url,
+        secret_token: (!secret_token.is_empty()).then_some(secret_token),
+        max_connections: u32::try_from(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        has_custom_certificate: p.get("certificate").is_some(),
+    };
+    let bot = bot(st, token)?;
     if let Some(a) = allowed {
         bot.allowed_updates = Some(a);
     }
-    if p.bool("drop_pending_updates") {
+    // The same webhook again changes nothing (Telegram: "Webhook is already
+    // set"), unless it carries a certificate or drops the pending updates.
+    let same = !drop_pending
+        && !spec.has_custom_certificate
+        && bot.webhook.as_ref().is_some_and(|w| w.spec == spec);
+    if same {
+        return Ok(Success::r#true().with_description("Webhook is already set"));
+    }
+    if drop_pending {
         bot.queue.clear();
     }
-    let same = bot.webhook.as_ref().is_some_and(|w| w.url == url);
-    bot.webhook = Some(Webhook {
-        url,
-        max_connections,
-        has_custom_certificate: p.get("certificate").is_some(),
-    });
-    bot.end_held_poll(PollEnd::SetWebhook);
-    Ok(Success::r#true().with_description(if same {
-        "Webhook is already set"
+    webhook::install(shared, st, token, spec);
+    Ok(Success::r#true().with_description("Webhook was set"))
+}
+
+/// Checks a webhook URL; see [`set_webhook`]. A URL without a scheme is
+/// taken as `https`, as Telegram does.
+fn check_webhook_url(url: &str) -> Result<(), ApiError> {
+    let with_scheme = if url.contains("://") {
+        url.to_owned()
     } else {
-        "Webhook was set"
-    }))
+        format!("https://{url}")
+    };
+    let invalid = || ApiError::bad_request("invalid webhook URL specified");
+    let parsed = url::Url::parse(&with_scheme).map_err(|_| invalid())?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => return Err(invalid()),
+    };
+    match parsed.scheme() {
+        "http" if loopback => Ok(()),
+        "http" => Err(ApiError::bad_request(
+            "bad webhook: An HTTPS URL must be provided for webhook",
+        )),
+        "https" if matches!(parsed.port_or_known_default(), Some(80 | 88 | 443 | 8443)) => Ok(()),
+        "https" => Err(ApiError::bad_request(
+            "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
+        )),
+        _ => Err(invalid()),
+    }
+}
+
+/// deleteWebhook (and setWebhook with an empty URL): removing the webhook
+/// stops its deliveries at once.
+fn delete_webhook(bot: &mut BotState, drop_pending: bool) -> Success {
+    if drop_pending {
+        bot.queue.clear();
+    }
+    let was_set = bot.webhook.take().is_some();
+    Success::r#true().with_description(if was_set {
+        "Webhook was deleted"
+    } else {
+        "Webhook is already deleted"
+    })
 }
 
 #[cfg(test)]
@@ -516,6 +568,31 @@ mod tests {
         assert_eq!(
             st.bots["1:x"].commands[&default_commands_key()][0].command,
             "start"
+        );
+    }
+
+    #[test]
+    fn webhook_urls_are_checked_like_telegram_with_loopback_http_allowed() {
+        let err = |url: &str| check_webhook_url(url).map_err(|e| e.description.into_owned());
+        assert_eq!(err("https://example.com/hook"), Ok(()));
+        assert_eq!(err("example.com:8443/hook"), Ok(()));
+        assert_eq!(err("http://127.0.0.1:41234/hook"), Ok(()));
+        assert_eq!(err("http://localhost:9/hook"), Ok(()));
+        assert_eq!(err("http://[::1]:9/hook"), Ok(()));
+        assert_eq!(
+            err("http://example.com/hook"),
+            Err("Bad Request: bad webhook: An HTTPS URL must be provided for webhook".into())
+        );
+        assert_eq!(
+            err("https://127.0.0.1:9000/hook"),
+            Err(
+                "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+                    .into()
+            )
+        );
+        assert_eq!(
+            err("ftp://example.com/"),
+            Err("Bad Request: invalid webhook URL specified".into())
         );
     }
 

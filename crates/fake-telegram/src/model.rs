@@ -357,6 +357,57 @@ pub struct CallbackAnswer {
     pub body: Value,
 }
 
+/// One attempt of the fake to deliver an update to a bot's webhook, as
+/// [`FakeTelegram::webhook_deliveries`](crate::FakeTelegram::webhook_deliveries)
+/// lists them (in the order the attempts completed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// The update delivered.
+    pub update_id: i64,
+    /// Which attempt for this update it was (1 for the first).
+    pub attempt: u32,
+    /// The HTTP status the webhook answered; `None` when there was no answer
+    /// (connection refused or reset, timeout, connection closed).
+    pub status: Option<u16>,
+    /// Why the attempt failed, in Telegram's words (`Wrong response from the
+    /// webhook: 503 Service Unavailable`, `Connection refused`, `Read timeout
+    /// expired`, …); `None` for a 2xx, which confirmed the update.
+    pub error: Option<String>,
+    /// The `X-Telegram-Bot-Api-Secret-Token` header sent, if any.
+    pub secret: Option<String>,
+    /// When the attempt started (before connecting).
+    pub started: Instant,
+    /// When the attempt completed.
+    pub at: Instant,
+}
+
+impl WebhookDelivery {
+    /// Whether the webhook confirmed the update (a 2xx answer).
+    pub fn confirmed(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// A bot's webhook as the fake holds it, from
+/// [`FakeTelegram::webhook_info`](crate::FakeTelegram::webhook_info).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookInfoView {
+    /// The URL updates are POSTed to.
+    pub url: String,
+    /// The `secret_token` given to setWebhook, if any.
+    pub secret_token: Option<String>,
+    /// Most requests in flight at once (1–100, default 40).
+    pub max_connections: u32,
+    /// The bot's `allowed_updates` setting (`None`: the default set).
+    pub allowed_updates: Option<Vec<String>>,
+    /// Updates not yet confirmed.
+    pub pending_update_count: usize,
+    /// When the last delivery failed (Unix seconds), if one did.
+    pub last_error_date: Option<i64>,
+    /// Why the last delivery failed, in Telegram's words.
+    pub last_error_message: Option<String>,
+}
+
 /// One bot command, as stored by `setMyCommands`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BotCommand {

@@ -3,7 +3,8 @@
 //! messages and commands; known chats, users and member statuses; the log of
 //! requests; scripted faults; rate-limit windows. Also the two wake-up
 //! mechanisms: a `Notify` for test-side waiters and a broadcast of request
-//! events.
+//! events. Also what background tasks (webhook delivery) need: the runtime
+//! to spawn on and the shutdown signal.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,11 +17,12 @@ use crate::faults::{Fault, FaultBook};
 use crate::json::{self, TextMessage};
 use crate::model::{
     BotCommand, BotInfo, CallbackAnswer, Chat, MemberStatus, Outcome, RecordedRequest,
-    RequestEvent, SentMessage, User,
+    RequestEvent, SentMessage, User, WebhookDelivery,
 };
 use crate::params::ChatRef;
 use crate::ratelimit::RateLimiter;
 use crate::reply::ApiError;
+use crate::webhook::{self, Webhook};
 
 /// Update types Telegram leaves out unless `allowed_updates` names them.
 const OPT_IN_UPDATES: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
@@ -33,14 +35,21 @@ pub(crate) struct Shared {
     pub changed: Notify,
     /// Request events for subscribers.
     pub events: broadcast::Sender<RequestEvent>,
+    /// The runtime the server was started on, where webhook deliveries run.
+    pub runtime: tokio::runtime::Handle,
+    /// Turns true when the server shuts down.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl Shared {
-    pub fn new() -> Self {
+    /// Must be called within a tokio runtime (the one background tasks use).
+    pub fn new(shutdown: watch::Receiver<bool>) -> Self {
         Shared {
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             events: broadcast::channel(4096).0,
+            runtime: tokio::runtime::Handle::current(),
+            shutdown,
         }
     }
 
@@ -169,6 +178,8 @@ pub(crate) struct QueuedUpdate {
     pub kind: String,
     /// The serialized update.
     pub json: Arc<str>,
+    /// The webhook queue it is delivered in (see `webhook::queue_of`).
+    pub webhook_queue: Option<i64>,
 }
 
 /// Why a held long poll was ended early.
@@ -182,13 +193,6 @@ pub(crate) enum PollEnd {
 pub(crate) struct HeldPoll {
     pub id: u64,
     pub end: oneshot::Sender<PollEnd>,
-}
-
-/// A webhook set for a bot (the fake never calls it).
-pub(crate) struct Webhook {
-    pub url: String,
-    pub max_connections: u32,
-    pub has_custom_certificate: bool,
 }
 
 /// A message in a chat as one bot sees it, kept for edits and callback queries.
@@ -232,6 +236,8 @@ pub(crate) struct BotState {
     pub update_signal: watch::Sender<u64>,
     pub held: Option<HeldPoll>,
     pub webhook: Option<Webhook>,
+    /// Every webhook delivery attempt, in the order they completed.
+    pub webhook_deliveries: Vec<WebhookDelivery>,
     pub sent: Vec<SentMessage>,
     pub edits: Vec<SentMessage>,
     pub messages: HashMap<(i64, i32), StoredMessage>,
@@ -254,6 +260,7 @@ impl BotState {
             update_signal: watch::channel(0).0,
             held: None,
             webhook: None,
+            webhook_deliveries: Vec::new(),
             sent: Vec::new(),
             edits: Vec::new(),
             messages: HashMap::new(),
@@ -275,10 +282,12 @@ impl BotState {
             .cloned()
             .unwrap_or_default();
         update.insert("update_id".into(), json!(id));
+        let update = Value::Object(update);
         self.queue.push_back(QueuedUpdate {
             id,
+            webhook_queue: webhook::queue_of(&kind, &update),
             kind,
-            json: Value::Object(update).to_string().into(),
+            json: update.to_string().into(),
         });
         self.update_signal.send_modify(|n| *n = n.wrapping_add(1));
         id
@@ -357,6 +366,8 @@ pub(crate) struct State {
     pub limiter: RateLimiter,
     pub next_poll_id: u64,
     next_callback_id: u64,
+    pub next_webhook_id: u64,
+    pub webhook_settings: webhook::Settings,
 }
 
 impl State {
