@@ -77,6 +77,7 @@ impl Change {
                     Incident::Conflict => "polls alone again; the conflict is over",
                     Incident::StoreDown => "reaches its store again",
                     Incident::SelectorEmpty => "finds announcements on the list page again",
+                    Incident::WebhookFailing => "gets its webhook's updates again",
                 };
                 format!("✅ botvisor: {bot} {now}")
             }

@@ -59,11 +59,12 @@ const STATES: [WorkerState; 8] = [
     WorkerState::Stopping,
     WorkerState::Stopped,
 ];
-const INCIDENTS: [Incident; 4] = [
+const INCIDENTS: [Incident; 5] = [
     Incident::Parked,
     Incident::Conflict,
     Incident::StoreDown,
     Incident::SelectorEmpty,
+    Incident::WebhookFailing,
 ];
 /// How long open connections may take to finish at shutdown: well inside
 /// the 250 ms the supervisor keeps back from the deadline.
@@ -458,6 +459,14 @@ fn bot_json(bot: &BotStatus) -> serde_json::Value {
             "rate_limited": bot.outbox.rate_limited,
         },
         "incidents": incidents,
+        "delivery": bot.delivery,
+        "webhook": bot.webhook.as_ref().map(|hook| serde_json::json!({
+            "last_request": hook.last_request.map(rfc3339),
+            "telegram_checked": hook.checked.map(rfc3339),
+            "telegram_pending": hook.pending,
+            "telegram_last_error": hook.last_error,
+            "telegram_last_error_at": hook.last_error_at.map(rfc3339),
+        })),
     })
 }
 
@@ -505,6 +514,18 @@ pub fn render_metrics(board: &StatusBoard) -> String {
     let incidents = Family::<IncidentLabels, Gauge>::default();
     let not_running = Gauge::<i64>::default();
     let outbox_pending = Family::<BotLabels, Gauge>::default();
+    let webhook_pending = Family::<BotLabels, Gauge>::default();
+    let webhook_last = Family::<BotLabels, Gauge<f64, AtomicU64>>::default();
+    registry.register(
+        "webhook_pending_updates",
+        "Updates Telegram holds for a webhook bot, not yet delivered (getWebhookInfo)",
+        webhook_pending.clone(),
+    );
+    registry.register(
+        "webhook_last_request_timestamp_seconds",
+        "When a webhook request last reached the bot, in Unix seconds",
+        webhook_last.clone(),
+    );
     let outbox_oldest = Family::<BotLabels, Gauge<f64, AtomicU64>>::default();
     let outbox_dropped = Family::<BotLabels, Counter>::default();
     let outbox_429 = Family::<BotLabels, Counter>::default();
@@ -598,6 +619,18 @@ pub fn render_metrics(board: &StatusBoard) -> String {
         outbox_429
             .get_or_create(&labels)
             .inc_by(bot.outbox.rate_limited);
+        if let Some(hook) = &bot.webhook {
+            webhook_pending
+                .get_or_create(&labels)
+                .set(i64::from(hook.pending));
+            if let Some(at) = hook.last_request
+                && let Ok(since_epoch) = at.duration_since(SystemTime::UNIX_EPOCH)
+            {
+                webhook_last
+                    .get_or_create(&labels)
+                    .set(since_epoch.as_secs_f64());
+            }
+        }
         if let Some(at) = bot.last_successful_poll
             && let Ok(since_epoch) = at.duration_since(SystemTime::UNIX_EPOCH)
         {

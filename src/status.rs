@@ -104,6 +104,9 @@ pub enum Incident {
     StoreDown,
     /// The announcements' link selector finds nothing on the list page.
     SelectorEmpty,
+    /// Telegram reports failed deliveries to the bot's webhook since the
+    /// last request that reached botvisor.
+    WebhookFailing,
 }
 
 impl Incident {
@@ -113,6 +116,7 @@ impl Incident {
             Incident::Conflict => "conflict",
             Incident::StoreDown => "store_down",
             Incident::SelectorEmpty => "selector_empty",
+            Incident::WebhookFailing => "webhook_failing",
         }
     }
 
@@ -121,7 +125,10 @@ impl Incident {
     pub fn settle(self) -> Duration {
         match self {
             Incident::StoreDown => STORE_SETTLE,
-            Incident::Parked | Incident::Conflict | Incident::SelectorEmpty => Duration::ZERO,
+            Incident::Parked
+            | Incident::Conflict
+            | Incident::SelectorEmpty
+            | Incident::WebhookFailing => Duration::ZERO,
         }
     }
 
@@ -132,6 +139,7 @@ impl Incident {
             Incident::Conflict => "is in conflict: another process polls with its token",
             Incident::StoreDown => "lost its store",
             Incident::SelectorEmpty => "finds no announcements on the list page",
+            Incident::WebhookFailing => "gets no updates: Telegram cannot deliver to its webhook",
         }
     }
 }
@@ -140,6 +148,20 @@ impl fmt::Display for Incident {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// A webhook bot's deliveries: the last request that reached botvisor, and
+/// what Telegram's `getWebhookInfo` said when last asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookView {
+    pub last_request: Option<SystemTime>,
+    /// When `getWebhookInfo` was last answered.
+    pub checked: Option<SystemTime>,
+    /// Updates Telegram holds for the bot, not yet delivered.
+    pub pending: u32,
+    /// Telegram's last delivery error (a short excerpt) and its time.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<SystemTime>,
 }
 
 /// One bot's status, as the supervisor, `/durum`, the status endpoint and
@@ -172,6 +194,10 @@ pub struct BotStatus {
     /// The outbox's queue and counters; filled in by
     /// [`StatusBoard::snapshot`].
     pub outbox: OutboxFigures,
+    /// How its updates arrive: `polling` or `webhook`.
+    pub delivery: &'static str,
+    /// For a webhook bot: its requests, and Telegram's view of them.
+    pub webhook: Option<WebhookView>,
     sent: Arc<AtomicU64>,
     outbox_stats: Arc<OutboxStats>,
 }
@@ -194,6 +220,8 @@ impl BotStatus {
             incidents: BTreeMap::new(),
             healthy_since: BTreeMap::new(),
             outbox: OutboxFigures::default(),
+            delivery: "polling",
+            webhook: None,
             sent: Arc::new(AtomicU64::new(0)),
             outbox_stats: Arc::new(OutboxStats::default()),
         }
@@ -321,6 +349,15 @@ impl BotStatus {
             }
             if outbox.dropped > 0 {
                 out.push_str(&format!(", {} dropped", outbox.dropped));
+            }
+        }
+        if let Some(hook) = &self.webhook {
+            match hook.last_request.and_then(|at| at.elapsed().ok()) {
+                Some(age) => out.push_str(&format!("\n  webhook: last request {} ago", short(age))),
+                None => out.push_str("\n  webhook: no request yet"),
+            }
+            if hook.checked.is_some() {
+                out.push_str(&format!(", Telegram holds {}", hook.pending));
             }
         }
         for (incident, detail) in &self.incidents {
@@ -509,6 +546,64 @@ impl StatusSender {
     /// A `getUpdates` succeeded: the bot is no longer parked. (A conflict
     /// ends by its own rule in the worker, a store outage when the store
     /// answers.)
+    /// How the bot's updates arrive.
+    pub fn set_delivery(&self, delivery: &'static str) {
+        self.tx.send_modify(|status| {
+            status.delivery = delivery;
+            if delivery == "webhook" {
+                status.webhook.get_or_insert_with(WebhookView::default);
+            } else {
+                status.webhook = None;
+            }
+        });
+    }
+
+    /// A webhook request with the right secret reached the bot.
+    pub fn webhook_request(&self) {
+        self.tx.send_modify(|status| {
+            let now = SystemTime::now();
+            status.last_successful_poll = Some(now);
+            status.incidents.remove(&Incident::Parked);
+            status
+                .webhook
+                .get_or_insert_with(WebhookView::default)
+                .last_request = Some(now);
+        });
+    }
+
+    /// What Telegram's `getWebhookInfo` said. Failing, for the incident:
+    /// an error newer than the last request that reached botvisor and than
+    /// `set_at` (when botvisor last set the webhook: older errors are
+    /// history).
+    pub fn webhook_checked(
+        &self,
+        pending: u32,
+        last_error: Option<String>,
+        last_error_at: Option<SystemTime>,
+        set_at: SystemTime,
+    ) {
+        let mut failing = None;
+        self.tx.send_modify(|status| {
+            let view = status.webhook.get_or_insert_with(WebhookView::default);
+            view.checked = Some(SystemTime::now());
+            view.pending = pending;
+            view.last_error = last_error.map(|e| crate::sanitize::excerpt(&e, 200));
+            view.last_error_at = last_error_at;
+            let healthy_since = view.last_request.map_or(set_at, |at| at.max(set_at));
+            failing = match view.last_error_at {
+                Some(error) if error > healthy_since => view.last_error.clone(),
+                _ => None,
+            };
+        });
+        match failing {
+            Some(error) => self.raise(
+                Incident::WebhookFailing,
+                format!("Telegram says: {error} ({pending} update(s) waiting)"),
+            ),
+            None => self.clear(Incident::WebhookFailing),
+        }
+    }
+
     pub fn polled(&self) {
         self.tx.send_modify(|status| {
             status.last_successful_poll = Some(SystemTime::now());
@@ -749,6 +844,33 @@ mod tests {
             })
             .collect();
         (board, senders)
+    }
+
+    #[test]
+    fn a_webhook_fails_only_for_errors_newer_than_its_last_request_and_setting() {
+        let (board, senders) = board_of(1);
+        let status = &senders[0];
+        status.set_delivery("webhook");
+        let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs);
+        let failing = || {
+            board.snapshot()[0]
+                .incidents
+                .contains_key(&Incident::WebhookFailing)
+        };
+        // An error from before botvisor set its webhook is history.
+        status.webhook_checked(3, Some("Connection refused".into()), Some(t(10)), t(20));
+        assert!(!failing());
+        // A newer one, with no request since: failing.
+        status.webhook_checked(4, Some("Connection refused".into()), Some(t(30)), t(20));
+        assert!(failing());
+        let view = board.snapshot()[0].webhook.clone().expect("a webhook view");
+        assert_eq!(view.pending, 4);
+        // A request that reached botvisor after it: healthy again.
+        status.webhook_request();
+        status.webhook_checked(0, Some("Connection refused".into()), Some(t(30)), t(20));
+        assert!(!failing());
+        status.set_delivery("polling");
+        assert!(board.snapshot()[0].webhook.is_none());
     }
 
     #[test]

@@ -304,6 +304,10 @@ impl Supervisor {
             // Only a relay can close it.
             open.remove(&crate::status::Incident::SelectorEmpty);
         }
+        if bot.webhook.is_none() {
+            // Only a webhook bot's session can close it.
+            open.remove(&crate::status::Incident::WebhookFailing);
+        }
         status.carry_over(open);
         self.board.insert(&name, rx);
         let cancel = self.root.child_token();

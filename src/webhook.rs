@@ -32,6 +32,8 @@ use tracing::warn;
 
 use crate::config::Environment;
 use crate::secret::Token;
+use crate::store::{InboxRow, Store};
+use crate::telegram::polling::Delivered;
 
 /// The header Telegram sends the secret in.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -184,6 +186,9 @@ struct Shared {
 struct Slot {
     secret: Secret,
     session: Option<mpsc::Sender<Incoming>>,
+    /// Where a request goes when no session here takes it: the shared
+    /// store's inbox, by the bot's Telegram id.
+    store: Option<(Store, String)>,
     refused: u64,
     refused_logged: Option<Instant>,
     last_request: Option<SystemTime>,
@@ -202,6 +207,7 @@ impl Webhooks {
             Slot {
                 secret,
                 session: None,
+                store: None,
                 refused: 0,
                 refused_logged: None,
                 last_request: None,
@@ -211,6 +217,14 @@ impl Webhooks {
 
     pub fn unregister(&self, name: &str) {
         lock(&self.shared.bots).remove(name);
+    }
+
+    /// Requests for bot `name` that no session here takes go to `store`'s
+    /// inbox for bot `bot_id` (another instance may hold the bot).
+    pub fn store_in(&self, name: &str, store: Store, bot_id: String) {
+        if let Some(slot) = lock(&self.shared.bots).get_mut(name) {
+            slot.store = Some((store, bot_id));
+        }
     }
 
     /// A session of bot `name` takes its requests from now on.
@@ -248,7 +262,7 @@ impl Webhooks {
             return Answer::Unavailable;
         }
         let (ack, stored) = oneshot::channel();
-        {
+        let elsewhere = {
             let mut bots = lock(&self.shared.bots);
             let Some(slot) = bots.get_mut(name) else {
                 return Answer::Unknown;
@@ -272,16 +286,43 @@ impl Webhooks {
                 return Answer::Refused;
             }
             slot.last_request = Some(SystemTime::now());
-            let Some(session) = &slot.session else {
-                return Answer::Unavailable;
-            };
-            if session.try_send(Incoming { body, ack }).is_err() {
-                return Answer::Unavailable;
+            match (&slot.session, &slot.store) {
+                (Some(session), _) => {
+                    if session.try_send(Incoming { body, ack }).is_err() {
+                        return Answer::Unavailable;
+                    }
+                    None
+                }
+                (None, Some((store, bot_id))) => Some((store.clone(), bot_id.clone(), body)),
+                (None, None) => return Answer::Unavailable,
             }
+        };
+        if let Some((store, bot_id, body)) = elsewhere {
+            return store_elsewhere(&store, &bot_id, body).await;
         }
         match stored.await {
             Ok(true) => Answer::Stored,
             _ => Answer::Unavailable,
+        }
+    }
+}
+
+/// Stores a request's update straight into the shared inbox: 200 once
+/// stored (or when it is no update: Telegram would repeat it for a day).
+async fn store_elsewhere(store: &Store, bot_id: &str, body: String) -> Answer {
+    let Some(delivered) = Delivered::parse(&body) else {
+        warn!("skipping a webhook update that cannot be read");
+        return Answer::Stored;
+    };
+    let row = InboxRow {
+        update_id: delivered.id(),
+        body,
+    };
+    match store.receive_elsewhere(bot_id, &row).await {
+        Ok(()) => Answer::Stored,
+        Err(err) => {
+            warn!(error = %err, "could not store a webhook update; Telegram will send it again");
+            Answer::Unavailable
         }
     }
 }

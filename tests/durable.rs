@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use botvisor::status::STORE_SETTLE;
 use common::{
-    ConfigDir, Daemon, HTTP, PROMPT, assert_echoes, endpoint, run_to_end, supervisor_table,
-    wait_for_state, wait_for_status,
+    ConfigDir, Daemon, HTTP, PROMPT, TestDatabase, assert_echoes, endpoint, run_to_end,
+    supervisor_table, wait_for_state, wait_for_status,
 };
 use fake_telegram::{Chat, FakeTelegram, User};
 use sqlx::{Connection, Executor};
@@ -30,60 +30,6 @@ const VARS: &[(&str, &str)] = &[
     ("T4", TOKENS[3]),
     ("RUST_LOG", "botvisor=debug,info"),
 ];
-
-/// A fresh PostgreSQL database for one test, dropped at the end; `None`
-/// (with a note) when no test server is configured.
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create(test: &str) -> Option<TestDatabase> {
-        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-            // Written past the test harness's capture, so it shows in the run.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: TEST_DATABASE_URL is not set (no PostgreSQL to test against)"
-            );
-            return None;
-        };
-        let name = format!("botvisor_test_{}_{}", std::process::id(), rand_suffix());
-        let mut conn = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .expect("create a test database");
-        let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Some(TestDatabase {
-            admin_url,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    async fn drop_database(self) {
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = conn
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
-                )))
-                .await;
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    hasher.finish() % 1_000_000_007
-}
 
 /// A config with `bots` echo bots (named b1…), the store line as given.
 fn config_text(api_url: &str, store: &str, bots: usize, echo_extra: &str) -> String {

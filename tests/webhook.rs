@@ -268,3 +268,199 @@ async fn kill_9_after_the_store_handles_it_once() {
         "no repeat was handled again"
     );
 }
+
+/// A port free now, for a config that must name its listener's port before
+/// it starts (the public URL the fake delivers to).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A supervisor whose listener is on `port`, and Telegram (the fake) calls
+/// it there.
+fn delivered_config(api_url: &str, port: u16, extra: &str, bots: &str) -> String {
+    format!(
+        "{}{bots}",
+        supervisor_table(
+            api_url,
+            &format!(
+                "[supervisor.http]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [supervisor.webhook]\npublic_url = \"http://127.0.0.1:{port}\"\n{extra}"
+            )
+        )
+    )
+}
+
+/// The shipped Tanıtım content, as botvisor reads it.
+fn shipped_content() -> botvisor::config::faq::FaqContent {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml");
+    let config = botvisor::config::Config::load(&path).expect("the shipped config");
+    match &config.bot("tanitim").expect("tanitim").kind {
+        botvisor::config::KindSettings::Faq(settings) => settings.content.clone(),
+        other => panic!("tanitim is {}", other.name()),
+    }
+}
+
+/// The shipped FAQ bot by webhook, the fake delivering as Telegram does:
+/// commands and buttons are answered, and every delivery was confirmed.
+#[tokio::test]
+async fn the_faq_bot_answers_commands_and_buttons_by_webhook() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "tanitim_bot");
+    let content = shipped_content();
+    let content_file =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("content/tanitim.toml");
+    let port = free_port();
+    let bot = format!(
+        "[bot.tanitim]\nkind = \"faq\"\ntoken_env = \"HOOK_TOKEN\"\ndelivery = \"webhook\"\ncontent_file = \"{}\"\n",
+        content_file.display()
+    );
+    let dir = ConfigDir::new(&delivered_config(&tg.url(), port, "", &bot));
+    let mut daemon = Daemon::start(&dir.path, VARS);
+    set_webhook(&tg, 1).await;
+    let user = User::new(7, "Aday");
+    let chat = Chat::private(&user);
+    tg.inject_message(TOKEN, &chat, &user, "/erasmus");
+    let answer = tg.wait_for_sent(TOKEN, 1, PROMPT).await.expect("answered")[0].clone();
+    let erasmus = content.command("erasmus").expect("erasmus");
+    assert!(
+        answer.text.starts_with(erasmus.answer.trim()),
+        "{}",
+        answer.text
+    );
+    assert!(answer.reply_markup.is_some(), "the answer has its buttons");
+    tg.inject_callback_query(TOKEN, &chat, &user, answer.message_id, "faq:yes");
+    tg.wait_for_request(TOKEN, "answerCallbackQuery", 1, PROMPT)
+        .await
+        .expect("the press is answered");
+    let help = tg.wait_for_sent(TOKEN, 2, PROMPT).await.expect("the help")[1].clone();
+    assert!(
+        help.text.starts_with(content.help_header.trim()),
+        "{}",
+        help.text
+    );
+    assert!(
+        tg.pending_updates(TOKEN).is_empty(),
+        "every delivery confirmed"
+    );
+    let deliveries = tg.webhook_deliveries(TOKEN);
+    assert!(
+        deliveries.iter().all(|d| d.status == Some(200)),
+        "{deliveries:?}"
+    );
+    daemon.stop_cleanly().await;
+}
+
+/// Telegram reporting failed deliveries is one incident, with one alert,
+/// and one all-clear once requests reach botvisor again. Here the webhook
+/// is changed behind botvisor's back to an address nobody serves: botvisor
+/// notices at its next look, sets its own again, and Telegram delivers
+/// what it held.
+#[tokio::test]
+async fn a_failing_webhook_is_one_incident_and_heals() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "hook_bot");
+    tg.set_webhook_retry(Duration::from_millis(200), 1_000);
+    let port = free_port();
+    let alerts = "[supervisor.alerts]\nchat_id = 999\nvia_bot = \"hook\"\n";
+    let bot = "[bot.hook]\nkind = \"echo\"\ntoken_env = \"HOOK_TOKEN\"\ndelivery = \"webhook\"\n";
+    let dir = ConfigDir::new(&delivered_config(&tg.url(), port, alerts, bot));
+    let mut daemon = Daemon::start(&dir.path, VARS);
+    let base = endpoint(&mut daemon).await;
+    set_webhook(&tg, 1).await;
+    common::assert_echoes(&tg, TOKEN, 1, "önce").await;
+
+    tg.set_webhook(TOKEN, "http://127.0.0.1:1/nobody");
+    let user = User::new(2, "Bekleyen");
+    tg.inject_message(TOKEN, &Chat::private(&user), &user, "arada");
+    common::wait_for_status(&base, "hook", PROMPT, |s| {
+        s["incidents"].get("webhook_failing").is_some()
+    })
+    .await;
+    // Healed: botvisor set its webhook again and the held update came.
+    set_webhook(&tg, 2).await;
+    tg.wait_for_request_matching("the held update answered", PROMPT, |r| {
+        r.method == "sendmessage" && r.body["text"] == "arada"
+    })
+    .await
+    .expect("the held update is delivered to botvisor's webhook again");
+    common::wait_for_status(&base, "hook", PROMPT, |s| {
+        s["incidents"].get("webhook_failing").is_none()
+    })
+    .await;
+    tg.wait_for_request_matching("the all-clear", PROMPT, |r| {
+        r.method == "sendmessage" && r.body["text"].as_str().is_some_and(|t| t.starts_with("✅"))
+    })
+    .await
+    .expect("one all-clear");
+    daemon.stop_cleanly().await;
+    let to_operators: Vec<String> = tg
+        .sent_messages(TOKEN)
+        .into_iter()
+        .filter(|m| m.chat_id == 999)
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(to_operators.len(), 2, "{to_operators:?}");
+    assert!(
+        to_operators[0].starts_with("⚠️") && to_operators[0].contains("webhook"),
+        "{to_operators:?}"
+    );
+    assert!(to_operators[1].starts_with("✅"), "{to_operators:?}");
+}
+
+/// Two instances on one PostgreSQL store: the lease holder sets the webhook
+/// and takes Telegram's deliveries; requests that reach the other one
+/// (Heroku's router picks either) are stored in the shared inbox and
+/// handled by the holder. Every update is answered once.
+#[tokio::test]
+async fn two_instances_on_one_postgres_handle_every_update_once() {
+    let Some(db) = common::TestDatabase::create("webhook_two_instances").await else {
+        return;
+    };
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "hook_bot");
+    let (port_a, port_b) = (free_port(), free_port());
+    let bot = "[bot.hook]\nkind = \"echo\"\ntoken_env = \"HOOK_TOKEN\"\ndelivery = \"webhook\"\n";
+    // One public address, as behind Heroku's router: the first instance's.
+    let text_a = delivered_config(&tg.url(), port_a, "", bot);
+    let text_b = text_a.replace(
+        &format!("listen = \"127.0.0.1:{port_a}\""),
+        &format!("listen = \"127.0.0.1:{port_b}\""),
+    );
+    let (dir_a, dir_b) = (ConfigDir::new(&text_a), ConfigDir::new(&text_b));
+    let mut vars = VARS.to_vec();
+    vars.push(("DATABASE_URL", &db.url));
+    let mut a = Daemon::start(&dir_a.path, &vars);
+    let secret = set_webhook(&tg, 1).await["secret_token"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
+    common::assert_echoes(&tg, TOKEN, 1, "a'dan").await;
+    let mut b = Daemon::start(&dir_b.path, &vars);
+    let base_b = endpoint(&mut b).await;
+    common::wait_for_status(&base_b, "hook", PROMPT, |s| s["state"] == "standby").await;
+
+    // Twenty updates: the fake delivers each to the holder, and the test
+    // sends each to the standby too, as a router might on a retry.
+    for i in 0..20u64 {
+        let body = update(&tg, 100 + i, &format!("m{i}"));
+        let code = post(&base_b, "hook", Some(&secret), &body).await;
+        assert_eq!(code, 200, "{}", b.output());
+    }
+    tg.wait_for_sent(TOKEN, 21, PROMPT)
+        .await
+        .expect("all answered");
+    let base_a = format!("http://127.0.0.1:{port_a}");
+    common::wait_for_status(&base_a, "hook", PROMPT, |s| s["outbox"]["pending"] == 0).await;
+    a.stop_cleanly().await;
+    b.stop_cleanly().await;
+    let mut sent = texts(&tg);
+    sent.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    expected.push("a'dan".to_owned());
+    expected.sort();
+    assert_eq!(sent, expected, "every update answered once");
+    db.drop_database().await;
+}

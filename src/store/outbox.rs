@@ -116,6 +116,30 @@ impl Store {
             .collect())
     }
 
+    /// Stores one webhook update in `bot_id`'s inbox outside any session
+    /// (this instance does not run the bot now, or not yet): the session
+    /// that holds the bot's lease finds it there. An update already stored,
+    /// or handled within the marks' day, is left alone.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn receive_elsewhere(&self, bot_id: &str, row: &InboxRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO inbox (bot_id, update_id, body, received_at) \
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS \
+             (SELECT 1 FROM handled_updates WHERE bot_id = $1 AND update_id = $2) \
+             ON CONFLICT (bot_id, update_id) DO NOTHING";
+        on_pool!(self, |pool| {
+            sqlx::query(SQL)
+                .bind(bot_id)
+                .bind(i64::from(row.update_id))
+                .bind(&row.body)
+                .bind(crate::outbox::now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Writes and removes a row in one transaction: proof that the store
     /// takes writes (a full disk reads but does not write).
     ///

@@ -26,6 +26,19 @@ use crate::telegram::BotHandle;
 use crate::telegram::polling::Delivered;
 use crate::webhook::{Secret, Target};
 
+/// How often an instance that holds a webhook bot looks for updates other
+/// instances stored for it.
+const SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often Telegram is asked how delivery goes: as often as a polling
+/// bot's idle long poll comes back, twice over, within 5 s and a minute.
+fn info_every(poll_timeout: std::time::Duration) -> std::time::Duration {
+    (poll_timeout * 2).clamp(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(60),
+    )
+}
+
 impl Worker {
     /// Sets the webhook and takes its requests until the session ends.
     #[allow(clippy::too_many_arguments)]
@@ -34,6 +47,7 @@ impl Worker {
         bot: &BotHandle,
         kind: &Arc<Kind>,
         target: &Target,
+        bot_id: &str,
         kept: &mut Kept,
         session: &tokio_util::sync::CancellationToken,
         dispatcher: &mut Dispatcher,
@@ -50,20 +64,11 @@ impl Worker {
         let Some(mut requests) = self.webhooks.attach(&self.config.name) else {
             return SessionEnd::Failed("the webhook bot is not registered".to_owned());
         };
-        let request = bot
-            .api()
-            .set_webhook(url)
-            .secret_token(Secret::of(&self.token).expose().to_owned())
-            .allowed_updates(kind.allowed_updates())
-            .max_connections(u8::try_from(target.max_connections).unwrap_or(40))
-            .drop_pending_updates(false);
-        let result = tokio::select! {
-            () = session.cancelled() => return SessionEnd::Stopped,
-            result = request => result,
-        };
-        if let Err(err) = result {
-            return self.teloxide_failed("setWebhook", &err);
+        if let Err(end) = self.set_webhook(bot, kind, target, url).await {
+            return end;
         }
+        // Telegram's errors from before this are history.
+        let mut set_at = std::time::SystemTime::now();
         info!(url = %target.url, "webhook set; Telegram sends the updates");
         self.status.set(
             WorkerState::Running,
@@ -72,6 +77,12 @@ impl Worker {
         );
         let progress = kept.progress.clone();
         let sink = outbox.sink();
+        // Telegram's view, now and then; updates another instance stored
+        // for this bot, every second.
+        let mut check = tokio::time::interval(info_every(self.poll_timeout));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut scan = tokio::time::interval(SCAN_EVERY);
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if background.is_some_and(tokio::task::JoinHandle::is_finished) {
                 return SessionEnd::Failed(format!(
@@ -87,12 +98,26 @@ impl Worker {
                         "recording updates and messages failed: {reason}"
                     ));
                 }
+                _ = check.tick() => {
+                    match self.check_webhook(bot, kind, target, set_at).await {
+                        Ok(true) => set_at = std::time::SystemTime::now(),
+                        Ok(false) => {}
+                        Err(end) => return end,
+                    }
+                    continue;
+                }
+                _ = scan.tick() => {
+                    if let Err(end) = self.take_stored_elsewhere(bot_id, &progress, &sink, dispatcher).await {
+                        return end;
+                    }
+                    continue;
+                }
                 incoming = requests.recv() => incoming,
             };
             let Some(incoming) = incoming else {
                 return SessionEnd::Failed("the webhook's requests stopped".to_owned());
             };
-            self.status.polled();
+            self.status.webhook_request();
             let Some(delivered) = Delivered::parse(&incoming.body) else {
                 // Answered 200: Telegram would repeat it for a day otherwise.
                 warn!("skipping a webhook update that cannot be read");
@@ -121,6 +146,113 @@ impl Worker {
                 .in_current_span(),
             );
         }
+    }
+
+    /// Asks Telegram how delivery goes (`getWebhookInfo`): its pending
+    /// count and last error for the status board, which raises or clears
+    /// the `webhook_failing` incident. A failed ask changes nothing. When
+    /// Telegram's webhook is not this bot's, it is set again (true).
+    async fn check_webhook(
+        &self,
+        bot: &BotHandle,
+        kind: &Arc<Kind>,
+        target: &Target,
+        set_at: std::time::SystemTime,
+    ) -> Result<bool, SessionEnd> {
+        let request = bot.api().get_webhook_info();
+        let info = tokio::select! {
+            () = self.cancel.cancelled() => return Ok(false),
+            info = request => info,
+        };
+        match info {
+            Ok(info) => {
+                let theirs = info.url.as_ref().map(ToString::to_string);
+                let at = info.last_error_date.and_then(|date| {
+                    u64::try_from(date.timestamp())
+                        .ok()
+                        .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                });
+                self.status.webhook_checked(
+                    info.pending_update_count,
+                    info.last_error_message,
+                    at,
+                    set_at,
+                );
+                if theirs.as_deref() != Some(target.url.as_str())
+                    && let Ok(url) = target.url.parse::<url::Url>()
+                {
+                    // Changed or deleted elsewhere (another program with
+                    // this token): this bot's updates go astray. Set ours.
+                    warn!(
+                        "Telegram has another webhook (or none) for this bot; setting botvisor's again"
+                    );
+                    self.set_webhook(bot, kind, target, url).await?;
+                    return Ok(true);
+                }
+            }
+            Err(err) => {
+                warn!(error = %crate::telegram::errors::describe(&err), "getWebhookInfo failed");
+            }
+        }
+        Ok(false)
+    }
+
+    /// `setWebhook` with this bot's URL, secret, update types and
+    /// connections; pending updates are kept.
+    async fn set_webhook(
+        &self,
+        bot: &BotHandle,
+        kind: &Arc<Kind>,
+        target: &Target,
+        url: url::Url,
+    ) -> Result<(), SessionEnd> {
+        let request = bot
+            .api()
+            .set_webhook(url)
+            .secret_token(Secret::of(&self.token).expose().to_owned())
+            .allowed_updates(kind.allowed_updates())
+            .max_connections(u8::try_from(target.max_connections).unwrap_or(40))
+            .drop_pending_updates(false);
+        let result = tokio::select! {
+            () = self.cancel.cancelled() => return Err(SessionEnd::Stopped),
+            result = request => result,
+        };
+        result
+            .map(|_| ())
+            .map_err(|err| self.teloxide_failed("setWebhook", &err))
+    }
+
+    /// Handles the updates another instance (or this one between
+    /// sessions) stored for this bot: those not open here go to their lanes;
+    /// those handled already are only taken out of the inbox.
+    async fn take_stored_elsewhere(
+        &self,
+        bot_id: &str,
+        progress: &Arc<super::progress::Progress>,
+        sink: &outbox::Sink,
+        dispatcher: &mut Dispatcher,
+    ) -> Result<(), SessionEnd> {
+        let rows = match self.store.inbox_rows(bot_id).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                return Err(SessionEnd::StoreDown(format!(
+                    "reading the received updates failed: {err}"
+                )));
+            }
+        };
+        for row in rows {
+            let (open, handled) = progress
+                .with(|ledger| (ledger.is_open(row.update_id), ledger.knows(row.update_id)));
+            if open {
+                continue;
+            }
+            progress.with(|ledger| ledger.reopen(row.update_id));
+            match (handled, Delivered::parse(&row.body)) {
+                (false, Some(delivered)) => dispatcher.resume(delivered.update),
+                _ => sink.handled(row.update_id, Vec::new()),
+            }
+        }
+        Ok(())
     }
 
     /// Whether the webhook Telegram has for this bot is one botvisor set

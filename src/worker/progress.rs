@@ -120,6 +120,11 @@ impl Ledger {
         std::mem::take(&mut self.open).len()
     }
 
+    /// Whether update `id` is open (received, not yet handled).
+    pub fn is_open(&self, id: u32) -> bool {
+        self.open.contains(&id)
+    }
+
     /// Updates open now.
     pub fn open_count(&self) -> usize {
         self.open.len()

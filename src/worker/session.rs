@@ -91,6 +91,13 @@ impl Worker {
         if let Err(err) = self.store.health().await {
             return SessionEnd::StoreDown(format!("the store is not usable: {err}"));
         }
+        self.status.set_delivery(self.config.delivery.name());
+        if self.webhook.is_some() {
+            // From now on a request no session here takes (standby, a
+            // restart) is stored for the session that holds the bot.
+            self.webhooks
+                .store_in(&self.config.name, self.store.clone(), bot_id.clone());
+        }
         if let Err(end) = self.take_lease(&bot_id, kept).await {
             return end;
         }
@@ -240,6 +247,7 @@ impl Worker {
                     bot,
                     kind,
                     target,
+                    &bot_id,
                     kept,
                     &session,
                     &mut dispatcher,

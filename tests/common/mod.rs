@@ -11,6 +11,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sqlx::Executor as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -358,4 +359,60 @@ pub async fn assert_echoes(
         }
         seen = sent.len();
     }
+}
+
+/// A fresh PostgreSQL database for one test, dropped at the end; `None`
+/// (with a note) when no test server is configured.
+pub struct TestDatabase {
+    pub admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create(test: &str) -> Option<TestDatabase> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            // Written past the test harness's capture, so it shows in the run.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: TEST_DATABASE_URL is not set (no PostgreSQL to test against)"
+            );
+            return None;
+        };
+        let name = format!("botvisor_test_{}_{}", std::process::id(), rand_suffix());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("create a test database");
+        let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        Some(TestDatabase {
+            admin_url,
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    pub async fn drop_database(self) {
+        if let Ok(mut conn) =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&self.admin_url).await
+        {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                )))
+                .await;
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::Instant::now().elapsed().as_nanos());
+    hasher.finish() % 1_000_000_007
 }
