@@ -464,3 +464,44 @@ async fn two_instances_on_one_postgres_handle_every_update_once() {
     assert_eq!(sent, expected, "every update answered once");
     db.drop_database().await;
 }
+
+/// `kill -9` before an update is stored: Telegram never got its 200, so it
+/// delivers it again (the fake retries as Telegram does) and the next run
+/// handles it once. A body over the 1 MB cap is refused unread.
+#[tokio::test]
+async fn an_update_not_stored_before_a_crash_comes_again_and_is_handled_once() {
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.add_bot(TOKEN, "hook_bot");
+    tg.set_webhook_retry(Duration::from_millis(200), 1_000);
+    let port = free_port();
+    let bot = "[bot.hook]\nkind = \"echo\"\ntoken_env = \"HOOK_TOKEN\"\ndelivery = \"webhook\"\n";
+    let dir = ConfigDir::new(&delivered_config(&tg.url(), port, "", bot));
+    let mut daemon = Daemon::start(&dir.path, VARS);
+    let base = endpoint(&mut daemon).await;
+    let secret = set_webhook(&tg, 1).await["secret_token"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
+    common::assert_echoes(&tg, TOKEN, 1, "ilk").await;
+    let huge = serde_json::json!({ "update_id": 1, "padding": "x".repeat(2 << 20) });
+    assert_eq!(post(&base, "hook", Some(&secret), &huge).await, 413);
+    daemon.signal(libc::SIGKILL);
+    assert_eq!(daemon.wait_exit(PROMPT).await.code(), None, "killed");
+
+    // Sent while nobody listens: each delivery attempt fails.
+    let user = User::new(2, "Kayıp");
+    tg.inject_message(TOKEN, &Chat::private(&user), &user, "çökerken");
+    let failed = tg
+        .wait_for_webhook_delivery(TOKEN, tg.webhook_deliveries(TOKEN).len() + 1, PROMPT)
+        .await
+        .expect("Telegram tries");
+    assert_ne!(failed.status, Some(200), "{failed:?}");
+
+    let mut daemon = Daemon::start(&dir.path, VARS);
+    tg.wait_for_sent(TOKEN, 2, PROMPT)
+        .await
+        .expect("delivered again and handled");
+    daemon.stop_cleanly().await;
+    assert_eq!(texts(&tg), ["ilk", "çökerken"], "once each");
+    assert!(tg.pending_updates(TOKEN).is_empty());
+}
