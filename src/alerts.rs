@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::outbox::{OutMessage, Outbox};
 use crate::secret::Redactor;
-use crate::status::{BotStatus, Incident, StatusBoard};
+use crate::status::{BotStatus, Incident, StatusBoard, WorkerState};
 
 /// How often the board is read.
 const TICK: Duration = Duration::from_secs(1);
@@ -91,13 +91,26 @@ type Open = BTreeMap<(String, Incident), String>;
 /// stays open here until the store has been healthy for
 /// [`crate::status::STORE_SETTLE`] (the board decides), so a store that
 /// fails again and again is one alert, not one per retry.
+/// A bot in standby is left out: another instance runs it and reports its
+/// incidents, so several instances on one store alert once.
 fn open_incidents(bots: &[BotStatus]) -> Open {
     bots.iter()
+        .filter(|bot| bot.state != WorkerState::Standby)
         .flat_map(|bot| {
             bot.incidents
                 .iter()
                 .map(|(incident, detail)| ((bot.name.clone(), *incident), detail.clone()))
         })
+        .collect()
+}
+
+/// The bots whose incidents this instance reports. A bot in standby counts
+/// as absent: its incidents end silently here (the instance that runs it
+/// reports them).
+fn present(bots: &[BotStatus]) -> Vec<String> {
+    bots.iter()
+        .filter(|b| b.state != WorkerState::Standby)
+        .map(|b| b.name.clone())
         .collect()
 }
 
@@ -160,7 +173,7 @@ pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: Canc
             () = tokio::time::sleep(TICK) => {}
         }
         let bots = board.snapshot();
-        let present: Vec<String> = bots.iter().map(|b| b.name.clone()).collect();
+        let present = present(&bots);
         let now = open_incidents(&bots);
         let changes = diff(&open, &now, &present);
         open = now;
@@ -290,6 +303,33 @@ mod tests {
                 (settled, "✅ botvisor: a reaches its store again".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_bot_in_standby_is_reported_by_the_instance_that_runs_it() {
+        let board = StatusBoard::default();
+        let (status, rx) = crate::status::StatusSender::new("a", "echo");
+        board.insert("a", rx);
+        let mut open = Open::new();
+        let mut texts = Vec::new();
+        let mut look = |open: &mut Open| {
+            let bots = board.snapshot();
+            let seen = open_incidents(&bots);
+            for change in diff(open, &seen, &present(&bots)) {
+                texts.push(change.text());
+            }
+            *open = seen;
+        };
+        status.set(WorkerState::Running, "polling", None);
+        status.raise(Incident::Conflict, "409s for 10m");
+        look(&mut open);
+        // Another instance took the bot: no all-clear from here.
+        status.set(WorkerState::Standby, "another instance holds it", None);
+        look(&mut open);
+        status.raise(Incident::StoreDown, "the store is gone");
+        look(&mut open);
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert!(texts[0].contains("conflict"), "{texts:?}");
     }
 
     #[test]
