@@ -441,3 +441,181 @@ async fn error_bodies_echoing_the_token_leak_no_part_of_it() {
         );
     }
 }
+
+/// A server that answers with 10 MB (a body that is no list of updates,
+/// full of a user's text, then 10 MB error descriptions until the bot
+/// parks): every view stays a few KB, and the user's text appears nowhere.
+#[tokio::test]
+async fn ten_megabyte_answers_stay_out_of_every_view() {
+    const OPERATOR: u64 = 4_343;
+    const LIMIT: usize = 4 << 10;
+    let token_a = format!("{}:{}", 5_550_201, "token-of-the-flooded-bot");
+    let token_b = format!("{}:{}", 5_550_202, "token-of-the-alerting-bot");
+    let tg = fake_telegram::FakeTelegram::start()
+        .await
+        .expect("start the fake");
+    tg.add_bot(&token_a, "a_bot");
+    tg.add_bot(&token_b, "b_bot");
+    let operator = fake_telegram::User::new(OPERATOR, "Operator");
+    tg.add_user(&operator);
+    tg.add_chat(&fake_telegram::Chat::private(&operator));
+    let private = "özel mesaj: telefonum 0555 ".repeat(10 << 20 >> 5);
+    let server = "sunucu hatası ".repeat(10 << 20 >> 4);
+    tg.add_fault(
+        &token_a,
+        "getUpdates",
+        Fault::ok(serde_json::json!({ "message": { "text": private } })),
+    );
+    tg.add_fault(
+        &token_a,
+        "getUpdates",
+        Fault::api_error(400, format!("Bad Request: {server}")).times(2),
+    );
+    let config = common::ConfigDir::new(&format!(
+        "{}[bot.a]\nkind = \"echo\"\ntoken_env = \"A_TOKEN\"\n\
+         [bot.a.restart]\nmax_restarts = 1\npark_for = \"60s\"\n\
+         [bot.b]\nkind = \"echo\"\ntoken_env = \"B_TOKEN\"\n",
+        supervisor_table(
+            &tg.url(),
+            &format!(
+                "log_dir = \"logs\"\noperators = [{OPERATOR}]\n\
+                 [supervisor.http]\nlisten = \"127.0.0.1:0\"\n\
+                 [supervisor.alerts]\nchat_id = {OPERATOR}\nvia_bot = \"b\"\n"
+            )
+        )
+    ));
+    let mut daemon = common::Daemon::start(
+        &config.path,
+        &[
+            ("A_TOKEN", token_a.as_str()),
+            ("B_TOKEN", token_b.as_str()),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    let base = common::endpoint(&mut daemon).await;
+    common::wait_for_status(&base, "a", PROMPT, |s| s["state"] == "parked").await;
+    let mut views: Vec<(String, String)> = Vec::new();
+    for path in ["/status", "/healthz", "/metrics"] {
+        views.push((path.to_owned(), common::get(&base, path).await.1));
+    }
+    let chat = fake_telegram::Chat::private(&operator);
+    tg.inject_message(&token_b, &chat, &operator, "/durum");
+    tg.wait_for_request_matching("the /durum answer", PROMPT, |r| {
+        r.method == "sendmessage" && r.body["text"].as_str().is_some_and(|t| t.contains("echo"))
+    })
+    .await
+    .expect("an answer to /durum");
+    tg.wait_for_request_matching("the parked alert", PROMPT, |r| {
+        r.method == "sendmessage"
+            && r.body["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("a is parked"))
+    })
+    .await
+    .expect("an alert that a is parked");
+    for message in &tg.sent_messages(&token_b) {
+        views.push(("a message".to_owned(), message.text.clone()));
+    }
+    daemon.stop_cleanly().await;
+    for line in daemon.output().lines() {
+        views.push(("a printed line".to_owned(), line.to_owned()));
+    }
+    for entry in std::fs::read_dir(config.folder().join("logs")).expect("the log folder") {
+        let text = std::fs::read_to_string(entry.expect("a log file").path()).expect("read");
+        for line in text.lines() {
+            views.push(("a log line".to_owned(), line.to_owned()));
+        }
+    }
+    let mut server_text_shown = false;
+    for (what, text) in &views {
+        assert!(
+            text.len() <= LIMIT,
+            "{what} is {} bytes: {}",
+            text.len(),
+            &text[..text.floor_char_boundary(300)]
+        );
+        assert!(!text.contains("telefonum"), "{what} shows the user's text");
+        server_text_shown |= text.contains("sunucu hatası");
+    }
+    assert!(
+        server_text_shown,
+        "the server's error is shown, as an excerpt"
+    );
+}
+
+/// One answer of 100 updates: 5 the parser rejects and 5 repeated ids
+/// beside 90 good ones. 90 distinct replies, no restart, and the next poll
+/// is past all of them.
+#[tokio::test]
+async fn a_batch_with_rejected_and_repeated_updates_gets_ninety_replies() {
+    let tg = fake_telegram::FakeTelegram::start()
+        .await
+        .expect("start the fake");
+    tg.add_bot(TOKEN, "echo_bot");
+    let mut good = Vec::new();
+    for i in 0..90u64 {
+        let user = fake_telegram::User::new(700 + i, "Aday");
+        tg.inject_message(
+            TOKEN,
+            &fake_telegram::Chat::private(&user),
+            &user,
+            &format!("m{i}"),
+        );
+    }
+    for update in tg.pending_updates(TOKEN) {
+        good.push(update);
+    }
+    let highest = good
+        .iter()
+        .filter_map(|u| u["update_id"].as_i64())
+        .max()
+        .expect("ids");
+    let mut batch = good.clone();
+    let bad = |id: serde_json::Value| {
+        let mut update = good[0].clone();
+        update["update_id"] = id;
+        update
+    };
+    batch.insert(10, bad(serde_json::json!(-1)));
+    batch.insert(20, bad(serde_json::json!("7")));
+    batch.insert(30, bad(serde_json::json!(7.5)));
+    batch.insert(40, serde_json::json!({ "message": "no id" }));
+    batch.insert(50, serde_json::json!(42));
+    for i in 0..5 {
+        batch.insert(60 + i * 5, good[i * 7].clone());
+    }
+    assert_eq!(batch.len(), 100);
+    tg.add_fault(
+        TOKEN,
+        "getUpdates",
+        Fault::ok(serde_json::Value::Array(batch)),
+    );
+    let config = common::ConfigDir::new(&format!(
+        "{}[bot.e]\nkind = \"echo\"\ntoken_env = \"E_TOKEN\"\n",
+        supervisor_table(&tg.url(), "[supervisor.http]\nlisten = \"127.0.0.1:0\"\n")
+    ));
+    let mut daemon = common::Daemon::start(&config.path, &[("E_TOKEN", TOKEN)]);
+    let base = common::endpoint(&mut daemon).await;
+    tg.wait_for_request_matching("a poll past the batch", PROMPT, |r| {
+        r.method == "getupdates" && r.body["offset"].as_i64() == Some(highest + 1)
+    })
+    .await
+    .expect("the offset passes every update of the answer");
+    tg.wait_for_sent(TOKEN, 90, PROMPT)
+        .await
+        .expect("90 replies");
+    common::wait_for_status(&base, "e", PROMPT, |s| s["outbox"]["pending"] == 0).await;
+    let status = common::bot_status(&base, "e").await;
+    assert_eq!(status["restarts"], 0, "{status}");
+    assert_eq!(status["state"], "running", "{status}");
+    daemon.stop_cleanly().await;
+    let mut texts: Vec<String> = tg
+        .sent_messages(TOKEN)
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..90).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected, "each good update once");
+}

@@ -13,7 +13,7 @@
 //! - `BOTVISOR_BENCH_ONLY=a,b`: only these scenarios (`capacity`, `idle`,
 //!   `burst`, `steady`, `scale-1`, `scale-10`, `scale-100`, `scale-500`,
 //!   `shutdown`, `shutdown-in-flight`, `reload`, `conflict`, `takeover`,
-//!   `broadcast`, `startup`, `busy-group`); a name also selects the scenarios named
+//!   `broadcast`, `startup`, `busy-group`, `deep-page`); a name also selects the scenarios named
 //!   after it with a dash (`scale`: all four sizes).
 //! - `BOTVISOR_BENCH_BIN=path`: benchmark this `botvisor` binary instead
 //!   of the one cargo built (to compare builds, e.g. other profiles).
@@ -23,6 +23,7 @@ mod busy;
 mod capacity;
 mod conflict;
 mod daemon;
+mod deep;
 mod faq;
 mod fleet;
 mod footprint;
@@ -248,6 +249,21 @@ fn scenarios() -> Vec<Scenario> {
                 measure("busy group: 429s received", "count", AtMost(1.0, "≤ 1")),
             ],
             run: Box::new(|| Box::pin(busy::run())),
+        },
+        Scenario {
+            name: "deep-page",
+            number: "13",
+            measures: vec![
+                measure(
+                    "FAQ at 20/s beside a relay reading a 5 MB, 1M-deep page, one async thread: p50",
+                    "ms",
+                    None,
+                ),
+                measure("deep page: FAQ p99", "ms", None),
+                measure("deep page: FAQ slowest reply", "ms", AtMost(500.0, "≤ 500")),
+                measure("deep page: checks of the page meanwhile", "count", None),
+            ],
+            run: Box::new(|| Box::pin(deep::run())),
         },
     ]
 }
