@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use regex::Regex;
 
 /// A Bot API token. Only [`Token::expose`] gives the value, to build requests.
@@ -65,9 +66,12 @@ const MIN_SECRET_ALONE: usize = 8;
 /// only its secret part (after the colon), and each character as itself,
 /// percent-encoded (upper or lower hex, also encoded twice as `%253A`),
 /// JSON-escaped (`\u003a`, `\/`, doubled backslashes when JSON sits inside
-/// JSON) or as an HTML character reference. One regex covers every learned
-/// token; it is built again on each [`Redactor::learn`] (a handful of times
-/// per process), so a log line costs one scan.
+/// JSON) or as an HTML character reference. The text is decoded once (each
+/// encoded character to itself, remembering where it came from), the
+/// learned tokens are found in the decoded text with one Aho-Corasick scan,
+/// and what they came from is replaced. Learning a token rebuilds the
+/// automaton in time linear in the tokens' length, so 500 bots cost
+/// milliseconds at start and a log line one pass, however many bots run.
 #[derive(Clone, Default)]
 pub struct Redactor {
     known: Arc<RwLock<Known>>,
@@ -76,9 +80,8 @@ pub struct Redactor {
 #[derive(Default)]
 struct Known {
     tokens: Vec<Arc<str>>,
-    /// Shared, not cloned: a cloned `Regex` starts with an empty cache, and
-    /// would build its automaton again on every line.
-    pattern: Option<Arc<Regex>>,
+    /// Every form to find, over the decoded text.
+    finder: Option<Arc<AhoCorasick>>,
 }
 
 impl Redactor {
@@ -100,30 +103,54 @@ impl Redactor {
             return;
         }
         known.tokens.push(token.0.clone());
-        // Longest first, so a token that contains another is replaced whole.
-        known.tokens.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        let alternatives: Vec<String> = known.tokens.iter().map(|t| token_pattern(t)).collect();
-        // Built from escaped text only; should the regex still be refused
-        // (too large), the previous one stays and the token shape still
-        // catches real tokens.
-        if let Ok(pattern) = Regex::new(&alternatives.join("|")) {
-            known.pattern = Some(Arc::new(pattern));
+        let mut forms: Vec<&str> = Vec::with_capacity(known.tokens.len() * 2);
+        for token in &known.tokens {
+            forms.push(token);
+            if let Some((_, secret)) = token.split_once(':')
+                && secret.chars().count() >= MIN_SECRET_ALONE
+            {
+                forms.push(secret);
+            }
+        }
+        // Leftmost-longest: `<id>:<secret>` wins over the secret alone.
+        if let Ok(finder) = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&forms)
+        {
+            known.finder = Some(Arc::new(finder));
         }
     }
 
     /// `text` with every token in it replaced.
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        let pattern = self
+        let finder = self
             .known
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .pattern
+            .finder
             .clone();
         let mut out = std::borrow::Cow::Borrowed(text);
-        if let Some(pattern) = pattern
-            && pattern.is_match(&out)
-        {
-            out = std::borrow::Cow::Owned(pattern.replace_all(&out, "<redacted>").into_owned());
+        if let Some(finder) = finder {
+            let decoded = Decoded::of(text);
+            let mut ranges: Vec<(usize, usize)> = Vec::new();
+            for found in finder.find_iter(&decoded.bytes) {
+                let (start, end) = decoded.origin(found.start(), found.end());
+                match ranges.last_mut() {
+                    Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                    _ => ranges.push((start, end)),
+                }
+            }
+            if !ranges.is_empty() {
+                let mut replaced = String::with_capacity(text.len());
+                let mut at = 0;
+                for (start, end) in ranges {
+                    replaced.push_str(&text[at..start]);
+                    replaced.push_str("<redacted>");
+                    at = end;
+                }
+                replaced.push_str(&text[at..]);
+                out = std::borrow::Cow::Owned(replaced);
+            }
         }
         if TOKEN_SHAPE.is_match(&out) {
             out = std::borrow::Cow::Owned(TOKEN_SHAPE.replace_all(&out, "<redacted>").into_owned());
@@ -132,50 +159,145 @@ impl Redactor {
     }
 }
 
-/// The regex for one token: its secret part in any encoding, with the
-/// `<id>:` before it when present; or the whole token in any encoding when
-/// its secret part is too short to stand alone.
-fn token_pattern(token: &str) -> String {
-    match token.split_once(':') {
-        Some((id, secret)) if secret.chars().count() >= MIN_SECRET_ALONE => {
-            format!("(?:{}{})?{}", encoded(id), encoded(":"), encoded(secret))
+/// A text with each encoded character decoded, and for each decoded byte
+/// the range of the text it came from (always on character boundaries).
+struct Decoded {
+    bytes: Vec<u8>,
+    /// `(start, end)` in the original text, per decoded byte; empty when the
+    /// text holds nothing encoded (the bytes are the text's own).
+    spans: Vec<(usize, usize)>,
+}
+
+impl Decoded {
+    fn of(text: &str) -> Decoded {
+        let raw = text.as_bytes();
+        if !raw.iter().any(|b| matches!(b, b'%' | b'\\' | b'&')) {
+            return Decoded {
+                bytes: raw.to_vec(),
+                spans: Vec::new(),
+            };
         }
-        _ => encoded(token),
+        let mut bytes = Vec::with_capacity(raw.len());
+        let mut spans = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            if let Some((decoded, len)) = decode_at(raw, i) {
+                let mut buf = [0; 4];
+                for b in decoded.encode(&mut buf) {
+                    bytes.push(*b);
+                    spans.push((i, i + len));
+                }
+                i += len;
+            } else {
+                // A whole character, so a span never splits one.
+                let len = utf8_len(raw[i]);
+                for k in 0..len.min(raw.len() - i) {
+                    bytes.push(raw[i + k]);
+                    spans.push((i, i + len.min(raw.len() - i)));
+                }
+                i += len.max(1);
+            }
+        }
+        Decoded { bytes, spans }
+    }
+
+    /// The original range of decoded bytes `start..end`.
+    fn origin(&self, start: usize, end: usize) -> (usize, usize) {
+        if self.spans.is_empty() {
+            return (start, end);
+        }
+        (self.spans[start].0, self.spans[end - 1].1)
     }
 }
 
-/// A regex matching `text` with each character in any of its encodings.
-fn encoded(text: &str) -> String {
-    text.chars().map(char_pattern).collect()
+/// One decoded unit: a byte (percent-encoding) or a character (JSON and
+/// HTML escapes).
+enum Unit {
+    Byte(u8),
+    Char(char),
 }
 
-/// A regex group matching one character as itself or in any encoding it
-/// can travel in through a URL, JSON or HTML.
-fn char_pattern(c: char) -> String {
-    let mut forms = vec![regex::escape(c.encode_utf8(&mut [0; 4]))];
-    // Percent-encoded, each UTF-8 byte; `%25` is a percent sign encoded
-    // once more (a URL quoted inside another URL).
-    let mut bytes = [0; 4];
-    let percent: String = c
-        .encode_utf8(&mut bytes)
-        .bytes()
-        .map(|b| format!("%(?:25)?(?i:{b:02x})"))
-        .collect();
-    forms.push(percent);
-    let code = u32::from(c);
-    if code <= 0xFFFF {
-        // JSON's `\u003a`, also with its backslash escaped once more.
-        forms.push(format!(r"\\{{1,2}}u(?i:{code:04x})"));
+impl Unit {
+    fn encode<'b>(&self, buf: &'b mut [u8; 4]) -> &'b [u8] {
+        match self {
+            Unit::Byte(b) => {
+                buf[0] = *b;
+                &buf[..1]
+            }
+            Unit::Char(c) => c.encode_utf8(buf).as_bytes(),
+        }
     }
-    if matches!(c, '/' | '"' | '\\') {
-        // JSON's short escapes (`\/` is optional in JSON, and some servers
-        // write it).
-        forms.push(format!(r"\\{{1,2}}{}", regex::escape(&c.to_string())));
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0..=0xF7 => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
     }
-    // HTML character references, decimal and hex.
-    forms.push(format!("&#0*{code};"));
-    forms.push(format!("&#(?i:x0*{code:x});"));
-    format!("(?:{})", forms.join("|"))
+}
+
+fn hex(b: u8) -> Option<u32> {
+    char::from(b).to_digit(16)
+}
+
+/// The encoded unit starting at `raw[i]`, and its length: `%HH` (also
+/// `%25HH`), `\uXXXX` or `\\uXXXX`, `\/` `\"` `\\` (also doubled), `&#DDD;`
+/// and `&#xHH;`.
+fn decode_at(raw: &[u8], i: usize) -> Option<(Unit, usize)> {
+    let at = |k: usize| raw.get(i + k).copied();
+    match raw[i] {
+        b'%' => {
+            let skip = if at(1) == Some(b'2')
+                && at(2) == Some(b'5')
+                && at(3).and_then(hex).is_some()
+                && at(4).and_then(hex).is_some()
+            {
+                2
+            } else {
+                0
+            };
+            let high = at(1 + skip).and_then(hex)?;
+            let low = at(2 + skip).and_then(hex)?;
+            Some((Unit::Byte(u8::try_from(high * 16 + low).ok()?), 3 + skip))
+        }
+        b'\\' => {
+            let slashes = if at(1) == Some(b'\\') { 2 } else { 1 };
+            match at(slashes)? {
+                b'u' => {
+                    let mut code = 0;
+                    for k in 1..=4 {
+                        code = code * 16 + at(slashes + k).and_then(hex)?;
+                    }
+                    Some((Unit::Char(char::from_u32(code)?), slashes + 5))
+                }
+                c @ (b'/' | b'"') => Some((Unit::Char(char::from(c)), slashes + 1)),
+                b'\\' if slashes == 1 => Some((Unit::Char('\\'), 2)),
+                _ => None,
+            }
+        }
+        b'&' if at(1) == Some(b'#') => {
+            let (radix, start) = match at(2) {
+                Some(b'x' | b'X') => (16, 3),
+                _ => (10, 2),
+            };
+            let mut code: u32 = 0;
+            let mut k = start;
+            while let Some(d) = at(k).and_then(|b| char::from(b).to_digit(radix)) {
+                code = code.checked_mul(radix)?.checked_add(d)?;
+                k += 1;
+                if k - start > 10 {
+                    return None;
+                }
+            }
+            if k == start || at(k) != Some(b';') {
+                return None;
+            }
+            Some((Unit::Char(char::from_u32(code)?), k + 1))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
