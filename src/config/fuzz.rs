@@ -1,4 +1,5 @@
-//! A bounded fuzz test of the config and content parsers: the shipped
+//! Bounded fuzz tests of the config and content parsers (and, last, of the
+//! update parser): the shipped
 //! `supervisor.toml` and `content/tanitim.toml`, mutated at random (bytes
 //! inserted, deleted and replaced with fragments that have broken things
 //! before: quotes, brackets, CRLF, a byte-order mark, invalid UTF-8, huge
@@ -164,4 +165,78 @@ fn mutated_content_never_panics_and_always_says_where() {
             Ok(())
         })
         .expect("no mutated content panics or loses its position");
+}
+
+/// Fragments for a `getUpdates` answer: JSON's own punctuation and the
+/// ids that broke the parser before.
+const JSON_FRAGMENTS: &[&[u8]] = &[
+    b"\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"-1",
+    b"4294967296",
+    b"7.5",
+    b"\"7\"",
+    b"null",
+    b"\\u0000",
+    b"\xff",
+    b"{\"update_id\":",
+    b"\"message\":",
+    b"1e999",
+];
+
+fn mutate_json(original: &[u8], edits: &[(f64, usize, usize, usize)]) -> Vec<u8> {
+    let mut bytes = original.to_vec();
+    for &(at, delete, fragment, times) in edits {
+        let at = (((bytes.len() as f64) * at) as usize).min(bytes.len());
+        let end = (at + delete).min(bytes.len());
+        bytes.splice(
+            at..end,
+            JSON_FRAGMENTS[fragment % JSON_FRAGMENTS.len()].repeat(times),
+        );
+    }
+    bytes
+}
+
+/// The update parser (`getUpdates` answers, and what a webhook posts): a
+/// mutated answer never panics, every update it hands on has a usable id,
+/// and what it says about the ones it rejects never quotes their content.
+#[test]
+fn mutated_update_batches_never_panic_or_show_content() {
+    let message = |id: u32, text: &str| {
+        format!(
+            r#"{{"update_id":{id},"message":{{"message_id":{id},"date":0,"chat":{{"id":5,"type":"private","first_name":"A"}},"from":{{"id":5,"is_bot":false,"first_name":"A"}},"text":"{text}"}}}}"#
+        )
+    };
+    let original = format!(
+        "[{},{},{}]",
+        message(10, "gizli mesaj"),
+        message(11, "gizli ikinci"),
+        message(12, "gizli üçüncü")
+    );
+    runner()
+        .run(&edits(), |edits| {
+            let bytes = mutate_json(original.as_bytes(), &edits);
+            match crate::telegram::polling::parse_batch(&bytes, |_| false) {
+                Ok(batch) => {
+                    for delivered in &batch.updates {
+                        assert!(i32::try_from(delivered.id()).is_ok());
+                        assert!(
+                            crate::telegram::polling::Delivered::parse(&delivered.raw).is_some()
+                        );
+                    }
+                    for rejected in &batch.rejected {
+                        assert!(rejected.why.len() <= 200, "{}", rejected.why);
+                        assert!(!rejected.why.contains("gizli"), "{}", rejected.why);
+                    }
+                }
+                Err(err) => assert!(!err.detail.contains("gizli"), "{}", err.detail),
+            }
+            Ok(())
+        })
+        .expect("the update parser holds");
 }
