@@ -1,6 +1,6 @@
-//! Bounded fuzz tests of the config and content parsers (and, last, of the
-//! update parser): the shipped
-//! `supervisor.toml` and `content/tanitim.toml`, mutated at random (bytes
+//! Bounded fuzz tests of the config and content parsers, and (last) of the
+//! update parser. The shipped `supervisor.toml` and `content/tanitim.toml`,
+//! mutated at random (bytes
 //! inserted, deleted and replaced with fragments that have broken things
 //! before: quotes, brackets, CRLF, a byte-order mark, invalid UTF-8, huge
 //! names, wrong types), must never panic, and every problem they produce
