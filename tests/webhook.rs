@@ -36,6 +36,49 @@ async fn set_webhook(tg: &FakeTelegram, n: usize) -> Value {
         .body
 }
 
+/// A webhook bot whose handler is stuck (60 s) on one stored update.
+struct Stuck {
+    tg: FakeTelegram,
+    dir: ConfigDir,
+    daemon: Daemon,
+    base: String,
+    secret: String,
+    stuck: Value,
+}
+
+impl Stuck {
+    async fn start() -> Stuck {
+        let tg = FakeTelegram::start().await.expect("start the fake");
+        tg.add_bot(TOKEN, "hook_bot");
+        let slow = "slow_on = \"yavaş\"\nslow_for = \"60s\"\n";
+        let dir = ConfigDir::new(&config(&tg.url(), "webhook", slow));
+        let mut daemon = Daemon::start(&dir.path, VARS);
+        let base = endpoint(&mut daemon).await;
+        let secret = secret_of(&tg, 1).await;
+        let stuck = update(&tg, 1, "yavaş");
+        assert_eq!(post(&base, "hook", Some(&secret), &stuck).await, 200);
+        daemon
+            .wait_for_line("handling an update update_id=", PROMPT)
+            .await;
+        Stuck {
+            tg,
+            dir,
+            daemon,
+            base,
+            secret,
+            stuck,
+        }
+    }
+}
+
+/// The secret the daemon gave in its `n`th `setWebhook`.
+async fn secret_of(tg: &FakeTelegram, n: usize) -> String {
+    set_webhook(tg, n).await["secret_token"]
+        .as_str()
+        .expect("a secret token")
+        .to_owned()
+}
+
 /// An update as Telegram sends it: injected into the fake (so its ids are
 /// the fake's), then taken back out as JSON.
 fn update(tg: &FakeTelegram, user: u64, text: &str) -> Value {
@@ -118,21 +161,14 @@ async fn a_webhook_bot_answers_once_and_refuses_strangers() {
 
 #[tokio::test]
 async fn a_stop_answers_503_and_what_was_stored_is_handled_after_the_restart() {
-    let tg = FakeTelegram::start().await.expect("start the fake");
-    tg.add_bot(TOKEN, "hook_bot");
-    let slow = "slow_on = \"yavaş\"\nslow_for = \"60s\"\n";
-    let dir = ConfigDir::new(&config(&tg.url(), "webhook", slow));
-    let mut daemon = Daemon::start(&dir.path, VARS);
-    let base = endpoint(&mut daemon).await;
-    let secret = set_webhook(&tg, 1).await["secret_token"]
-        .as_str()
-        .expect("a secret")
-        .to_owned();
-    let stuck = update(&tg, 1, "yavaş");
-    assert_eq!(post(&base, "hook", Some(&secret), &stuck).await, 200);
-    daemon
-        .wait_for_line("handling an update update_id=", PROMPT)
-        .await;
+    let Stuck {
+        tg,
+        dir,
+        mut daemon,
+        base,
+        secret,
+        stuck,
+    } = Stuck::start().await;
 
     let signalled = Instant::now();
     daemon.signal(libc::SIGTERM);
@@ -212,21 +248,14 @@ async fn a_reload_moves_a_bot_between_polling_and_webhook() {
 /// and not handled again.
 #[tokio::test]
 async fn kill_9_after_the_store_handles_it_once() {
-    let tg = FakeTelegram::start().await.expect("start the fake");
-    tg.add_bot(TOKEN, "hook_bot");
-    let slow = "slow_on = \"yavaş\"\nslow_for = \"60s\"\n";
-    let dir = ConfigDir::new(&config(&tg.url(), "webhook", slow));
-    let mut daemon = Daemon::start(&dir.path, VARS);
-    let base = endpoint(&mut daemon).await;
-    let secret = set_webhook(&tg, 1).await["secret_token"]
-        .as_str()
-        .expect("a secret")
-        .to_owned();
-    let stuck = update(&tg, 1, "yavaş");
-    assert_eq!(post(&base, "hook", Some(&secret), &stuck).await, 200);
-    daemon
-        .wait_for_line("handling an update update_id=", PROMPT)
-        .await;
+    let Stuck {
+        tg,
+        dir,
+        mut daemon,
+        base: _,
+        secret,
+        stuck,
+    } = Stuck::start().await;
     daemon.signal(libc::SIGKILL);
     assert_eq!(daemon.wait_exit(PROMPT).await.code(), None, "killed");
 
@@ -433,10 +462,7 @@ async fn two_instances_on_one_postgres_handle_every_update_once() {
     let mut vars = VARS.to_vec();
     vars.push(("DATABASE_URL", &db.url));
     let mut a = Daemon::start(&dir_a.path, &vars);
-    let secret = set_webhook(&tg, 1).await["secret_token"]
-        .as_str()
-        .expect("a secret")
-        .to_owned();
+    let secret = secret_of(&tg, 1).await;
     common::assert_echoes(&tg, TOKEN, 1, "a'dan").await;
     let mut b = Daemon::start(&dir_b.path, &vars);
     let base_b = endpoint(&mut b).await;
@@ -478,10 +504,7 @@ async fn an_update_not_stored_before_a_crash_comes_again_and_is_handled_once() {
     let dir = ConfigDir::new(&delivered_config(&tg.url(), port, "", bot));
     let mut daemon = Daemon::start(&dir.path, VARS);
     let base = endpoint(&mut daemon).await;
-    let secret = set_webhook(&tg, 1).await["secret_token"]
-        .as_str()
-        .expect("a secret")
-        .to_owned();
+    let secret = secret_of(&tg, 1).await;
     common::assert_echoes(&tg, TOKEN, 1, "ilk").await;
     let huge = serde_json::json!({ "update_id": 1, "padding": "x".repeat(2 << 20) });
     assert_eq!(post(&base, "hook", Some(&secret), &huge).await, 413);
