@@ -17,7 +17,7 @@ use tracing::{Instrument, info, warn};
 use super::Kept;
 use super::Worker;
 use super::decide::SessionEnd;
-use super::dispatch::Dispatcher;
+use super::consumer::Consumer;
 use crate::bots::Kind;
 use crate::outbox;
 use crate::status::WorkerState;
@@ -50,9 +50,8 @@ impl Worker {
         bot_id: &str,
         kept: &mut Kept,
         session: &tokio_util::sync::CancellationToken,
-        dispatcher: &mut Dispatcher,
+        consumer: &mut Consumer,
         outbox: &mut outbox::Session,
-        background: Option<&tokio::task::JoinHandle<()>>,
     ) -> SessionEnd {
         let Ok(url) = target.url.parse::<url::Url>() else {
             return SessionEnd::Failed(format!(
@@ -84,11 +83,8 @@ impl Worker {
         let mut scan = tokio::time::interval(SCAN_EVERY);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if background.is_some_and(tokio::task::JoinHandle::is_finished) {
-                return SessionEnd::Failed(format!(
-                    "the {} kind's background work stopped",
-                    self.config.kind.name()
-                ));
+            if let Some(end) = consumer.ended(self) {
+                return end;
             }
             let incoming = tokio::select! {
                 biased;
@@ -107,8 +103,13 @@ impl Worker {
                     continue;
                 }
                 _ = scan.tick() => {
-                    if let Err(end) = self.take_stored_elsewhere(bot_id, &progress, &sink, dispatcher).await {
-                        return end;
+                    match self.store.inbox_rows(bot_id).await {
+                        Ok(rows) => consumer.resume(rows, &progress, &sink),
+                        Err(err) => {
+                            return SessionEnd::StoreDown(format!(
+                                "reading the received updates failed: {err}"
+                            ));
+                        }
                     }
                     continue;
                 }
@@ -133,15 +134,15 @@ impl Worker {
             let stored = sink.receive(
                 vec![InboxRow {
                     update_id: id,
-                    body: delivered.raw,
+                    body: delivered.raw.clone(),
                 }],
                 None,
             );
-            dispatcher.dispatch(delivered.update);
+            let handed = consumer.take(vec![delivered], stored);
             let ack = incoming.ack;
             tokio::spawn(
                 async move {
-                    let _ = ack.send(stored.await.is_ok());
+                    let _ = ack.send(handed.await.is_ok());
                 }
                 .in_current_span(),
             );
@@ -220,39 +221,6 @@ impl Worker {
         result
             .map(|_| ())
             .map_err(|err| self.teloxide_failed("setWebhook", &err))
-    }
-
-    /// Handles the updates another instance (or this one between
-    /// sessions) stored for this bot: those not open here go to their lanes;
-    /// those handled already are only taken out of the inbox.
-    async fn take_stored_elsewhere(
-        &self,
-        bot_id: &str,
-        progress: &Arc<super::progress::Progress>,
-        sink: &outbox::Sink,
-        dispatcher: &mut Dispatcher,
-    ) -> Result<(), SessionEnd> {
-        let rows = match self.store.inbox_rows(bot_id).await {
-            Ok(rows) => rows,
-            Err(err) => {
-                return Err(SessionEnd::StoreDown(format!(
-                    "reading the received updates failed: {err}"
-                )));
-            }
-        };
-        for row in rows {
-            let (open, handled) = progress
-                .with(|ledger| (ledger.is_open(row.update_id), ledger.knows(row.update_id)));
-            if open {
-                continue;
-            }
-            progress.with(|ledger| ledger.reopen(row.update_id));
-            match (handled, Delivered::parse(&row.body)) {
-                (false, Some(delivered)) => dispatcher.resume(delivered.update),
-                _ => sink.handled(row.update_id, Vec::new()),
-            }
-        }
-        Ok(())
     }
 
     /// Whether the webhook Telegram has for this bot is one botvisor set

@@ -10,9 +10,11 @@
 //! Every wait sits in a `select!` with the worker's cancellation token.
 
 pub mod decide;
+mod consumer;
 mod delivery;
 pub mod dispatch;
 pub mod guard;
+mod poll;
 pub mod progress;
 mod session;
 
@@ -36,7 +38,7 @@ use crate::telegram::polling::Poller;
 use decide::{Delay, SessionEnd, decide};
 use dispatch::panic_message;
 use progress::Progress;
-use session::ConflictLog;
+use poll::ConflictLog;
 
 /// Everything a worker needs, decided by the supervisor.
 pub struct Worker {
