@@ -10,10 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use crate::faults::{Fault, MethodFilter};
+use crate::files::{MediaKind, NewFile, StoredFile};
 use crate::methods::default_commands_key;
 use crate::model::{
     BotCommand, BotInfo, CallbackAnswer, Chat, MemberStatus, RecordedRequest, RequestEvent,
@@ -159,6 +161,63 @@ impl FakeTelegram {
     /// If the token is not registered.
     pub fn inject_message(&self, token: &str, chat: &Chat, from: &User, text: &str) -> u32 {
         self.with_state(|st| st.inject_message(token, chat, from, text))
+    }
+
+    /// Queues a photo `from` sent in `chat`, with an optional caption, and
+    /// returns the update id and the new file's `file_id`. The message
+    /// carries `photo`: one PhotoSize with the file's id, size and
+    /// dimensions (read from a PNG, GIF or JPEG header, else 320×320). The
+    /// bot can getFile and download it, send it again by id, forward or
+    /// copy the message.
+    ///
+    /// # Panics
+    /// If the token is not registered.
+    pub fn inject_photo(
+        &self,
+        token: &str,
+        chat: &Chat,
+        from: &User,
+        bytes: impl Into<Bytes>,
+        caption: Option<&str>,
+    ) -> (u32, String) {
+        let new = NewFile {
+            kind: MediaKind::Photo,
+            bytes: bytes.into(),
+            file_name: None,
+            content_type: None,
+            url: None,
+        };
+        let (update_id, file) =
+            self.with_state(|st| st.inject_media(token, chat, from, new, caption));
+        (update_id, file.file_id)
+    }
+
+    /// Queues a document `from` sent in `chat` (its MIME type guessed from
+    /// `file_name`), with an optional caption, and returns the update id and
+    /// the new file's `file_id`. The message carries `document` (`file_id`,
+    /// `file_unique_id`, `file_name`, `mime_type`, `file_size`).
+    ///
+    /// # Panics
+    /// If the token is not registered.
+    pub fn inject_document(
+        &self,
+        token: &str,
+        chat: &Chat,
+        from: &User,
+        bytes: impl Into<Bytes>,
+        file_name: &str,
+        caption: Option<&str>,
+    ) -> (u32, String) {
+        let new = NewFile {
+            kind: MediaKind::Document,
+            bytes: bytes.into(),
+            file_name: Some(file_name),
+            content_type: None,
+            url: None,
+        };
+        let (update_id, file) =
+            self.with_state(|st| st.inject_media(token, chat, from, new, caption));
+        (update_id, file.file_id)
     }
 
     /// Queues a callback query: `from` pressed a button with `data` on
@@ -398,18 +457,68 @@ impl FakeTelegram {
 
     // ----- what bots sent -------------------------------------------------
 
-    /// The messages the bot sent with sendMessage, in order.
+    /// The messages the bot sent, in order: with sendMessage, the media
+    /// methods (one per item of sendMediaGroup), forwardMessage and
+    /// copyMessage ([`SentMessage::method`] tells which).
     pub fn sent_messages(&self, token: &str) -> Vec<SentMessage> {
         self.with_state(|st| st.bots.get(token).map_or_else(Vec::new, |b| b.sent.clone()))
     }
 
-    /// The edits the bot made with editMessageText, in order.
+    /// The edits the bot made with editMessageText, editMessageCaption and
+    /// editMessageReplyMarkup, in order.
     pub fn edited_messages(&self, token: &str) -> Vec<SentMessage> {
         self.with_state(|st| {
             st.bots
                 .get(token)
                 .map_or_else(Vec::new, |b| b.edits.clone())
         })
+    }
+
+    /// The chats and ids of the messages the bot deleted with deleteMessage
+    /// or deleteMessages, in order.
+    pub fn deleted_messages(&self, token: &str) -> Vec<(i64, i32)> {
+        self.with_state(|st| {
+            st.bots
+                .get(token)
+                .map_or_else(Vec::new, |b| b.deleted.clone())
+        })
+    }
+
+    // ----- files ----------------------------------------------------------
+
+    /// The stored file with this `file_id` (uploaded by a bot, sent by URL,
+    /// injected, or added with [`add_file`](Self::add_file)).
+    pub fn file(&self, file_id: &str) -> Option<StoredFile> {
+        self.with_state(|st| st.files.get(file_id).cloned())
+    }
+
+    /// The stored file with this `file_path` (as getFile gives it).
+    pub fn file_by_path(&self, file_path: &str) -> Option<StoredFile> {
+        self.with_state(|st| st.files.by_path(file_path).cloned())
+    }
+
+    /// Every stored file, oldest first.
+    pub fn files(&self) -> Vec<StoredFile> {
+        self.with_state(|st| st.files.all().to_vec())
+    }
+
+    /// Stores a file as if someone had uploaded it earlier, so a bot can
+    /// send it by `file_id`, getFile and download it. The MIME type is
+    /// guessed from `file_name`.
+    pub fn add_file(
+        &self,
+        kind: MediaKind,
+        bytes: impl Into<Bytes>,
+        file_name: Option<&str>,
+    ) -> StoredFile {
+        let new = NewFile {
+            kind,
+            bytes: bytes.into(),
+            file_name,
+            content_type: None,
+            url: None,
+        };
+        self.with_state(|st| st.files.add(new))
     }
 
     /// The bot's answerCallbackQuery calls, in order.
@@ -551,7 +660,8 @@ impl FakeTelegram {
     /// case-insensitive, or [`MethodFilter::Any`] / `"*"` for any method).
     /// Faults for a named method are used before those for any method; each
     /// list is first in, first out. Faults apply before the token check, so
-    /// they work for unregistered tokens too.
+    /// they work for unregistered tokens too. Downloads
+    /// (`/file/bot<TOKEN>/<path>`) count as the method `file`.
     pub fn add_fault(&self, token: &str, method: impl Into<MethodFilter>, fault: Fault) {
         let method = method.into();
         self.with_state(|st| st.faults.add(token, method, fault));

@@ -184,24 +184,41 @@ pub(crate) struct TextMessage<'a> {
 /// Only an inline keyboard is echoed as `reply_markup` (Telegram never returns
 /// reply keyboards in a Message, and teloxide only accepts inline ones there).
 pub(crate) fn text_message(p: TextMessage<'_>) -> Value {
-    let mut m = Map::new();
-    m.insert("message_id".into(), json!(p.message_id));
-    if let Some(from) = p.from {
-        m.insert("from".into(), user(from));
-    }
-    if p.chat.kind == ChatKind::Channel {
-        m.insert("sender_chat".into(), chat(p.chat));
-    }
-    m.insert("chat".into(), chat(p.chat));
-    m.insert("date".into(), json!(p.date));
+    let mut m = message_head(p.message_id, p.from, p.chat, p.date);
     m.insert("text".into(), json!(p.text));
     if let Some(e) = p.entities {
         m.insert("entities".into(), e);
     }
-    if let Some(markup) = p.reply_markup.filter(|r| is_inline_keyboard(r)) {
+    insert_reply_markup(&mut m, p.reply_markup);
+    Value::Object(m)
+}
+
+/// The fields every `Message` has: `message_id`, `from` (if any),
+/// `sender_chat` (channel posts), `chat` and `date`.
+pub(crate) fn message_head(
+    message_id: i32,
+    from: Option<&User>,
+    in_chat: &Chat,
+    date: i64,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("message_id".into(), json!(message_id));
+    if let Some(from) = from {
+        m.insert("from".into(), user(from));
+    }
+    if in_chat.kind == ChatKind::Channel {
+        m.insert("sender_chat".into(), chat(in_chat));
+    }
+    m.insert("chat".into(), chat(in_chat));
+    m.insert("date".into(), json!(date));
+    m
+}
+
+/// Adds `reply_markup` to a Message when it is an inline keyboard.
+pub(crate) fn insert_reply_markup(m: &mut Map<String, Value>, markup: Option<&Value>) {
+    if let Some(markup) = markup.filter(|r| is_inline_keyboard(r)) {
         m.insert("reply_markup".into(), markup.clone());
     }
-    Value::Object(m)
 }
 
 /// Whether a `reply_markup` value is an inline keyboard.

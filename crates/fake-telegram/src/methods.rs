@@ -1,6 +1,8 @@
 //! The Bot API methods the fake implements, except getUpdates (see
-//! `polling`): routing by lowercased name, the token check (401), unknown
-//! methods (404), and each method's validation and effect on the state.
+//! `polling`) and the media methods (see `media`): routing by lowercased
+//! name, the token check (401), unknown methods (404), and each method's
+//! validation and effect on the state; also what every sending method
+//! shares (the 403 checks, the rate limits, recording a sent message).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,6 +10,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::json;
+use crate::media;
 use crate::model::{BotCommand, CallbackAnswer, Chat, ChatKind, MemberStatus, SentMessage};
 use crate::params::Params;
 use crate::polling;
@@ -38,7 +41,7 @@ const CHAT_ACTIONS: [&str; 11] = [
 ];
 
 /// The methods the fake knows (lowercased).
-const METHODS: [&str; 16] = [
+const METHODS: [&str; 32] = [
     "getme",
     "getupdates",
     "sendmessage",
@@ -55,6 +58,22 @@ const METHODS: [&str; 16] = [
     "sendchataction",
     "leavechat",
     "close",
+    "sendphoto",
+    "senddocument",
+    "sendaudio",
+    "sendvideo",
+    "sendanimation",
+    "sendvoice",
+    "sendvideonote",
+    "sendsticker",
+    "sendmediagroup",
+    "forwardmessage",
+    "copymessage",
+    "deletemessage",
+    "deletemessages",
+    "editmessagecaption",
+    "editmessagereplymarkup",
+    "getfile",
 ];
 
 /// Answers one request to `method` (lowercased) of `token`.
@@ -85,9 +104,8 @@ pub(crate) async fn dispatch(
             call(&mut st, token, method, &params)
         }
     };
-    if method == "sendmessage" || method == "editmessagetext" {
-        shared.changed.notify_waiters();
-    }
+    // Wake the test-side waiters: a message may have been sent or edited.
+    shared.changed.notify_waiters();
     result
 }
 
@@ -165,11 +183,11 @@ fn call(st: &mut State, token: &str, method: &str, p: &Params) -> MethodResult {
             Ok(Success::r#true())
         }
         "close" => Ok(Success::r#true()),
-        _ => Err(ApiError::method_not_found()),
+        _ => media::call(st, token, method, p).unwrap_or_else(|| Err(ApiError::method_not_found())),
     }
 }
 
-fn bot<'a>(st: &'a mut State, token: &str) -> Result<&'a mut BotState, ApiError> {
+pub(crate) fn bot<'a>(st: &'a mut State, token: &str) -> Result<&'a mut BotState, ApiError> {
     st.bots.get_mut(token).ok_or_else(ApiError::unauthorized)
 }
 
@@ -189,7 +207,7 @@ fn checked_text(p: &Params, too_long: &str) -> Result<String, ApiError> {
 }
 
 /// 403 when the bot may not write to `chat` (it was blocked, kicked, or left).
-fn check_can_write(st: &State, bot_id: u64, chat: &Chat) -> Result<(), ApiError> {
+pub(crate) fn check_can_write(st: &State, bot_id: u64, chat: &Chat) -> Result<(), ApiError> {
     let status = st.member_status(chat.id, bot_id);
     let place = match chat.kind {
         ChatKind::Private => {
@@ -217,8 +235,14 @@ fn check_can_write(st: &State, bot_id: u64, chat: &Chat) -> Result<(), ApiError>
 }
 
 /// Counts one message against the rate limits, or answers 429.
-fn admit(st: &mut State, token: &str, chat_id: i64) -> Result<(), ApiError> {
-    match st.limiter.admit(token, chat_id, Instant::now()) {
+pub(crate) fn admit(st: &mut State, token: &str, chat_id: i64) -> Result<(), ApiError> {
+    admit_n(st, token, chat_id, 1)
+}
+
+/// Counts `n` messages (a media group) against the rate limits, all or
+/// none, or answers 429.
+pub(crate) fn admit_n(st: &mut State, token: &str, chat_id: i64, n: usize) -> Result<(), ApiError> {
+    match st.limiter.admit_n(token, chat_id, n, Instant::now()) {
         Ok(()) => Ok(()),
         Err(retry_after) => {
             if let Some(bot) = st.bots.get_mut(token) {
@@ -237,53 +261,127 @@ fn send_message(st: &mut State, token: &str, p: &Params) -> MethodResult {
     let bot_id = bot(st, token)?.info.id;
     check_can_write(st, bot_id, &chat)?;
     admit(st, token, chat.id)?;
-    let bot = bot(st, token)?;
-    let message_id = bot.next_message_id(chat.id);
     let stored = StoredMessage {
-        by_bot: true,
-        from: Some(bot.user.clone()),
-        date: json::unix_now(),
-        text: text.clone(),
-        entities: entities.filter(|e| e.as_array().is_some_and(|a| !a.is_empty())),
-        reply_markup: reply_markup.clone(),
-        edit_date: None,
-    };
-    let message = stored.to_json(message_id, &chat);
-    bot.messages.insert((chat.id, message_id), stored);
-    bot.sent.push(SentMessage {
-        chat_id: chat.id,
-        message_id,
         text,
-        parse_mode: p.str("parse_mode").map(|s| s.into_owned()),
+        entities: entities.filter(|e| e.as_array().is_some_and(|a| !a.is_empty())),
         reply_markup,
-        body: p.to_value(),
+        ..StoredMessage::default()
+    };
+    let posted = post(st, token, &chat, stored, Sent::new("sendmessage", p))?;
+    Ok(Success::json(&posted.json))
+}
+
+/// How a message being posted is recorded in the bot's sent messages.
+pub(crate) struct Sent {
+    pub method: &'static str,
+    pub parse_mode: Option<String>,
+    pub body: Value,
+    pub from_message: Option<(i64, i32)>,
+}
+
+impl Sent {
+    /// `method` with the request's `parse_mode` and parameters.
+    pub fn new(method: &'static str, p: &Params) -> Self {
+        Sent {
+            method,
+            parse_mode: p.str("parse_mode").map(|s| s.into_owned()),
+            body: p.to_value(),
+            from_message: None,
+        }
+    }
+}
+
+/// A message just posted: its id and its JSON.
+pub(crate) struct Posted {
+    pub message_id: i32,
+    pub json: Value,
+}
+
+/// Posts `stored` as the bot (`from` and `date` are set here) in `chat`:
+/// gives it the next id there, keeps it, and records it as sent.
+pub(crate) fn post(
+    st: &mut State,
+    token: &str,
+    chat: &Chat,
+    mut stored: StoredMessage,
+    sent: Sent,
+) -> Result<Posted, ApiError> {
+    let bot = bot(st, token)?;
+    stored.by_bot = true;
+    stored.from = Some(bot.user.clone());
+    stored.date = json::unix_now();
+    let message_id = bot.next_message_id(chat.id);
+    let json = stored.to_json(message_id, chat);
+    bot.sent.push(record(&stored, chat.id, message_id, sent));
+    bot.messages.insert((chat.id, message_id), stored);
+    Ok(Posted { message_id, json })
+}
+
+/// The test-side record of a message (sent, or as just edited).
+pub(crate) fn record(
+    msg: &StoredMessage,
+    chat_id: i64,
+    message_id: i32,
+    sent: Sent,
+) -> SentMessage {
+    SentMessage {
+        chat_id,
+        message_id,
+        text: msg.visible_text().to_owned(),
+        parse_mode: sent.parse_mode,
+        reply_markup: msg.reply_markup.clone(),
+        body: sent.body,
         at: Instant::now(),
-    });
-    Ok(Success::json(&message))
+        method: sent.method.to_owned(),
+        caption: msg.caption.clone(),
+        media: msg.media.as_ref().map(|m| m.file.clone()),
+        media_kind: msg.media.as_ref().map(|m| m.kind),
+        media_group_id: msg.media_group_id.clone(),
+        from_message: sent.from_message,
+    }
+}
+
+/// The record of an edit of an inline message (the fake does not keep
+/// those messages): chat and message id 0.
+pub(crate) fn inline_edit_record(
+    method: &'static str,
+    text: String,
+    reply_markup: Option<Value>,
+    p: &Params,
+) -> SentMessage {
+    let msg = StoredMessage {
+        text,
+        reply_markup,
+        ..StoredMessage::default()
+    };
+    record(&msg, 0, 0, Sent::new(method, p))
+}
+
+/// The `message_id` parameter.
+pub(crate) fn message_id_param(p: &Params) -> Result<i32, ApiError> {
+    p.i64("message_id")?
+        .and_then(|m| i32::try_from(m).ok())
+        .ok_or_else(|| ApiError::bad_request("message identifier is not specified"))
+}
+
+/// The 400 for an edit that changes nothing.
+pub(crate) fn not_modified() -> ApiError {
+    ApiError::bad_request(
+        "message is not modified: specified new message content and reply markup are \
+         exactly the same as a current content and reply markup of the message",
+    )
 }
 
 fn edit_message_text(st: &mut State, token: &str, p: &Params) -> MethodResult {
     let text = checked_text(p, "MESSAGE_TOO_LONG")?;
     let reply_markup = p.json("reply_markup")?;
-    let parse_mode = p.str("parse_mode").map(|s| s.into_owned());
     if p.get("inline_message_id").is_some() {
-        let bot = bot(st, token)?;
-        bot.edits.push(SentMessage {
-            chat_id: 0,
-            message_id: 0,
-            text,
-            parse_mode,
-            reply_markup,
-            body: p.to_value(),
-            at: Instant::now(),
-        });
+        let edit = inline_edit_record("editmessagetext", text, reply_markup, p);
+        bot(st, token)?.edits.push(edit);
         return Ok(Success::r#true());
     }
     let chat = st.resolve_chat(&p.chat_id()?)?;
-    let message_id = p
-        .i64("message_id")?
-        .and_then(|m| i32::try_from(m).ok())
-        .ok_or_else(|| ApiError::bad_request("message identifier is not specified"))?;
+    let message_id = message_id_param(p)?;
     {
         let bot = bot(st, token)?;
         let Some(msg) = bot.messages.get(&(chat.id, message_id)) else {
@@ -292,32 +390,28 @@ fn edit_message_text(st: &mut State, token: &str, p: &Params) -> MethodResult {
         if !msg.by_bot {
             return Err(ApiError::bad_request("message can't be edited"));
         }
-        if msg.text == text && msg.reply_markup == reply_markup {
+        if msg.media.is_some() {
             return Err(ApiError::bad_request(
-                "message is not modified: specified new message content and reply markup are \
-                 exactly the same as a current content and reply markup of the message",
+                "there is no text in the message to edit",
             ));
         }
+        if msg.text == text && msg.reply_markup == reply_markup {
+            return Err(not_modified());
+        }
     }
+    let entities = p.json("entities")?;
     admit(st, token, chat.id)?;
     let bot = bot(st, token)?;
     let Some(msg) = bot.messages.get_mut(&(chat.id, message_id)) else {
         return Err(ApiError::bad_request("message to edit not found"));
     };
-    msg.text.clone_from(&text);
-    msg.reply_markup.clone_from(&reply_markup);
-    msg.entities = p.json("entities")?;
+    msg.text = text;
+    msg.reply_markup = reply_markup;
+    msg.entities = entities;
     msg.edit_date = Some(json::unix_now());
     let message = msg.to_json(message_id, &chat);
-    bot.edits.push(SentMessage {
-        chat_id: chat.id,
-        message_id,
-        text,
-        parse_mode,
-        reply_markup,
-        body: p.to_value(),
-        at: Instant::now(),
-    });
+    let edit = record(msg, chat.id, message_id, Sent::new("editmessagetext", p));
+    bot.edits.push(edit);
     Ok(Success::json(&message))
 }
 
@@ -532,9 +626,13 @@ mod tests {
     use super::*;
 
     fn params(body: &str) -> Params {
-        Params::parse(None, Some("application/json"), body.as_bytes())
-            .params
-            .expect("valid JSON")
+        Params::parse(
+            None,
+            Some("application/json"),
+            &bytes::Bytes::copy_from_slice(body.as_bytes()),
+        )
+        .params
+        .expect("valid JSON")
     }
 
     fn state() -> State {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::files::{MediaKind, StoredFile};
+
 /// A bot registered with [`FakeTelegram::add_bot`](crate::FakeTelegram::add_bot).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BotInfo {
@@ -324,24 +326,51 @@ pub enum RequestEvent {
     },
 }
 
-/// A message a bot sent with `sendMessage` (or an edit it made with
-/// `editMessageText`).
+/// A message a bot sent (`sendMessage`, `sendPhoto` and the other media
+/// methods, one per item of `sendMediaGroup`, `forwardMessage`,
+/// `copyMessage`), or an edit it made (`editMessageText`,
+/// `editMessageCaption`, `editMessageReplyMarkup`).
 #[derive(Clone, Debug)]
 pub struct SentMessage {
     /// The chat it went to.
     pub chat_id: i64,
     /// Its id in that chat (0 for an edit of an inline message).
     pub message_id: i32,
-    /// The text as delivered (leading and trailing whitespace trimmed).
+    /// The text as delivered (leading and trailing whitespace trimmed); for
+    /// a media message, its caption (empty without one).
     pub text: String,
     /// `parse_mode` as given, if any.
     pub parse_mode: Option<String>,
     /// `reply_markup` as given, if any.
     pub reply_markup: Option<Value>,
-    /// The full request parameters.
+    /// The full request parameters (a file part as `{"file_name", "size"}`).
     pub body: Value,
     /// When the fake accepted it.
     pub at: Instant,
+    /// The method that made it, lowercased (`sendmessage`, `sendphoto`,
+    /// `sendmediagroup`, `forwardmessage`, `editmessagecaption`, …).
+    pub method: String,
+    /// The caption of a media message, if it has one.
+    pub caption: Option<String>,
+    /// The file of a media message, bytes included (empty for a file sent
+    /// by URL).
+    pub media: Option<StoredFile>,
+    /// What the message carries the file as (`photo`, `document`, …): the
+    /// method's kind, which may differ from `media.kind` when a bot re-sends
+    /// a stored file by its `file_id` as another kind.
+    pub media_kind: Option<MediaKind>,
+    /// The `media_group_id` shared by the messages of one `sendMediaGroup`.
+    pub media_group_id: Option<String>,
+    /// For `forwardMessage` and `copyMessage`: the chat and message id of
+    /// the original.
+    pub from_message: Option<(i64, i32)>,
+}
+
+impl SentMessage {
+    /// Whether it is a media message carrying `kind`.
+    pub fn is(&self, kind: MediaKind) -> bool {
+        self.media_kind == Some(kind)
+    }
 }
 
 /// An `answerCallbackQuery` a bot made.

@@ -73,8 +73,22 @@ impl RateLimiter {
     /// Counts a message from `token` to `chat_id` sent at `now`, or answers
     /// with the whole seconds to wait (≥ 1) when a limit is reached; a
     /// rejected message is not counted.
+    #[cfg(test)]
     pub fn admit(&mut self, token: &str, chat_id: i64, now: Instant) -> Result<(), u32> {
-        if !self.limits.is_enabled() {
+        self.admit_n(token, chat_id, 1, now)
+    }
+
+    /// Counts `n` messages (a media group) at once: all of them, or none
+    /// and the whole seconds to wait (≥ 1) until all would fit. More than a
+    /// limit allows never fit; they get the wait for an empty window.
+    pub fn admit_n(
+        &mut self,
+        token: &str,
+        chat_id: i64,
+        n: usize,
+        now: Instant,
+    ) -> Result<(), u32> {
+        if !self.limits.is_enabled() || n == 0 {
             return Ok(());
         }
         let limits = self.limits;
@@ -83,23 +97,26 @@ impl RateLimiter {
             None => self.bots.entry(token.to_owned()).or_default(),
         };
         let mut wait = Duration::ZERO;
-        let global = limit(limits.global_per_second).map(|n| (&mut bot.global, n, SECOND));
+        let global = limit(limits.global_per_second).map(|l| (&mut bot.global, l, SECOND));
         let chat = limit(limits.per_chat_per_second)
-            .map(|n| (bot.per_chat.entry(chat_id).or_default(), n, SECOND));
+            .map(|l| (bot.per_chat.entry(chat_id).or_default(), l, SECOND));
         let group = limit(limits.per_group_per_minute)
             .filter(|_| chat_id < 0)
-            .map(|n| (bot.per_group.entry(chat_id).or_default(), n, MINUTE));
+            .map(|l| (bot.per_group.entry(chat_id).or_default(), l, MINUTE));
         let mut windows: Vec<(&mut VecDeque<Instant>, usize, Duration)> =
             [global, chat, group].into_iter().flatten().collect();
-        for (w, n, span) in windows.iter_mut() {
+        for (w, l, span) in windows.iter_mut() {
             while w.front().is_some_and(|t| now.duration_since(*t) >= *span) {
                 w.pop_front();
             }
-            if w.len() >= *n {
-                // The slot frees when the n-th most recent entry leaves the window.
-                if let Some(t) = w.get(w.len() - *n) {
-                    wait = wait.max((*t + *span).saturating_duration_since(now));
-                }
+            if w.len() + n > *l {
+                // Room for n frees when the (len + n - l)-th oldest entry
+                // leaves the window (all of them, if n alone is too many).
+                let leaving = (w.len() + n - *l).min(w.len());
+                wait = wait.max(match leaving.checked_sub(1).and_then(|i| w.get(i)) {
+                    Some(t) => (*t + *span).saturating_duration_since(now),
+                    None => *span,
+                });
             }
         }
         if wait > Duration::ZERO {
@@ -107,7 +124,7 @@ impl RateLimiter {
             return Err(u32::try_from(secs.max(1)).unwrap_or(u32::MAX));
         }
         for (w, _, _) in windows {
-            w.push_back(now);
+            w.extend(std::iter::repeat_n(now, n));
         }
         Ok(())
     }
@@ -155,6 +172,27 @@ mod tests {
         assert!(r.admit("t", 5, t0).is_ok());
         assert!(r.admit("t", 5, t0).is_ok());
         assert!(r.admit("t", 5, t0).is_ok());
+    }
+
+    #[test]
+    fn groups_are_counted_all_or_nothing() {
+        let mut r = RateLimiter::default();
+        r.set_limits(RateLimits {
+            per_chat_per_second: Some(3),
+            ..RateLimits::default()
+        });
+        let t0 = Instant::now();
+        assert!(r.admit_n("t", 1, 2, t0).is_ok());
+        // Two more do not fit, and nothing is counted.
+        assert_eq!(
+            r.admit_n("t", 1, 2, t0 + Duration::from_millis(100)),
+            Err(1)
+        );
+        assert!(r.admit("t", 1, t0 + Duration::from_millis(100)).is_ok());
+        assert!(r.admit("t", 1, t0 + Duration::from_millis(100)).is_err());
+        // More than the limit never fits.
+        assert!(r.admit_n("t", 2, 4, t0).is_err());
+        assert!(r.admit_n("t", 2, 3, t0).is_ok());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The HTTP side: a listener on `127.0.0.1:0`, one task per connection
-//! served by hyper's HTTP/1 (keep-alive on), routing `/bot<TOKEN>/<method>`,
-//! reading the body, recording the request, applying a scripted fault, and
-//! writing the answer. A "dropped connection" fault is an `Err` from the
-//! service, on which hyper closes the connection without a response.
+//! served by hyper's HTTP/1 (keep-alive on), routing `/bot<TOKEN>/<method>`
+//! and the downloads `/file/bot<TOKEN>/<file_path>` (recorded as method
+//! `file`), reading the body (up to [`MAX_BODY`]; chunked or not),
+//! recording the request, applying a scripted fault, and writing the
+//! answer. A "dropped connection" fault is an `Err` from the service, on
+//! which hyper closes the connection without a response.
 
 use std::fmt;
 use std::io;
@@ -10,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -24,13 +26,22 @@ use tokio::sync::watch;
 use crate::faults::{FaultKind, echo_path_body, echo_path_page, html_page};
 use crate::methods;
 use crate::model::Outcome;
-use crate::params::Params;
+use crate::params::{Params, percent_decode};
 use crate::reply::ApiError;
 use crate::state::Shared;
 
-/// Largest request body accepted (Telegram's own limit for JSON is far lower
-/// than file uploads, which the fake does not support).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest request body accepted: Telegram's 50 MB upload limit plus room
+/// for the other form fields and the multipart framing. A larger body gets
+/// 413 `Request Entity Too Large`.
+const MAX_BODY: usize = 52 * 1024 * 1024;
+
+/// How much of a too-large body is still read (and thrown away) before the
+/// 413, so the client, still sending, reads the answer instead of a reset
+/// connection. Beyond it the connection is closed.
+const MAX_DRAIN: u64 = 256 * 1024 * 1024;
+
+/// The method name downloads are recorded under.
+const DOWNLOAD_METHOD: &str = "file";
 
 /// The service's error: close the connection without answering.
 #[derive(Debug)]
@@ -139,6 +150,77 @@ impl Drop for Finish {
     }
 }
 
+/// What a request asks for.
+enum Target {
+    /// A Bot API method (the method name is in the request's `method`).
+    Method,
+    /// A download of this file path.
+    Download(String),
+}
+
+/// Splits `/file/bot<TOKEN>/<file_path>` into the token and the file path,
+/// both percent-decoded (teloxide sends the path's `/` as `%2F`).
+fn file_route(path: &str) -> Option<(String, String)> {
+    let rest = path.strip_prefix("/file/bot")?;
+    let (token, file_path) = rest.split_once('/')?;
+    if token.is_empty() {
+        return None;
+    }
+    Some((percent_decode(token), percent_decode(file_path)))
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    /// Larger than [`MAX_BODY`].
+    TooLarge,
+    /// The client went away or sent a malformed body.
+    Broken,
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes into one buffer (a
+/// single copy). When it is larger, reads on up to [`MAX_DRAIN`] bytes,
+/// throwing them away, before answering `TooLarge`.
+async fn read_body(mut body: Incoming, content_length: Option<u64>) -> Result<Bytes, BodyError> {
+    let mut too_large = content_length.is_some_and(|n| n > MAX_BODY as u64);
+    let mut buf = BytesMut::with_capacity(if too_large {
+        0
+    } else {
+        content_length
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0)
+    });
+    let mut drained: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(if too_large {
+                BodyError::TooLarge
+            } else {
+                BodyError::Broken
+            });
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if !too_large && buf.len() + data.len() > MAX_BODY {
+            too_large = true;
+            buf = BytesMut::new();
+        }
+        if too_large {
+            drained += data.len() as u64;
+            if drained > MAX_DRAIN {
+                break;
+            }
+        } else {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if too_large {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(buf.freeze())
+    }
+}
+
 /// Splits `/bot<TOKEN>/<method>` into the token and the lowercased method.
 fn route(path: &str) -> Option<(&str, String)> {
     let rest = path.strip_prefix("/bot")?;
@@ -160,21 +242,39 @@ async fn handle(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (token, method) = match route(parts.uri.path()) {
-        Some((t, m)) => (t.to_owned(), m),
-        None => (String::new(), String::new()),
+    let (token, method, target) = if let Some((t, path)) = file_route(parts.uri.path()) {
+        (t, DOWNLOAD_METHOD.to_owned(), Target::Download(path))
+    } else {
+        match route(parts.uri.path()) {
+            Some((t, m)) => (t.to_owned(), m, Target::Method),
+            None => (String::new(), String::new(), Target::Method),
+        }
     };
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+    let content_length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = match read_body(body, content_length).await {
+        Ok(body) => body,
+        Err(e) => {
             // Too large, or the client went away mid-body: record it anyway.
             let (seq, _) = shared.arrive(&token, &method, serde_json::Value::Null, arrived);
-            let err = ApiError::new(413, "Request Entity Too Large");
+            let err = match e {
+                BodyError::TooLarge => ApiError::new(413, "Request Entity Too Large"),
+                BodyError::Broken => ApiError::bad_request("can't read the request body"),
+            };
             shared.finish(seq, &token, &method, Outcome::Status(err.code));
             return Ok(json_response(&err));
         }
     };
-    let parsed = Params::parse(parts.uri.query(), content_type.as_deref(), &body);
+    let parsed = match &target {
+        Target::Method => Params::parse(parts.uri.query(), content_type.as_deref(), &body),
+        Target::Download(path) => crate::params::Parsed {
+            recorded: serde_json::json!({ "file_path": path }),
+            params: Ok(Params::default()),
+        },
+    };
     let (seq, fault) = shared.arrive(&token, &method, parsed.recorded, arrived);
     let mut finish = Finish {
         shared: Arc::clone(&shared),
@@ -233,6 +333,12 @@ async fn handle(
         };
     }
 
+    if let Target::Download(path) = &target {
+        let resp = download(&shared, &finish.token, path);
+        finish.finish(Outcome::Status(resp.status().as_u16()));
+        return Ok(resp);
+    }
+
     let result = methods::dispatch(&shared, &finish.token, &finish.method, parsed.params).await;
     let (status, body) = match result {
         Ok(success) => (200, success.body()),
@@ -240,6 +346,26 @@ async fn handle(
     };
     finish.finish(Outcome::Status(status));
     Ok(response(status, "application/json", body.into()))
+}
+
+/// Answers a download: the stored bytes, 401 for an unknown token, 404
+/// for an unknown path (or a file sent by URL, which has no bytes).
+fn download(shared: &Shared, token: &str, path: &str) -> HttpResponse {
+    let file = {
+        let st = shared.lock();
+        if !st.bots.contains_key(token) {
+            return json_response(&ApiError::unauthorized());
+        }
+        st.files.by_path(path).filter(|f| f.url.is_none()).cloned()
+    };
+    let Some(file) = file else {
+        return json_response(&ApiError::not_found());
+    };
+    let mut resp = response(200, "application/octet-stream", file.bytes.clone());
+    if let Ok(v) = HeaderValue::from_str(&file.content_type()) {
+        resp.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    resp
 }
 
 fn json_response(err: &ApiError) -> HttpResponse {
@@ -256,7 +382,7 @@ fn response(status: u16, content_type: &'static str, body: Bytes) -> HttpRespons
 
 #[cfg(test)]
 mod tests {
-    use super::route;
+    use super::{file_route, route};
 
     #[test]
     fn routes() {
@@ -267,5 +393,21 @@ mod tests {
         assert_eq!(route("/bot1:abc/"), None);
         assert_eq!(route("/foo"), None);
         assert_eq!(route("/bot/getMe"), None);
+    }
+
+    #[test]
+    fn file_routes_decode() {
+        let ok = |t: &str, p: &str| Some((t.to_owned(), p.to_owned()));
+        assert_eq!(
+            file_route("/file/bot1:abc/photos/file_1.jpg"),
+            ok("1:abc", "photos/file_1.jpg")
+        );
+        assert_eq!(
+            file_route("/file/bot1%3Aabc/photos%2Ffile_1.jpg"),
+            ok("1:abc", "photos/file_1.jpg")
+        );
+        assert_eq!(file_route("/file/bot1:abc/"), ok("1:abc", ""));
+        assert_eq!(file_route("/file/bot/x"), None);
+        assert_eq!(file_route("/file/bot1:abc"), None);
     }
 }

@@ -1,9 +1,9 @@
 //! The fake's memory, behind one `std::sync::Mutex` held briefly: registered
 //! bots with their update queues, offsets, held long poll, webhook, sent
 //! messages and commands; known chats, users and member statuses; the log of
-//! requests; scripted faults; rate-limit windows. Also the two wake-up
-//! mechanisms: a `Notify` for test-side waiters and a broadcast of request
-//! events. Also what background tasks (webhook delivery) need: the runtime
+//! requests; scripted faults; rate-limit windows; the file store. Also the
+//! two wake-up mechanisms: a `Notify` for test-side waiters and a broadcast
+//! of request events. Also what background tasks (webhook delivery) need: the runtime
 //! to spawn on and the shutdown signal.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, broadcast, oneshot, watch};
 
 use crate::faults::{Fault, FaultBook};
+use crate::files::{self, FileStore, MediaDetails, MediaKind, NewFile, StoredFile};
 use crate::json::{self, TextMessage};
 use crate::model::{
     BotCommand, BotInfo, CallbackAnswer, Chat, MemberStatus, Outcome, RecordedRequest,
@@ -195,7 +196,29 @@ pub(crate) struct HeldPoll {
     pub end: oneshot::Sender<PollEnd>,
 }
 
-/// A message in a chat as one bot sees it, kept for edits and callback queries.
+/// The file a message carries, as which kind, and its Bot API object.
+#[derive(Clone, Debug)]
+pub(crate) struct MessageMedia {
+    pub kind: MediaKind,
+    pub file: StoredFile,
+    /// `files::media_json` of the file as `kind`.
+    pub json: Value,
+}
+
+impl MessageMedia {
+    pub fn new(kind: MediaKind, file: StoredFile, details: &MediaDetails) -> Self {
+        MessageMedia {
+            json: files::media_json(&file, kind, details),
+            kind,
+            file,
+        }
+    }
+}
+
+/// A message in a chat as one bot sees it, kept for edits, forwards, copies
+/// and callback queries. A media message has `media` (and maybe a
+/// `caption`) and an empty `text`.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct StoredMessage {
     pub by_bot: bool,
     pub from: Option<User>,
@@ -204,23 +227,64 @@ pub(crate) struct StoredMessage {
     pub entities: Option<Value>,
     pub reply_markup: Option<Value>,
     pub edit_date: Option<i64>,
+    pub media: Option<MessageMedia>,
+    pub caption: Option<String>,
+    pub caption_entities: Option<Value>,
+    pub media_group_id: Option<String>,
+    /// The `forward_origin` of a forwarded message.
+    pub forward_origin: Option<Value>,
 }
 
 impl StoredMessage {
     pub fn to_json(&self, message_id: i32, chat: &Chat) -> Value {
-        let mut v = json::text_message(TextMessage {
-            message_id,
-            from: self.from.as_ref(),
-            chat,
-            date: self.date,
-            text: &self.text,
-            entities: self.entities.clone(),
-            reply_markup: self.reply_markup.as_ref(),
-        });
-        if let (Some(d), Value::Object(m)) = (self.edit_date, &mut v) {
+        let mut m = json::message_head(message_id, self.from.as_ref(), chat, self.date);
+        if let Some(o) = &self.forward_origin {
+            m.insert("forward_origin".into(), o.clone());
+        }
+        match &self.media {
+            None => {
+                m.insert("text".into(), json!(self.text));
+                if let Some(e) = &self.entities {
+                    m.insert("entities".into(), e.clone());
+                }
+            }
+            Some(media) => {
+                m.insert(media.kind.as_str().into(), media.json.clone());
+                if media.kind == MediaKind::Animation {
+                    // Telegram sends an animation as a document too.
+                    m.insert(
+                        "document".into(),
+                        files::media_json(
+                            &media.file,
+                            MediaKind::Document,
+                            &MediaDetails::default(),
+                        ),
+                    );
+                }
+                if let Some(c) = &self.caption {
+                    m.insert("caption".into(), json!(c));
+                }
+                if let Some(e) = &self.caption_entities {
+                    m.insert("caption_entities".into(), e.clone());
+                }
+                if let Some(g) = &self.media_group_id {
+                    m.insert("media_group_id".into(), json!(g));
+                }
+            }
+        }
+        json::insert_reply_markup(&mut m, self.reply_markup.as_ref());
+        if let Some(d) = self.edit_date {
             m.insert("edit_date".into(), json!(d));
         }
-        v
+        Value::Object(m)
+    }
+
+    /// What a user sees as its text: the text, or a media message's caption.
+    pub fn visible_text(&self) -> &str {
+        match &self.media {
+            Some(_) => self.caption.as_deref().unwrap_or(""),
+            None => &self.text,
+        }
     }
 }
 
@@ -240,6 +304,8 @@ pub(crate) struct BotState {
     pub webhook_deliveries: Vec<WebhookDelivery>,
     pub sent: Vec<SentMessage>,
     pub edits: Vec<SentMessage>,
+    /// Messages deleted with deleteMessage(s): (chat id, message id).
+    pub deleted: Vec<(i64, i32)>,
     pub messages: HashMap<(i64, i32), StoredMessage>,
     pub last_message_id: HashMap<i64, i32>,
     pub commands: HashMap<String, Vec<BotCommand>>,
@@ -263,6 +329,7 @@ impl BotState {
             webhook_deliveries: Vec::new(),
             sent: Vec::new(),
             edits: Vec::new(),
+            deleted: Vec::new(),
             messages: HashMap::new(),
             last_message_id: HashMap::new(),
             commands: HashMap::new(),
@@ -368,6 +435,9 @@ pub(crate) struct State {
     next_callback_id: u64,
     pub next_webhook_id: u64,
     pub webhook_settings: webhook::Settings,
+    /// Every file uploaded, sent by URL or injected.
+    pub files: FileStore,
+    next_media_group_id: u64,
 }
 
 impl State {
@@ -459,6 +529,48 @@ impl State {
 
     /// Queues a text message from `from` in `chat` for the bot.
     pub fn inject_message(&mut self, token: &str, chat: &Chat, from: &User, text: &str) -> u32 {
+        let stored = StoredMessage {
+            text: text.to_owned(),
+            entities: json::command_entity(text).map(|e| Value::Array(vec![e])),
+            ..StoredMessage::default()
+        };
+        self.inject(token, chat, from, stored)
+    }
+
+    /// Stores a file a user sends and queues the message carrying it, with
+    /// an optional caption (a `/command` caption gets its entity). Returns
+    /// the update id and the file.
+    pub fn inject_media(
+        &mut self,
+        token: &str,
+        chat: &Chat,
+        from: &User,
+        new: NewFile<'_>,
+        caption: Option<&str>,
+    ) -> (u32, StoredFile) {
+        // Fail on an unknown token before storing anything.
+        self.bot_mut(token);
+        let kind = new.kind;
+        let file = self.files.add(new);
+        let caption = caption.map(str::trim).filter(|c| !c.is_empty());
+        let stored = StoredMessage {
+            media: Some(MessageMedia::new(
+                kind,
+                file.clone(),
+                &MediaDetails::default(),
+            )),
+            caption: caption.map(str::to_owned),
+            caption_entities: caption
+                .and_then(json::command_entity)
+                .map(|e| Value::Array(vec![e])),
+            ..StoredMessage::default()
+        };
+        (self.inject(token, chat, from, stored), file)
+    }
+
+    /// Queues a message from `from` in `chat` (a `channel_post` in a
+    /// channel, without `from`) and keeps it for the bot.
+    fn inject(&mut self, token: &str, chat: &Chat, from: &User, mut stored: StoredMessage) -> u32 {
         self.remember_chat(chat);
         let is_channel = chat.kind == crate::model::ChatKind::Channel;
         if !is_channel {
@@ -466,15 +578,9 @@ impl State {
         }
         let bot = self.bot_mut(token);
         let message_id = bot.next_message_id(chat.id);
-        let stored = StoredMessage {
-            by_bot: false,
-            from: (!is_channel).then(|| from.clone()),
-            date: json::unix_now(),
-            text: text.to_owned(),
-            entities: json::command_entity(text).map(|e| Value::Array(vec![e])),
-            reply_markup: None,
-            edit_date: None,
-        };
+        stored.by_bot = false;
+        stored.from = (!is_channel).then(|| from.clone());
+        stored.date = json::unix_now();
         let message = stored.to_json(message_id, chat);
         bot.messages.insert((chat.id, message_id), stored);
         let mut update = Map::new();
@@ -485,6 +591,12 @@ impl State {
         };
         update.insert(kind.into(), message);
         bot.enqueue(update)
+    }
+
+    /// A new `media_group_id`.
+    pub fn next_media_group_id(&mut self) -> String {
+        self.next_media_group_id += 1;
+        (13_000_000_000_000_000 + self.next_media_group_id).to_string()
     }
 
     /// Queues a callback query pressed by `from` on message `message_id`
