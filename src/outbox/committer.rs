@@ -23,9 +23,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::{Body, Item, MAX_QUEUED, OutMessage, OutboxStats, UpdateJournal, now_ms};
+use super::{
+    Answer, Body, Item, MAX_QUEUED, OutMessage, OutboxStats, UpdateJournal, Waiters, now_ms,
+};
 use crate::config::OutboxSettings;
 use crate::store::{InboxRow, OutboxCommit, OutboxRow, Store};
+use crate::telegram::api::Refusal;
 
 /// Jobs taken into one commit at most.
 const BATCH: usize = 2_000;
@@ -47,10 +50,12 @@ pub enum Job {
         messages: Vec<OutMessage>,
     },
     /// Messages to queue; with `finishes`, the announcement they broadcast
-    /// is no longer pending.
+    /// is no longer pending; with `reply`, whoever waits for the (one)
+    /// message's answer.
     Enqueue {
         messages: Vec<OutMessage>,
         finishes: Option<String>,
+        reply: Option<oneshot::Sender<Answer>>,
         ack: oneshot::Sender<Result<(), String>>,
     },
     /// A stored message went out, or was dropped for good.
@@ -61,6 +66,20 @@ pub enum Job {
     Flush(oneshot::Sender<()>),
     /// Commit what came before, then stop.
     Close(oneshot::Sender<()>),
+}
+
+/// botvisor's answer to a caller whose message did not fit in its chat's
+/// queue: Telegram's own words for "too fast", with a wait that lets the
+/// queue drain a little.
+fn too_many(cap: u32) -> Refusal {
+    Refusal {
+        code: 429,
+        description: format!(
+            "Too Many Requests: botvisor's outbox already holds {cap} messages for this chat \
+             (outbox.max_per_chat); retry after 5"
+        ),
+        parameters: Some("{\"retry_after\":5}".to_owned()),
+    }
 }
 
 /// Stored rows as the sender's items; rows whose body cannot be read (a
@@ -108,6 +127,8 @@ pub(crate) struct Committer {
     bad: Vec<i64>,
     /// Whether handled updates are remembered by id (webhook delivery).
     mark_handled: bool,
+    /// Who waits for which message's answer.
+    waiters: Arc<Waiters>,
 }
 
 impl Committer {
@@ -125,6 +146,7 @@ impl Committer {
         loaded: &[Item],
         bad: Vec<i64>,
         mark_handled: bool,
+        waiters: Arc<Waiters>,
     ) -> Committer {
         let mut queued: HashMap<i64, u32> = HashMap::new();
         for item in loaded {
@@ -152,6 +174,7 @@ impl Committer {
             cap_drops: HashMap::new(),
             bad,
             mark_handled,
+            waiters,
         }
     }
 
@@ -211,14 +234,15 @@ impl Committer {
                     messages,
                 } => {
                     handled.push(update_id);
-                    self.admit(messages, now, &mut commit, &mut items);
+                    self.admit(messages, None, now, &mut commit, &mut items);
                 }
                 Job::Enqueue {
                     messages,
                     finishes,
+                    reply,
                     ack,
                 } => {
-                    self.admit(messages, now, &mut commit, &mut items);
+                    self.admit(messages, reply, now, &mut commit, &mut items);
                     commit.finished_announcements.extend(finishes);
                     acks.push(ack);
                 }
@@ -275,6 +299,9 @@ impl Committer {
                 self.log_cap_drops(false);
             }
             Err(err) => {
+                // Nothing of this commit is stored: nobody may wait for it.
+                let seqs: Vec<i64> = commit.inserts.iter().map(|row| row.seq).collect();
+                self.waiters.forget(&seqs);
                 error!(error = %err, "the outbox could not record what the bot handled and sends");
                 self.sender_stop.cancel();
                 for ack in acks {
@@ -288,9 +315,11 @@ impl Committer {
 
     /// Counts `messages` in, as rows of `commit` and items for the sender,
     /// unless their chat (or the bot) has its cap's worth queued already.
+    /// `reply` waits for the first message's answer.
     fn admit(
         &mut self,
         messages: Vec<OutMessage>,
+        mut reply: Option<oneshot::Sender<Answer>>,
         now: i64,
         commit: &mut OutboxCommit,
         items: &mut Vec<Item>,
@@ -302,6 +331,9 @@ impl Committer {
             if *queued >= cap || self.total >= MAX_QUEUED {
                 self.cap_drops.entry(chat).or_default().count += 1;
                 self.stats.add_dropped(1);
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Err(too_many(cap)));
+                }
                 continue;
             }
             let Ok(body) = serde_json::to_string(&message.body) else {
@@ -317,6 +349,9 @@ impl Committer {
                 body,
                 created_at: now,
             });
+            if let Some(reply) = reply.take() {
+                self.waiters.insert(seq, reply);
+            }
             items.push(Item {
                 seq: Some(seq),
                 message,

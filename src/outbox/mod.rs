@@ -39,6 +39,8 @@ use tracing::{Instrument, warn};
 use crate::config::OutboxSettings;
 use crate::store::{InboxRow, Store, StoreError};
 use crate::telegram::BotHandle;
+use crate::telegram::api::Refusal;
+use crate::telegram::call::Call;
 pub use crate::telegram::send::Keyboard;
 use crate::telegram::text::{MESSAGE_LIMIT, cut_to_units, split_message, telegram_len};
 
@@ -72,6 +74,9 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         keyboard: Option<Keyboard>,
     },
+    /// A process bot's call of any method that sends, edits or deletes in
+    /// a chat, with its parameters and files, sent as it came.
+    Call(Call),
 }
 
 impl OutMessage {
@@ -98,10 +103,12 @@ impl OutMessage {
     }
 
     /// The messages Telegram gets: a text longer than Telegram's limit is
-    /// split (the buttons go on the last part), an edit is cut to fit.
+    /// split (the buttons go on the last part), an edit is cut to fit, a
+    /// call goes as it is.
     pub fn into_parts(self) -> Vec<OutMessage> {
         let chat = self.chat;
         match self.body {
+            Body::Call(_) => vec![self],
             Body::Text { text, keyboard } => {
                 let mut parts = split_message(&text, MESSAGE_LIMIT);
                 parts.retain(|part| !part.trim().is_empty());
@@ -173,6 +180,7 @@ pub struct OutboxStats {
     dropped: AtomicU64,
     rate_limited: AtomicU64,
     handled: AtomicU64,
+    paced: AtomicU64,
 }
 
 /// A copy of [`OutboxStats`] at one moment.
@@ -188,6 +196,8 @@ pub struct OutboxFigures {
     pub rate_limited: u64,
     /// Updates whose decision (and messages) are committed, since start.
     pub handled: u64,
+    /// Messages that waited for the pacer before they went.
+    pub paced: u64,
 }
 
 impl OutboxStats {
@@ -201,6 +211,7 @@ impl OutboxStats {
             dropped: self.dropped.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             handled: self.handled.load(Ordering::Relaxed),
+            paced: self.paced.load(Ordering::Relaxed),
         }
     }
 
@@ -236,6 +247,45 @@ impl OutboxStats {
     fn add_rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
+
+    pub(crate) fn add_paced(&self) {
+        self.paced.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How a message someone waits for went: Telegram's raw `result`, or its
+/// refusal (or botvisor's, when it dropped the message).
+pub type Answer = Result<Vec<u8>, Refusal>;
+
+/// Who waits for which stored message, by its seq. Lives as long as the
+/// bot's outbox, so an answer reaches its caller across a session's
+/// restart (the next session sends the stored message).
+#[derive(Default)]
+pub(crate) struct Waiters(Mutex<std::collections::HashMap<i64, oneshot::Sender<Answer>>>);
+
+impl Waiters {
+    fn insert(&self, seq: i64, reply: oneshot::Sender<Answer>) {
+        lock(&self.0).insert(seq, reply);
+    }
+
+    /// Tells whoever waits for message `seq` how it went.
+    pub(crate) fn answer(&self, seq: i64, answer: Answer) {
+        if let Some(reply) = lock(&self.0).remove(&seq) {
+            let _ = reply.send(answer);
+        }
+    }
+
+    fn forget(&self, seqs: &[i64]) {
+        let mut waiting = lock(&self.0);
+        for seq in seqs {
+            waiting.remove(seq);
+        }
+    }
+
+    /// Drops the waiters whose callers went away.
+    fn tidy(&self) {
+        lock(&self.0).retain(|_, reply| !reply.is_closed());
+    }
 }
 
 /// Now, in Unix milliseconds.
@@ -266,6 +316,7 @@ struct Shared {
     settings: OutboxSettings,
     stats: Arc<OutboxStats>,
     volatile: Mutex<Volatile>,
+    waiters: Arc<Waiters>,
 }
 
 #[derive(Default)]
@@ -298,6 +349,7 @@ impl Outbox {
                 settings,
                 stats,
                 volatile: Mutex::default(),
+                waiters: Arc::default(),
             }),
         }
     }
@@ -359,6 +411,8 @@ impl Outbox {
         let (failed_tx, failed_rx) = watch::channel(None);
         let sender_stop = CancellationToken::new();
         let (loaded, bad) = committer::load(&rows);
+        let waiters = self.shared.waiters.clone();
+        waiters.tidy();
         let next_seq = rows.last().map_or(1, |row| row.seq.saturating_add(1));
         let committer = committer::Committer::new(
             store,
@@ -375,6 +429,7 @@ impl Outbox {
             &loaded,
             bad,
             mark_handled,
+            waiters.clone(),
         );
         let committer = tokio::spawn(committer.run(jobs_rx).in_current_span());
         let sender = sender::Sender::new(
@@ -385,6 +440,7 @@ impl Outbox {
                 jobs: jobs_tx.clone(),
             },
             events_tx,
+            waiters,
         );
         {
             let mut volatile = lock(&self.shared.volatile);
@@ -605,10 +661,36 @@ impl Sink {
             .send(committer::Job::Enqueue {
                 messages,
                 finishes,
+                reply: None,
                 ack,
             })
             .map_err(|_| OutboxError::Stopped)?;
         acked(done).await
+    }
+
+    /// Queues `message` durably and, once it is committed, returns what
+    /// resolves with Telegram's answer when it has gone out (or botvisor's
+    /// refusal when it was dropped: past the chat's cap, past `max_age`).
+    /// The message goes out once whether or not anyone still waits.
+    ///
+    /// # Errors
+    /// When the store failed or the session has ended: nothing was queued.
+    pub async fn call(
+        &self,
+        message: OutMessage,
+    ) -> Result<oneshot::Receiver<Answer>, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        let (ack, done) = oneshot::channel();
+        self.jobs
+            .send(committer::Job::Enqueue {
+                messages: vec![message],
+                finishes: None,
+                reply: Some(reply),
+                ack,
+            })
+            .map_err(|_| OutboxError::Stopped)?;
+        acked(done).await?;
+        Ok(answer)
     }
 
     pub(crate) fn send_job(&self, job: committer::Job) {

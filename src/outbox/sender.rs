@@ -19,10 +19,10 @@ use tracing::{Instrument, info, warn};
 
 use super::committer::Job;
 use super::pacer::{Limits, Pacer};
-use super::{Body, ChatEvent, Item, OutboxStats, Sink, now_ms};
+use super::{Answer, Body, ChatEvent, Item, OutboxStats, Sink, Waiters, now_ms};
 use crate::config::OutboxSettings;
 use crate::status::short;
-use crate::telegram::api::CallError;
+use crate::telegram::api::{CallError, Refusal};
 use crate::telegram::{BotHandle, ErrorClass, send};
 
 /// Sends of one bot in flight at once (one per chat at most).
@@ -32,6 +32,9 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LONGEST_RETRY: Duration = Duration::from_secs(60);
 /// Two chats answered 429 within this long: the limit is the bot's.
 const GLOBAL_429_WINDOW: Duration = Duration::from_secs(1);
+/// A message that starts this long after it was queued, with no failed
+/// try behind it, waited for the pacer.
+const PACED_AFTER_MS: i64 = 100;
 /// How often the pacer forgets idle chats.
 const TIDY_EVERY: Duration = Duration::from_secs(30);
 
@@ -47,10 +50,10 @@ struct ChatQueue {
     ready_key: Option<(Instant, u64)>,
 }
 
-/// What a finished send reports.
+/// What a finished send reports: Telegram's raw `result`, or why not.
 struct Done {
     chat: i64,
-    result: Result<(), CallError>,
+    result: Result<Vec<u8>, CallError>,
 }
 
 /// What a stopped sender leaves: the alerts not sent (for the next
@@ -64,6 +67,8 @@ pub(crate) struct Leftovers {
 
 pub(crate) struct Sender {
     bot: BotHandle,
+    /// Who waits for which stored message's answer.
+    waiters: Arc<Waiters>,
     pacer: Pacer,
     max_age: Duration,
     stats: Arc<OutboxStats>,
@@ -97,9 +102,11 @@ impl Sender {
         stats: Arc<OutboxStats>,
         committer: Sink,
         events: mpsc::UnboundedSender<ChatEvent>,
+        waiters: Arc<Waiters>,
     ) -> Sender {
         Sender {
             bot,
+            waiters,
             pacer: Pacer::new(Limits::from_settings(settings)),
             max_age: settings.max_age,
             stats,
@@ -199,10 +206,7 @@ impl Sender {
                 if let Some(chat) = self.in_flight_chats.remove(&err.id()) {
                     self.settle(Done {
                         chat,
-                        result: Err(CallError {
-                            class: ErrorClass::Transient,
-                            detail: "the send task failed".to_owned(),
-                        }),
+                        result: Err(CallError::transient("the send task failed")),
                     });
                 }
             }
@@ -297,6 +301,10 @@ impl Sender {
                 continue;
             };
             queue.busy = true;
+            // Late with no failure behind it: the pacer held it back.
+            if queue.failures == 0 && now_ms().saturating_sub(item.created_ms) > PACED_AFTER_MS {
+                self.stats.add_paced();
+            }
             self.pacer.record(chat, now);
             let bot = self.bot.clone();
             let handle = self.in_flight.spawn(
@@ -305,16 +313,16 @@ impl Sender {
                         Body::Text { text, keyboard } => {
                             send::send_message(&bot, chat, text, keyboard.as_ref())
                                 .await
-                                .map(|_| ())
+                                .map(|_| Vec::new())
                         }
                         Body::Edit {
                             message_id,
                             text,
                             keyboard,
-                        } => {
-                            send::edit_message(&bot, chat, *message_id, text, keyboard.as_ref())
-                                .await
-                        }
+                        } => send::edit_message(&bot, chat, *message_id, text, keyboard.as_ref())
+                            .await
+                            .map(|()| Vec::new()),
+                        Body::Call(call) => send::call(&bot, chat, call).await,
                     };
                     Done { chat, result }
                 }
@@ -354,14 +362,28 @@ impl Sender {
         );
         self.stats.add_dropped(expired.len() as u64);
         for item in &expired {
-            self.forget(item);
+            self.forget(
+                item,
+                Some(Err(Refusal {
+                    code: 400,
+                    description: format!(
+                        "Bad Request: botvisor dropped the message: unsent for longer than outbox.max_age ({})",
+                        short(self.max_age)
+                    ),
+                    parameters: None,
+                })),
+            );
         }
         self.publish();
         true
     }
 
-    /// An item leaves the queues: counted out, and its row deleted.
-    fn forget(&mut self, item: &Item) {
+    /// An item leaves the queues: counted out, its row deleted, and whoever
+    /// waits for it told how it went.
+    fn forget(&mut self, item: &Item, answer: Option<Answer>) {
+        if let (Some(seq), Some(answer)) = (item.seq, answer) {
+            self.waiters.answer(seq, answer);
+        }
         self.stats.remove_pending(1);
         if let Some(count) = self.ages.get_mut(&item.created_ms) {
             *count -= 1;
@@ -390,7 +412,7 @@ impl Sender {
         };
         queue.busy = false;
         match done.result {
-            Ok(()) => {
+            Ok(result) => {
                 if queue.failures > 0 {
                     info!(
                         chat,
@@ -401,7 +423,7 @@ impl Sender {
                 queue.failures = 0;
                 queue.retry_at = None;
                 if let Some(item) = queue.items.pop_front() {
-                    self.forget(&item);
+                    self.forget(&item, Some(Ok(result)));
                 }
             }
             Err(err) => self.failed(chat, err, now),
@@ -472,7 +494,7 @@ impl Sender {
                     .get_mut(&chat)
                     .and_then(|queue| queue.items.pop_front());
                 if let Some(item) = item {
-                    self.forget(&item);
+                    self.forget(&item, Some(Err(refusal_of(&err))));
                 }
             }
             _ => {
@@ -503,11 +525,26 @@ impl Sender {
         let count = queue.items.len();
         warn!(chat, dropped = count, error = %err.detail, "the chat refuses the bot ({}); {count} queued message(s) dropped", err.class);
         self.stats.add_dropped(count as u64);
+        let refusal = refusal_of(err);
         for item in &queue.items {
-            self.forget(item);
+            self.forget(item, Some(Err(refusal.clone())));
         }
         let _ = self.events.send(ChatEvent::Refused { chat });
     }
+}
+
+/// Telegram's refusal of a send, or one made up from its class when the
+/// answer carried none.
+fn refusal_of(err: &CallError) -> Refusal {
+    err.refusal.clone().unwrap_or_else(|| Refusal {
+        code: match err.class {
+            ErrorClass::Forbidden => 403,
+            ErrorClass::Unauthorized => 401,
+            _ => 400,
+        },
+        description: format!("Bad Request: {}", err.detail),
+        parameters: None,
+    })
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -25,7 +25,8 @@ use super::{BotHandle, excerpt};
 /// echoed back is a few KB.
 pub const ANSWER_CAP: usize = 1 << 20;
 
-/// Why a call failed: its class and a short detail safe to show anywhere.
+/// Why a call failed: its class and a short detail safe to show anywhere,
+/// and Telegram's own answer when it refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{class}: {detail}")]
 pub struct CallError {
@@ -33,13 +34,52 @@ pub struct CallError {
     /// Telegram's description or the network's cause, bounded, with no
     /// token and no control characters.
     pub detail: String,
+    /// Telegram's refusal as it came (a JSON answer with `ok: false`);
+    /// `None` for a network failure or an answer that was not the Bot
+    /// API's JSON.
+    pub refusal: Option<Refusal>,
+}
+
+/// Telegram's answer to a call it refused, as a bot would read it:
+/// `error_code`, `description` and `parameters`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i64,
+    /// The description, redacted and at most [`DESCRIPTION_CAP`] bytes.
+    pub description: String,
+    /// `parameters` as JSON text (`retry_after`, `migrate_to_chat_id`).
+    pub parameters: Option<String>,
+}
+
+/// The longest description a refusal keeps: Telegram's are a line.
+pub const DESCRIPTION_CAP: usize = 1024;
+
+impl Refusal {
+    /// The answer's JSON: `{"ok":false,"error_code":…,"description":…}`.
+    pub fn to_json(&self) -> String {
+        let mut answer = serde_json::json!({
+            "ok": false,
+            "error_code": self.code,
+            "description": self.description,
+        });
+        if let Some(parameters) = self
+            .parameters
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+            && let Some(map) = answer.as_object_mut()
+        {
+            map.insert("parameters".to_owned(), parameters);
+        }
+        answer.to_string()
+    }
 }
 
 impl CallError {
-    fn transient(detail: impl Into<String>) -> CallError {
+    pub(crate) fn transient(detail: impl Into<String>) -> CallError {
         CallError {
             class: ErrorClass::Transient,
             detail: detail.into(),
+            refusal: None,
         }
     }
 }
@@ -54,9 +94,11 @@ struct Answer<'a> {
     parameters: Option<Parameters>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct Parameters {
+    #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     migrate_to_chat_id: Option<i64>,
 }
 
@@ -73,12 +115,24 @@ pub async fn call_raw(
     timeout: Duration,
     cap: usize,
 ) -> Result<Vec<u8>, CallError> {
-    let url = bot.method_url(method);
-    let response = bot
+    let request = bot
         .client()
-        .post(url)
+        .post(bot.method_url(method))
         .json(body)
-        .timeout(timeout)
+        .timeout(timeout);
+    execute(request, cap).await
+}
+
+/// Sends a request to the Bot API and reads its answer: the raw `result`
+/// of a successful answer, or the failure sorted into its class.
+///
+/// # Errors
+/// As [`call_raw`].
+pub(crate) async fn execute(
+    request: reqwest::RequestBuilder,
+    cap: usize,
+) -> Result<Vec<u8>, CallError> {
+    let response = request
         .send()
         .await
         .map_err(|err| CallError::transient(network_cause(&err)))?;
@@ -94,6 +148,7 @@ pub async fn call_raw(
             };
             return Err(CallError {
                 class,
+                refusal: None,
                 detail: format!(
                     "HTTP {status}, an answer that is not the Bot API's JSON: {}",
                     excerpt(&String::from_utf8_lossy(&bytes[..bytes.len().min(400)]))
@@ -109,6 +164,15 @@ pub async fn call_raw(
     }
     let description = answer.description.unwrap_or_default();
     let code = answer.error_code.unwrap_or(i64::from(status));
+    let refusal = Refusal {
+        code,
+        description: bounded(&crate::secret::Redactor::global().redact(&description)),
+        parameters: answer
+            .parameters
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok())
+            .filter(|p| p != "{}"),
+    };
     let class = match answer.parameters {
         // An hour at most: a larger `retry_after` is a broken server, and
         // must not overflow the clock.
@@ -129,7 +193,20 @@ pub async fn call_raw(
         } else {
             description
         }),
+        refusal: Some(refusal),
     })
+}
+
+/// `text` cut to at most [`DESCRIPTION_CAP`] bytes, at a character boundary.
+fn bounded(text: &str) -> String {
+    if text.len() <= DESCRIPTION_CAP {
+        return text.to_owned();
+    }
+    let mut end = DESCRIPTION_CAP;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// Like [`call_raw`], with the result parsed as `T`.
@@ -168,7 +245,10 @@ fn classify_code(code: i64, description: &str) -> ErrorClass {
 }
 
 /// Reads a body up to `cap` bytes.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, CallError> {
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, CallError> {
     if response
         .content_length()
         .is_some_and(|len| len > cap as u64)

@@ -9,6 +9,7 @@
 //! request and says how it went.
 
 pub mod api;
+pub mod call;
 pub mod errors;
 pub mod polling;
 pub mod send;
@@ -56,6 +57,8 @@ pub struct BotHandle {
     client: reqwest::Client,
     /// `<api_url>/bot<token>/`: holds the token, never shown.
     base: Arc<str>,
+    /// `<api_url>/file/bot<token>/`, where files are downloaded.
+    file_base: Arc<str>,
     /// Messages sent through this handle (each part of a split message).
     sent: Arc<AtomicU64>,
 }
@@ -71,11 +74,17 @@ impl BotHandle {
             api_url.as_str().trim_end_matches('/'),
             token.expose()
         );
+        let file_base = format!(
+            "{}/file/bot{}/",
+            api_url.as_str().trim_end_matches('/'),
+            token.expose()
+        );
         BotHandle {
             name: name.to_owned(),
             bot,
             client,
             base: Arc::from(base),
+            file_base: Arc::from(file_base),
             sent: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -110,6 +119,11 @@ impl BotHandle {
     /// The URL of `method` for this bot (holds the token: never shown).
     fn method_url(&self, method: &str) -> String {
         format!("{}{method}", self.base)
+    }
+
+    /// The URL of the file at `path` (holds the token: never shown).
+    fn file_url(&self, path: &str) -> String {
+        format!("{}{}", self.file_base, path.trim_start_matches('/'))
     }
 }
 

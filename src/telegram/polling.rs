@@ -176,6 +176,7 @@ struct IdOnly {
 pub fn parse_batch(raw: &[u8], known: impl Fn(u32) -> bool) -> Result<Batch, CallError> {
     let items: Vec<&RawValue> = serde_json::from_slice(raw).map_err(|err| CallError {
         class: super::ErrorClass::Transient,
+        refusal: None,
         detail: format!(
             "getUpdates answered something that is not a list of updates ({:?} error at column {})",
             err.classify(),

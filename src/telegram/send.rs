@@ -1,4 +1,5 @@
-//! One message sent or edited, once: no retries, no waiting, no splitting.
+//! One message sent or edited (or a process bot's call of any method),
+//! once: no retries, no waiting, no splitting.
 //! The outbox above decides when to send, what to do with each error class,
 //! and splits long texts with [`super::text::split_message`] before they
 //! get here.
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BotHandle;
 use super::api::{self, CallError};
+use super::call::Call;
 
 /// How long one send may take before it counts as failed (and is tried
 /// again): far above Telegram's usual fraction of a second, far below the
@@ -123,4 +125,25 @@ pub async fn edit_message(
     let _: serde_json::Value = api::call(bot, "editMessageText", &body, SEND_TIMEOUT).await?;
     bot.count_sent(1);
     Ok(())
+}
+
+/// Sends a call of any method (a process bot's) to `chat`, once; the raw
+/// `result` of Telegram's answer. A numeric `chat_id` is sent as `chat`,
+/// which differs from the bot's when the group became a supergroup.
+///
+/// # Errors
+/// The call's [`CallError`], with Telegram's refusal when it refused.
+pub async fn call(bot: &BotHandle, chat: i64, call: &Call) -> Result<Vec<u8>, CallError> {
+    let moved = call
+        .param("chat_id")
+        .and_then(|id| id.trim().parse::<i64>().ok())
+        .is_some_and(|id| id != chat)
+        .then(|| {
+            let mut moved = call.clone();
+            moved.set_param("chat_id", chat.to_string());
+            moved
+        });
+    let result = super::call::send(bot, moved.as_ref().unwrap_or(call)).await?;
+    bot.count_sent(1);
+    Ok(result)
 }
