@@ -204,11 +204,7 @@ impl Consumer {
 }
 
 /// Waits for the kind's background work to stop, within `grace`.
-async fn stop_background(
-    worker: &Worker,
-    background: Option<JoinHandle<()>>,
-    grace: Duration,
-) {
+async fn stop_background(worker: &Worker, background: Option<JoinHandle<()>>, grace: Duration) {
     let Some(mut task) = background else {
         return;
     };

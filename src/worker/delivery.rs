@@ -16,8 +16,8 @@ use tracing::{Instrument, info, warn};
 
 use super::Kept;
 use super::Worker;
-use super::decide::SessionEnd;
 use super::consumer::Consumer;
+use super::decide::SessionEnd;
 use crate::bots::Kind;
 use crate::outbox;
 use crate::status::WorkerState;

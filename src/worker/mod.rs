@@ -9,8 +9,8 @@
 //! [`decide::decide`], a pure function, into a wait, a backoff or a park.
 //! Every wait sits in a `select!` with the worker's cancellation token.
 
-pub mod decide;
 mod consumer;
+pub mod decide;
 mod delivery;
 pub mod dispatch;
 pub mod guard;
@@ -37,8 +37,8 @@ use crate::telegram::BotHandle;
 use crate::telegram::polling::Poller;
 use decide::{Delay, SessionEnd, decide};
 use dispatch::panic_message;
-use progress::Progress;
 use poll::ConflictLog;
+use progress::Progress;
 
 /// Everything a worker needs, decided by the supervisor.
 pub struct Worker {

@@ -18,15 +18,16 @@ use tracing::{debug, error, info, warn};
 use super::consumer::Consumer;
 use super::decide::SessionEnd;
 use super::guard::SessionGuard;
-use super::progress::Ledger;
+use super::progress::{Ledger, Progress};
 use super::session::rate_limit_jitter;
 use super::{Kept, Worker};
 use crate::config::OnWebhook;
-use crate::outbox;
+use crate::outbox::{self, OutboxError, Sink};
 use crate::restart::conflict_delay;
 use crate::status::{Incident, WorkerState, short};
 use crate::store::InboxRow;
-use crate::telegram::polling::{Delivered, Poller};
+use crate::telegram::api::CallError;
+use crate::telegram::polling::{Delivered, Poller, Rejected};
 use crate::telegram::{BotHandle, ErrorClass};
 
 /// How often a conflict that goes on is logged again.
@@ -41,6 +42,9 @@ const REJECTED_KEPT: usize = 1_000;
 /// answers. Each lane holds at most [`super::dispatch::MAX_PER_LANE`] of
 /// them, so one stuck chat cannot fill it.
 pub const MAX_OPEN: usize = 1_000;
+
+/// The commit that stores a batch.
+type Stored = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OutboxError>> + Send>>;
 
 /// Conflict bookkeeping for the log policy: warn when it starts, remind
 /// every few minutes, raise to an error once it lasts too long.
@@ -112,58 +116,18 @@ impl Worker {
             let batch = match result {
                 Ok(batch) => batch,
                 Err(err) => {
-                    self.status.error(&err.class);
-                    let wait = match err.class {
-                        ErrorClass::ConflictOtherPoller => self.conflict_wait(&mut kept.conflict),
-                        ErrorClass::ConflictWebhook
-                            if !webhook_deleted && self.own_webhook(bot).await =>
-                        {
-                            // botvisor set it when this bot had webhook
-                            // delivery: switching back to polling removes it.
-                            info!("deleting the webhook botvisor set for this bot: it polls now");
-                            webhook_deleted = true;
-                            if let Err(end) = self.delete_webhook(bot).await {
-                                return end;
+                    match self
+                        .poll_failed(bot, kept, &err, &mut webhook_deleted)
+                        .await
+                    {
+                        Ok(None) => {}
+                        Ok(Some(wait)) => {
+                            tokio::select! {
+                                () = session.cancelled() => return SessionEnd::Stopped,
+                                () = tokio::time::sleep(wait) => {}
                             }
-                            continue;
                         }
-                        ErrorClass::ConflictWebhook => match self.config.restart.on_webhook {
-                            OnWebhook::Park => {
-                                return SessionEnd::Park(
-                                    "a webhook is set for this token (on_webhook = \"park\")"
-                                        .to_owned(),
-                                );
-                            }
-                            OnWebhook::Delete if webhook_deleted => {
-                                return SessionEnd::Failed(
-                                    "a webhook was set again after botvisor deleted it".to_owned(),
-                                );
-                            }
-                            OnWebhook::Delete => {
-                                webhook_deleted = true;
-                                if let Err(end) = self.delete_webhook(bot).await {
-                                    return end;
-                                }
-                                continue;
-                            }
-                        },
-                        ErrorClass::RateLimited(retry_after) => {
-                            let wait = retry_after + rate_limit_jitter();
-                            self.status.set(
-                                WorkerState::BackingOff,
-                                format!(
-                                    "Telegram asked to wait {} (429) before polling again",
-                                    short(retry_after)
-                                ),
-                                Some(wait),
-                            );
-                            wait
-                        }
-                        _ => return self.call_failed("getUpdates", &err),
-                    };
-                    tokio::select! {
-                        () = session.cancelled() => return SessionEnd::Stopped,
-                        () = tokio::time::sleep(wait) => {}
+                        Err(end) => return end,
                     }
                     continue;
                 }
@@ -174,48 +138,12 @@ impl Worker {
             // before the next poll sends it. Their handlers start at once:
             // a handler's decision is queued behind this job, so it cannot
             // be committed first.
-            let total = batch.updates.len() + batch.known;
-            let admitted: Vec<Delivered> = progress.with(|ledger| {
-                batch
-                    .updates
-                    .into_iter()
-                    .filter(|delivered| ledger.admit(delivered.id()))
-                    .collect()
-            });
-            let next = batch
-                .highest
-                .map(Ledger::next_offset)
-                .filter(|next| Some(*next) != offset);
-            let stored = (next.is_some() || !admitted.is_empty()).then(|| {
-                sink.receive(
-                    admitted
-                        .iter()
-                        .map(|delivered| InboxRow {
-                            update_id: delivered.id(),
-                            body: delivered.raw.clone(),
-                        })
-                        .collect(),
-                    next,
-                )
-            });
-            for rejected in &batch.rejected {
-                let first_time = rejected.id.is_none_or(|id| rejected_logged.insert(id));
-                if first_time {
-                    match rejected.id {
-                        Some(update_id) => {
-                            warn!(update_id, why = %rejected.why, "skipping an update that cannot be read")
-                        }
-                        None => {
-                            warn!(why = %rejected.why, "skipping an update that cannot be read and has no usable id")
-                        }
-                    }
-                }
-            }
-            if rejected_logged.len() > REJECTED_KEPT {
-                rejected_logged.clear();
-            }
+            let received = batch.updates.len();
+            let (admitted, next, stored) =
+                admit(&progress, &sink, batch.updates, batch.highest, offset);
+            log_rejected(&batch.rejected, &mut rejected_logged);
             let new = admitted.len();
-            let skipped = total - new;
+            let skipped = batch.known + received - new;
             if skipped > 0 {
                 debug!(skipped, "skipped updates open or handled already");
             }
@@ -240,6 +168,55 @@ impl Worker {
             if new == 0 && batch.took < self.poll_timeout / 2 && next.is_none() {
                 wait_until = Some(tokio::time::Instant::now() + MIN_FAST_POLL_INTERVAL);
             }
+        }
+    }
+
+    /// What follows a failed poll: poll again at once (`None`), after a
+    /// wait, or end the session. A 409 from another poller is a conflict
+    /// state, a webhook is deleted (or parks the bot, as `on_webhook`
+    /// says), a 429 waits exactly `retry_after`.
+    async fn poll_failed(
+        &self,
+        bot: &BotHandle,
+        kept: &mut Kept,
+        err: &CallError,
+        webhook_deleted: &mut bool,
+    ) -> Result<Option<Duration>, SessionEnd> {
+        self.status.error(&err.class);
+        match err.class {
+            ErrorClass::ConflictOtherPoller => Ok(Some(self.conflict_wait(&mut kept.conflict))),
+            ErrorClass::ConflictWebhook if !*webhook_deleted && self.own_webhook(bot).await => {
+                // botvisor set it when this bot had webhook delivery:
+                // switching back to polling removes it.
+                info!("deleting the webhook botvisor set for this bot: it polls now");
+                *webhook_deleted = true;
+                self.delete_webhook(bot).await.map(|()| None)
+            }
+            ErrorClass::ConflictWebhook => match self.config.restart.on_webhook {
+                OnWebhook::Park => Err(SessionEnd::Park(
+                    "a webhook is set for this token (on_webhook = \"park\")".to_owned(),
+                )),
+                OnWebhook::Delete if *webhook_deleted => Err(SessionEnd::Failed(
+                    "a webhook was set again after botvisor deleted it".to_owned(),
+                )),
+                OnWebhook::Delete => {
+                    *webhook_deleted = true;
+                    self.delete_webhook(bot).await.map(|()| None)
+                }
+            },
+            ErrorClass::RateLimited(retry_after) => {
+                let wait = retry_after + rate_limit_jitter();
+                self.status.set(
+                    WorkerState::BackingOff,
+                    format!(
+                        "Telegram asked to wait {} (429) before polling again",
+                        short(retry_after)
+                    ),
+                    Some(wait),
+                );
+                Ok(Some(wait))
+            }
+            _ => Err(self.call_failed("getUpdates", err)),
         }
     }
 
@@ -268,7 +245,6 @@ impl Worker {
             self.status.set(WorkerState::Running, "polling again", None);
         }
     }
-
 
     /// The wait after a 409 from another poller, logging as the conflict
     /// policy says.
@@ -352,6 +328,61 @@ impl Worker {
                 "could not confirm the handled updates; Telegram will deliver them again"
             ),
         }
+    }
+}
+
+/// The updates of an answer that are new (now open), the offset that
+/// confirms the answer when it moved past `offset`, and the commit that
+/// stores both (none when there is nothing to store).
+fn admit(
+    progress: &Progress,
+    sink: &Sink,
+    updates: Vec<Delivered>,
+    highest: Option<u32>,
+    offset: Option<u32>,
+) -> (Vec<Delivered>, Option<u32>, Option<Stored>) {
+    let admitted: Vec<Delivered> = progress.with(|ledger| {
+        updates
+            .into_iter()
+            .filter(|delivered| ledger.admit(delivered.id()))
+            .collect()
+    });
+    let next = highest
+        .map(Ledger::next_offset)
+        .filter(|next| Some(*next) != offset);
+    let stored = (next.is_some() || !admitted.is_empty()).then(|| -> Stored {
+        Box::pin(
+            sink.receive(
+                admitted
+                    .iter()
+                    .map(|delivered| InboxRow {
+                        update_id: delivered.id(),
+                        body: delivered.raw.clone(),
+                    })
+                    .collect(),
+                next,
+            ),
+        )
+    });
+    (admitted, next, stored)
+}
+
+/// One line per update the parser rejected, once per id.
+fn log_rejected(rejected: &[Rejected], logged: &mut BTreeSet<u32>) {
+    for rejected in rejected {
+        if rejected.id.is_none_or(|id| logged.insert(id)) {
+            match rejected.id {
+                Some(update_id) => {
+                    warn!(update_id, why = %rejected.why, "skipping an update that cannot be read");
+                }
+                None => {
+                    warn!(why = %rejected.why, "skipping an update that cannot be read and has no usable id");
+                }
+            }
+        }
+    }
+    if logged.len() > REJECTED_KEPT {
+        logged.clear();
     }
 }
 
