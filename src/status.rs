@@ -198,8 +198,12 @@ pub struct BotStatus {
     pub delivery: &'static str,
     /// For a webhook bot: its requests, and Telegram's view of them.
     pub webhook: Option<WebhookView>,
+    /// For a process bot: its program and its gateway; filled in by
+    /// [`StatusBoard::snapshot`].
+    pub process: Option<ProcessView>,
     sent: Arc<AtomicU64>,
     outbox_stats: Arc<OutboxStats>,
+    process_figures: Option<Arc<ProcessFigures>>,
 }
 
 impl BotStatus {
@@ -222,8 +226,10 @@ impl BotStatus {
             outbox: OutboxFigures::default(),
             delivery: "polling",
             webhook: None,
+            process: None,
             sent: Arc::new(AtomicU64::new(0)),
             outbox_stats: Arc::new(OutboxStats::default()),
+            process_figures: None,
         }
     }
 
@@ -367,6 +373,113 @@ impl BotStatus {
     }
 }
 
+/// What a process bot's gateway and program keep up to date: its child,
+/// the updates offered and confirmed, and the gateway's requests.
+#[derive(Debug, Default)]
+pub struct ProcessFigures {
+    /// The child's pid; 0 while none runs.
+    pid: std::sync::atomic::AtomicU32,
+    /// Children started.
+    starts: AtomicU64,
+    offered: AtomicU64,
+    confirmed: AtomicU64,
+    /// Updates offered and not confirmed now.
+    waiting: AtomicU64,
+    /// When the child last asked for updates, Unix ms; 0 for never since
+    /// it started.
+    last_poll_ms: AtomicU64,
+    /// Requests by method and HTTP status.
+    requests: std::sync::Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+/// [`ProcessFigures`] at one moment, with the child's memory and CPU.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProcessView {
+    pub pid: Option<u32>,
+    pub starts: u64,
+    pub offered: u64,
+    pub confirmed: u64,
+    pub waiting: u64,
+    pub last_poll: Option<SystemTime>,
+    /// The child's resident memory, bytes.
+    pub rss_bytes: Option<u64>,
+    /// The child's CPU time so far, seconds.
+    pub cpu_seconds: Option<f64>,
+    pub requests: Vec<(&'static str, u16, u64)>,
+}
+
+/// Distinct (method, status) pairs counted at most: methods come from the
+/// Bot API's list, statuses from a handful.
+const MAX_REQUEST_KINDS: usize = 1_000;
+
+impl ProcessFigures {
+    /// A child started (`Some`) or ended (`None`).
+    pub fn set_pid(&self, pid: Option<u32>) {
+        self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
+        if pid.is_some() {
+            self.starts.fetch_add(1, Ordering::Relaxed);
+            self.last_poll_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
+    }
+
+    pub fn add_offered(&self, count: u64) {
+        self.offered.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn add_confirmed(&self, count: u64) {
+        self.confirmed.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn set_waiting(&self, count: usize) {
+        self.waiting.store(count as u64, Ordering::Relaxed);
+    }
+
+    /// The child asked for updates at `now_ms`; true for its first time.
+    pub fn set_polled(&self, now_ms: u64) -> bool {
+        self.last_poll_ms.swap(now_ms.max(1), Ordering::Relaxed) == 0
+    }
+
+    /// Whether the child has asked for updates since it started.
+    pub fn has_polled(&self) -> bool {
+        self.last_poll_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// One gateway request to `method` answered `status`.
+    pub fn count_request(&self, method: &'static str, status: u16) {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if requests.len() < MAX_REQUEST_KINDS || requests.contains_key(&(method, status)) {
+            *requests.entry((method, status)).or_default() += 1;
+        }
+    }
+
+    fn view(&self) -> ProcessView {
+        let pid = self.pid();
+        let (rss_bytes, cpu_seconds) = pid.map(crate::bots::process::usage).unwrap_or_default();
+        let last = self.last_poll_ms.load(Ordering::Relaxed);
+        ProcessView {
+            pid,
+            starts: self.starts.load(Ordering::Relaxed),
+            offered: self.offered.load(Ordering::Relaxed),
+            confirmed: self.confirmed.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            last_poll: (last != 0).then(|| std::time::UNIX_EPOCH + Duration::from_millis(last)),
+            rss_bytes,
+            cpu_seconds,
+            requests: self
+                .requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|((method, status), count)| (*method, *status, *count))
+                .collect(),
+        }
+    }
+}
+
 /// A duration rounded for people: `850ms`, `12s`, `3m`, `2h`.
 pub fn short(d: Duration) -> String {
     let secs = d.as_secs();
@@ -410,6 +523,21 @@ impl StatusSender {
     /// The figures the bot's outbox keeps up to date.
     pub fn outbox_stats(&self) -> Arc<OutboxStats> {
         self.tx.borrow().outbox_stats.clone()
+    }
+
+    /// The figures a process bot's gateway and program keep up to date
+    /// (made on first use: only process bots have them).
+    pub fn process_figures(&self) -> Arc<ProcessFigures> {
+        let mut figures = None;
+        self.tx.send_modify(|status| {
+            figures = Some(
+                status
+                    .process_figures
+                    .get_or_insert_with(Arc::default)
+                    .clone(),
+            );
+        });
+        figures.unwrap_or_default()
     }
 
     /// Opens `incident` (or updates its detail). Logged by the caller,
@@ -467,6 +595,11 @@ impl StatusSender {
 
     pub fn state(&self) -> WorkerState {
         self.tx.borrow().state
+    }
+
+    /// Why the worker is in its state.
+    pub fn reason(&self) -> String {
+        self.tx.borrow().reason.clone()
     }
 
     /// How long the worker has been in its current state.
@@ -724,6 +857,7 @@ impl StatusBoard {
                 status.settle(now);
                 status.messages_sent = status.sent.load(Ordering::Relaxed);
                 status.outbox = status.outbox_stats.figures();
+                status.process = status.process_figures.as_ref().map(|f| f.view());
                 status
             })
             .collect()

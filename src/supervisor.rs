@@ -9,6 +9,7 @@
 //! logs carries `bot=<name>` through its span.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, warn};
 
 use crate::alerts::{self, Route, Target};
+use crate::bots::process::{ChildEnv, ProcessHost};
 use crate::config::{BotConfig, Config, Environment};
+use crate::gateway::{Gateway, GatewayError};
 use crate::http::{self, HttpError};
 use crate::outbox::Outbox;
 use crate::secret::Token;
@@ -57,6 +60,9 @@ pub enum RunError {
     /// The status endpoint cannot start.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The process bots' gateway cannot start.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
     /// A second shutdown signal arrived before the workers stopped.
     #[error("stopped at once by a second shutdown signal")]
     Forced,
@@ -176,6 +182,11 @@ struct Supervisor {
     services: CancellationToken,
     /// Webhook requests on their way to their bots' sessions.
     webhooks: Webhooks,
+    /// The gateway and the children's environment, once a process bot
+    /// needs them.
+    host: Option<ProcessHost>,
+    /// Where uploads of process bots wait.
+    spool: PathBuf,
 }
 
 /// Runs every runnable bot until `signals` asks for a shutdown, then stops
@@ -221,6 +232,13 @@ pub async fn run_with_board(
     let store = Store::open(&spec).await?;
     let leases = Arc::new(Leases::for_store(&spec)?);
     info!(store = %spec.describe(), "store open");
+    let spool = spool_dir(&config, &spec);
+    let services_stop = CancellationToken::new();
+    let host = if has_process_bots(&config) {
+        Some(start_host(&config, &env, spool.clone(), services_stop.clone()).await?)
+    } else {
+        None
+    };
     let (alert_route, route) = watch::channel(Target::Off);
     let mut supervisor = Supervisor {
         config,
@@ -233,8 +251,10 @@ pub async fn run_with_board(
         stopping: Vec::new(),
         board,
         alert_route,
-        services: CancellationToken::new(),
+        services: services_stop,
         webhooks: Webhooks::default(),
+        host,
+        spool,
     };
     for bot in runnable {
         supervisor.start(bot);
@@ -260,7 +280,7 @@ pub async fn run_with_board(
     loop {
         match signals.next().await {
             Some(Signal::Shutdown) | None => break,
-            Some(Signal::Reload) => supervisor.reload(),
+            Some(Signal::Reload) => supervisor.reload().await,
             Some(Signal::Status) => info!("status: {}", supervisor.board.line()),
         }
     }
@@ -273,6 +293,41 @@ pub async fn run_with_board(
         let _ = tokio::time::timeout(http::CLOSE_GRACE * 2, services.wait()).await;
     }
     outcome
+}
+
+/// Whether any enabled bot of `config` is a process bot.
+fn has_process_bots(config: &Config) -> bool {
+    config
+        .bots
+        .iter()
+        .any(|bot| bot.enabled && matches!(bot.kind, crate::config::KindSettings::Process(_)))
+}
+
+/// Starts the gateway, with the environment process bots' children get.
+async fn start_host(
+    config: &Config,
+    env: &Environment,
+    spool: PathBuf,
+    stop: CancellationToken,
+) -> Result<ProcessHost, GatewayError> {
+    let gateway = Gateway::start(&config.supervisor.gateway, spool, stop).await?;
+    Ok(ProcessHost {
+        gateway,
+        env: ChildEnv::from_process(config, env),
+    })
+}
+
+/// Where process bots' uploads wait: `[supervisor.gateway] spool_dir`;
+/// beside a SQLite store (`botvisor.db` → `botvisor.spool/`), so they
+/// outlive a restart as the queue does; or the system's temporary folder.
+fn spool_dir(config: &Config, spec: &crate::store::StoreSpec) -> PathBuf {
+    if let Some(dir) = &config.supervisor.gateway.spool_dir {
+        return dir.clone();
+    }
+    match spec {
+        crate::store::StoreSpec::Sqlite(path) => path.with_extension("spool"),
+        crate::store::StoreSpec::Postgres(_) => std::env::temp_dir().join("botvisor-spool"),
+    }
 }
 
 /// Tells systemd (`Type=notify`) about a state change; without
@@ -329,6 +384,7 @@ impl Supervisor {
             outbox: outbox.clone(),
             webhooks: self.webhooks.clone(),
             webhook: bot.webhook.clone(),
+            host: self.host.clone(),
         };
         let done = stopped.clone().drop_guard();
         let span = tracing::info_span!("bot", bot = %name);
@@ -364,7 +420,7 @@ impl Supervisor {
 
     /// Re-reads the config file and applies the difference. An invalid
     /// config changes nothing.
-    fn reload(&mut self) {
+    async fn reload(&mut self) {
         let path = self.config.path.clone();
         info!(config = %path.display(), "SIGHUP: reloading the config");
         let config = match Config::load(&path) {
@@ -433,6 +489,22 @@ impl Supervisor {
                     return;
                 }
             }
+        }
+        if has_process_bots(&config) {
+            match &mut self.host {
+                // The children to come get the new environment.
+                Some(host) => host.env = ChildEnv::from_process(&config, &env),
+                None => {
+                    match start_host(&config, &env, self.spool.clone(), self.services.clone()).await
+                    {
+                        Ok(host) => self.host = Some(host),
+                        Err(err) => error!("reload: {err}; process bots cannot run"),
+                    }
+                }
+            }
+        }
+        if config.supervisor.gateway != self.config.supervisor.gateway && self.host.is_some() {
+            warn!("reload: [supervisor.gateway] takes effect at the next start");
         }
         self.config = config;
         for name in plan.removed.iter().chain(&plan.restarted) {

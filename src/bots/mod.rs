@@ -10,6 +10,7 @@ pub mod announcements;
 pub mod echo;
 pub mod faq;
 pub mod operator;
+pub mod process;
 
 use teloxide::types::{AllowedUpdate, Update};
 
@@ -84,6 +85,9 @@ pub enum Kind {
     Faq(faq::Faq),
     Announcements(Box<announcements::Announcements>),
     Echo(echo::Echo),
+    /// A program of its own, run as a child; its updates go to the gateway,
+    /// not to handlers here.
+    Process(process::Process),
 }
 
 impl Kind {
@@ -95,6 +99,7 @@ impl Kind {
                 Kind::Announcements(Box::new(announcements::Announcements::new(s)))
             }
             KindSettings::Echo(s) => Kind::Echo(echo::Echo::new(s)),
+            KindSettings::Process(s) => Kind::Process(process::Process::new(s)),
         }
     }
 
@@ -104,6 +109,8 @@ impl Kind {
             Kind::Faq(_) => faq::ALLOWED_UPDATES.to_vec(),
             Kind::Announcements(_) => announcements::ALLOWED_UPDATES.to_vec(),
             Kind::Echo(_) => echo::ALLOWED_UPDATES.to_vec(),
+            // The program says in its own getUpdates.
+            Kind::Process(_) => Vec::new(),
         }
     }
 
@@ -114,7 +121,7 @@ impl Kind {
     pub async fn start(&self, ctx: &Context) -> Result<(), StartError> {
         match self {
             Kind::Faq(k) => k.start(ctx).await,
-            Kind::Announcements(_) | Kind::Echo(_) => Ok(()),
+            Kind::Announcements(_) | Kind::Echo(_) | Kind::Process(_) => Ok(()),
         }
     }
 
@@ -134,7 +141,7 @@ impl Kind {
                     }
                 })
             }
-            Kind::Faq(_) | Kind::Echo(_) => None,
+            Kind::Faq(_) | Kind::Echo(_) | Kind::Process(_) => None,
         }
     }
 
@@ -148,6 +155,15 @@ impl Kind {
             Kind::Faq(k) => k.handle(ctx, update).await,
             Kind::Announcements(k) => k.handle(ctx, update).await,
             Kind::Echo(k) => k.handle(update).await,
+            Kind::Process(_) => Vec::new(),
+        }
+    }
+
+    /// Stops a process bot's program, if one runs (SIGTERM, then SIGKILL
+    /// after `grace`); nothing for the other kinds.
+    pub async fn stop_program(&self, grace: std::time::Duration) {
+        if let Kind::Process(process) = self {
+            process.stop(grace).await;
         }
     }
 

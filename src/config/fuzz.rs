@@ -221,7 +221,11 @@ fn mutated_update_batches_never_panic_or_show_content() {
     runner()
         .run(&edits(), |edits| {
             let bytes = mutate_json(original.as_bytes(), &edits);
-            match crate::telegram::polling::parse_batch(&bytes, |_| false) {
+            match crate::telegram::polling::parse_batch(
+                &bytes,
+                |_| false,
+                crate::telegram::polling::Reading::Whole,
+            ) {
                 Ok(batch) => {
                     for delivered in &batch.updates {
                         assert!(i32::try_from(delivered.id()).is_ok());

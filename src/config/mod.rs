@@ -12,6 +12,7 @@
 pub mod announcements;
 pub mod env;
 pub mod faq;
+pub mod process;
 mod raw;
 
 use std::fmt;
@@ -254,6 +255,8 @@ pub struct SupervisorSettings {
     /// Where Telegram sends the updates of webhook bots; needed once any
     /// bot has `delivery = "webhook"`.
     pub webhook: Option<WebhookSettings>,
+    /// Where process bots reach botvisor's Bot API gateway.
+    pub gateway: GatewaySettings,
 }
 
 /// The `[supervisor.webhook]` table.
@@ -377,6 +380,7 @@ impl Default for SupervisorSettings {
             alerts: None,
             outbox: OutboxSettings::default(),
             webhook: None,
+            gateway: GatewaySettings::default(),
         }
     }
 }
@@ -501,6 +505,9 @@ pub enum KindSettings {
     Announcements(Box<AnnouncementsSettings>),
     /// A diagnostic bot that echoes text back.
     Echo(EchoSettings),
+    /// A program of its own (python-telegram-bot, aiogram, teloxide…),
+    /// run as a child process that talks to botvisor's Bot API gateway.
+    Process(ProcessSettings),
 }
 
 impl KindSettings {
@@ -510,12 +517,13 @@ impl KindSettings {
             KindSettings::Faq(_) => "faq",
             KindSettings::Announcements(_) => "announcements",
             KindSettings::Echo(_) => "echo",
+            KindSettings::Process(_) => "process",
         }
     }
 }
 
 /// The names accepted for `kind`.
-pub const KINDS: &[&str] = &["faq", "announcements", "echo"];
+pub const KINDS: &[&str] = &["faq", "announcements", "echo", "process"];
 
 /// Settings of a `faq` bot.
 #[derive(Clone, Debug, PartialEq)]
@@ -526,6 +534,7 @@ pub struct FaqSettings {
 }
 
 pub use announcements::{AnnouncementsSettings, CommandNames};
+pub use process::{GatewaySettings, ProcessSettings};
 
 /// Settings of an `echo` bot, a diagnostic kind that replies to each text
 /// message with the same text. The two fault settings make it misbehave on

@@ -32,7 +32,7 @@ static TOKEN_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static BOT_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9_-]{1,64}$").expect("the name pattern is valid"));
-static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| {
+pub(super) static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$").expect("the env pattern is valid")
 });
 /// A bare or quoted TOML key, as written before `=`.
@@ -93,6 +93,7 @@ struct RawSupervisor {
     alerts: Option<Spanned<RawAlerts>>,
     outbox: Option<RawOutbox>,
     webhook: Option<Spanned<RawWebhook>>,
+    gateway: Option<super::process::RawGateway>,
 }
 
 #[derive(Deserialize)]
@@ -774,6 +775,9 @@ fn supervisor_settings(
     if let Some(outbox) = &raw.outbox {
         settings.outbox = outbox_settings(check, outbox, &default.outbox);
     }
+    if let Some(gateway) = &raw.gateway {
+        settings.gateway = super::process::gateway(check, gateway, path);
+    }
     if let Some(store_env) = &raw.store_env {
         if ENV_NAME.is_match(store_env.get_ref()) {
             settings.store_env = store_env.get_ref().clone();
@@ -893,6 +897,10 @@ fn bot_config(
             .table::<announcements::RawAnnouncements>(&prefix, span.clone(), own)
             .and_then(|raw| announcements::validate(check, &prefix, raw))
             .map(|settings| KindSettings::Announcements(Box::new(settings))),
+        "process" => check
+            .table::<super::process::RawProcess>(&prefix, span.clone(), own)
+            .and_then(|raw| super::process::validate(check, &prefix, raw, path))
+            .map(KindSettings::Process),
         "echo" => check
             .table::<RawEcho>(&prefix, span.clone(), own)
             .map(|raw| {

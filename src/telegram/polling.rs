@@ -43,29 +43,65 @@ pub struct Batch {
     pub took: Duration,
 }
 
+/// How much of each update is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// All of it: a built-in kind handles the update. One that does not
+    /// parse is rejected.
+    Whole,
+    /// Only its id: a process bot's own library reads the rest, and may
+    /// know update types this version does not.
+    IdOnly,
+}
+
 /// An update as read, with the JSON it was read from (what the inbox
 /// keeps, so a restart handles exactly what Telegram sent).
 #[derive(Debug, Clone)]
 pub struct Delivered {
-    pub update: Update,
+    id: u32,
+    /// The update itself, when read [`Reading::Whole`].
+    pub update: Option<Update>,
     pub raw: String,
 }
 
 impl Delivered {
-    /// Reads one stored or delivered update; `None` when it does not parse
-    /// as an update with a usable id.
+    /// Reads one stored or delivered update whole; `None` when it does not
+    /// parse as an update with a usable id.
     pub fn parse(raw: &str) -> Option<Delivered> {
-        let update = serde_json::from_str::<Update>(raw).ok()?;
-        i32::try_from(update.id.0).ok()?;
+        Delivered::read(raw, Reading::Whole)
+    }
+
+    /// Reads one stored or delivered update as far as `reading` says;
+    /// `None` when it has no usable id (or, read whole, does not parse).
+    pub fn read(raw: &str, reading: Reading) -> Option<Delivered> {
+        let id = usable_id(raw)?;
+        let update = match reading {
+            Reading::Whole => {
+                let update = serde_json::from_str::<Update>(raw).ok()?;
+                Some((update.id.0 == id).then_some(update)?)
+            }
+            Reading::IdOnly => None,
+        };
         Some(Delivered {
+            id,
             update,
             raw: raw.to_owned(),
         })
     }
 
     pub fn id(&self) -> u32 {
-        self.update.id.0
+        self.id
     }
+}
+
+/// The `update_id` of an update's JSON, when it is a whole number from 0
+/// to 2^31.
+fn usable_id(raw: &str) -> Option<u32> {
+    serde_json::from_str::<IdOnly>(raw)
+        .ok()
+        .and_then(|only| only.update_id.as_u64())
+        .and_then(|id| u32::try_from(id).ok())
+        .filter(|id| i32::try_from(*id).is_ok())
 }
 
 /// An update that could not be read, described without its content.
@@ -83,27 +119,56 @@ struct Request<'a> {
     offset: Option<i64>,
     limit: u32,
     timeout: u32,
-    allowed_updates: &'a [AllowedUpdate],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_updates: Option<&'a [String]>,
+}
+
+/// The update types `kinds` as Telegram names them (`message`,
+/// `callback_query`).
+pub fn update_names(kinds: &[AllowedUpdate]) -> Vec<String> {
+    kinds
+        .iter()
+        .filter_map(|kind| match serde_json::to_value(kind) {
+            Ok(serde_json::Value::String(name)) => Some(name),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One bot's long poll.
 pub struct Poller {
     bot: BotHandle,
     timeout: Duration,
-    allowed_updates: Vec<AllowedUpdate>,
+    /// The update types asked for; `None` sends none, and Telegram keeps
+    /// the list it was given last.
+    allowed_updates: Option<Vec<String>>,
+    reading: Reading,
     /// The offset the last answered request carried: what Telegram knows
     /// is handled.
     sent_offset: Option<u32>,
 }
 
 impl Poller {
-    pub fn new(bot: BotHandle, timeout: Duration, allowed_updates: Vec<AllowedUpdate>) -> Poller {
+    /// A poller asking for `allowed_updates` (or, with `None`, what
+    /// Telegram was told last) and reading updates as `reading` says.
+    pub fn new(
+        bot: BotHandle,
+        timeout: Duration,
+        allowed_updates: Option<Vec<String>>,
+        reading: Reading,
+    ) -> Poller {
         Poller {
             bot,
             timeout,
             allowed_updates,
+            reading,
             sent_offset: None,
         }
+    }
+
+    /// Asks for `allowed_updates` from the next poll on.
+    pub fn set_allowed_updates(&mut self, allowed_updates: Option<Vec<String>>) {
+        self.allowed_updates = allowed_updates;
     }
 
     /// Long-polls once with `offset` (every update below it is handled).
@@ -126,7 +191,7 @@ impl Poller {
             .request(offset, LIMIT, timeout, self.timeout + LONG_POLL_GRACE)
             .await?;
         self.sent_offset = offset;
-        let mut batch = parse_batch(&raw, known)?;
+        let mut batch = parse_batch(&raw, known, self.reading)?;
         batch.took = started.elapsed();
         Ok(batch)
     }
@@ -158,7 +223,7 @@ impl Poller {
             offset: offset.map(i64::from),
             limit,
             timeout,
-            allowed_updates: &self.allowed_updates,
+            allowed_updates: self.allowed_updates.as_deref(),
         };
         api::call_raw(&self.bot, "getUpdates", &body, deadline, UPDATES_CAP).await
     }
@@ -173,7 +238,11 @@ struct IdOnly {
 ///
 /// # Errors
 /// A transient error when the result is not a list.
-pub fn parse_batch(raw: &[u8], known: impl Fn(u32) -> bool) -> Result<Batch, CallError> {
+pub fn parse_batch(
+    raw: &[u8],
+    known: impl Fn(u32) -> bool,
+    reading: Reading,
+) -> Result<Batch, CallError> {
     let items: Vec<&RawValue> = serde_json::from_slice(raw).map_err(|err| CallError {
         class: super::ErrorClass::Transient,
         refusal: None,
@@ -197,20 +266,29 @@ pub fn parse_batch(raw: &[u8], known: impl Fn(u32) -> bool) -> Result<Batch, Cal
                 continue;
             }
         }
-        match serde_json::from_str::<Update>(item.get()) {
-            Ok(update) if Some(update.id.0) == id => batch.updates.push(Delivered {
-                update,
-                raw: item.get().to_owned(),
-            }),
-            Ok(_) => batch.rejected.push(Rejected {
-                id,
-                why: "an update_id that is not a whole number from 0 to 2^31".to_owned(),
-            }),
-            Err(err) => batch.rejected.push(Rejected {
-                id,
-                why: format!("{:?} error at column {}", err.classify(), err.column()),
-            }),
-        }
+        let Some(id) = id.filter(|_| reading == Reading::IdOnly) else {
+            match serde_json::from_str::<Update>(item.get()) {
+                Ok(update) if Some(update.id.0) == id => batch.updates.push(Delivered {
+                    id: update.id.0,
+                    update: Some(update),
+                    raw: item.get().to_owned(),
+                }),
+                Ok(_) => batch.rejected.push(Rejected {
+                    id,
+                    why: "an update_id that is not a whole number from 0 to 2^31".to_owned(),
+                }),
+                Err(err) => batch.rejected.push(Rejected {
+                    id,
+                    why: format!("{:?} error at column {}", err.classify(), err.column()),
+                }),
+            }
+            continue;
+        };
+        batch.updates.push(Delivered {
+            id,
+            update: None,
+            raw: item.get().to_owned(),
+        });
     }
     Ok(batch)
 }
@@ -259,7 +337,7 @@ mod tests {
             ),
         ];
         for (raw, ids, rejected, highest) in cases {
-            let batch = parse_batch(raw.as_bytes(), |_| false).expect("a list");
+            let batch = parse_batch(raw.as_bytes(), |_| false, Reading::Whole).expect("a list");
             let got: Vec<u32> = batch.updates.iter().map(Delivered::id).collect();
             for delivered in &batch.updates {
                 let again = Delivered::parse(&delivered.raw).expect("the raw text parses again");
@@ -273,11 +351,33 @@ mod tests {
                 assert!(!r.why.contains("hi") && !r.why.contains('"'), "{}", r.why);
             }
         }
-        assert!(parse_batch(b"{\"not\":\"a list\"}", |_| false).is_err());
+        assert!(parse_batch(b"{\"not\":\"a list\"}", |_| false, Reading::Whole).is_err());
+        // Read by id only, an update of any shape with a usable id is kept
+        // as it came (a process bot's library reads it).
+        let batch = parse_batch(
+            format!(
+                "[{},{},{}]",
+                "{\"update_id\":11,\"message\":42}",
+                message(-1, "a"),
+                message(12, "ok")
+            )
+            .as_bytes(),
+            |_| false,
+            Reading::IdOnly,
+        )
+        .expect("a list");
+        let got: Vec<(u32, bool)> = batch
+            .updates
+            .iter()
+            .map(|d| (d.id(), d.update.is_some()))
+            .collect();
+        assert_eq!(got, [(11, false), (12, false)]);
+        assert_eq!(batch.rejected.len(), 1);
         // Known ids are counted, not parsed.
         let batch = parse_batch(
             format!("[{},{}]", message(3, "x"), message(4, "y")).as_bytes(),
             |id| id == 3,
+            Reading::Whole,
         )
         .expect("a list");
         assert_eq!(

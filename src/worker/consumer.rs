@@ -2,11 +2,16 @@
 //! `poll.rs`, the webhook loop in `delivery.rs`) store every new update in
 //! the inbox and hand it here; they know nothing of what happens next.
 //!
-//! A built-in kind's updates go to its lanes (`dispatch.rs`): handled at
-//! once, before their commit ends, because a handler's decision is queued
-//! behind that commit anyway. The kind's own background work (the relay's
-//! checks) and the chat events the outbox learns run beside them, and stop
-//! with them.
+//! - A built-in kind's updates go to its lanes (`dispatch.rs`): handled at
+//!   once, before their commit ends, because a handler's decision is
+//!   queued behind that commit anyway. The kind's own background work (the
+//!   relay's checks) and the chat events the outbox learns run beside
+//!   them, and stop with them.
+//! - A process bot's updates are offered to its program through the
+//!   gateway's `getUpdates`, once their commit is done (so a crash never
+//!   offers an update the inbox does not hold), and leave the inbox when
+//!   the program confirms them. The program itself starts with the first
+//!   session and outlives the ones that end for botvisor's own reasons.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,9 +27,17 @@ use super::decide::SessionEnd;
 use super::dispatch::Dispatcher;
 use super::progress::Progress;
 use crate::bots::{Context, Kind};
-use crate::outbox::{self, OutboxError, Sink};
+use crate::gateway::{Gate, Link};
+use crate::outbox::{self, Body, OutboxError, Sink};
+use crate::status::{StatusSender, WorkerState};
 use crate::store::InboxRow;
-use crate::telegram::polling::Delivered;
+use crate::telegram::polling::{Delivered, Reading};
+
+/// A program that has not asked for updates this long after it started is
+/// reported as not polling.
+pub const NOT_POLLING_AFTER: Duration = Duration::from_secs(60);
+/// How often a program's state line is brought up to date.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// A handover that resolves once the updates are stored (and, for a
 /// consumer that takes them only then, taken).
@@ -34,6 +47,8 @@ pub(super) type Handed = Pin<Box<dyn Future<Output = Result<(), OutboxError>> + 
 pub(super) enum Consumer {
     /// A built-in kind's handlers, one lane per chat.
     Lanes(Lanes),
+    /// A process bot's program, through the gateway.
+    Program(Program),
 }
 
 /// A built-in kind's side of a session.
@@ -45,24 +60,43 @@ pub(super) struct Lanes {
     _stop_background: DropGuard,
 }
 
+/// A process bot's side of a session.
+pub(super) struct Program {
+    kind: Arc<Kind>,
+    gate: Arc<Gate>,
+    /// Keeps the state line saying what the program does.
+    watcher: JoinHandle<()>,
+}
+
 /// What a session knows when its consumer starts.
 pub(super) struct Start<'a> {
     pub ctx: Arc<Context>,
     pub outbox: &'a mut outbox::Session,
+    /// `getMe`'s raw answer.
+    pub me: Arc<[u8]>,
+    /// A process bot's gate.
+    pub gate: Option<Arc<Gate>>,
 }
 
 impl Consumer {
-    /// Starts the kind (its start-up hook, its background work, its lanes).
+    /// Starts the kind (its start-up hook, its background work, its lanes),
+    /// or a process bot's program unless it runs already.
     ///
     /// # Errors
-    /// How the session ends when the kind cannot start or the worker is
-    /// cancelled first.
+    /// How the session ends when the kind or program cannot start (or the
+    /// program ended since the last session), or the worker is cancelled
+    /// first.
     pub(super) async fn start(
         worker: &Worker,
         kind: &Arc<Kind>,
         start: Start<'_>,
     ) -> Result<Consumer, SessionEnd> {
-        let Start { ctx, outbox } = start;
+        if let Kind::Process(_) = &**kind {
+            return Program::start(worker, kind, start)
+                .await
+                .map(Consumer::Program);
+        }
+        let Start { ctx, outbox, .. } = start;
         let started = tokio::select! {
             () = worker.cancel.cancelled() => return Err(SessionEnd::Stopped),
             started = kind.start(&ctx) => started,
@@ -113,8 +147,22 @@ impl Consumer {
         }))
     }
 
+    /// The state line of a running session.
+    pub(super) fn running_reason(&self, worker: &Worker, username: &str) -> String {
+        match self {
+            Consumer::Lanes(_) => {
+                let how = match worker.webhook {
+                    Some(_) => "receiving by webhook",
+                    None => "polling",
+                };
+                format!("{how} as @{username} ({})", worker.config.kind.name())
+            }
+            Consumer::Program(program) => program.reason(),
+        }
+    }
+
     /// Takes `updates`, whose commit into the inbox is `stored`; resolves
-    /// once they are stored.
+    /// once they are stored (and, for a program, offered).
     pub(super) fn take(
         &mut self,
         updates: Vec<Delivered>,
@@ -123,18 +171,31 @@ impl Consumer {
         match self {
             Consumer::Lanes(lanes) => {
                 // Handled at once: their decisions queue behind `stored`.
-                for delivered in updates {
-                    lanes.dispatcher.dispatch(delivered.update);
+                for update in updates.into_iter().filter_map(|d| d.update) {
+                    lanes.dispatcher.dispatch(update);
                 }
                 Box::pin(stored)
+            }
+            Consumer::Program(program) => {
+                let gate = program.gate.clone();
+                Box::pin(async move {
+                    stored.await?;
+                    gate.offer(
+                        updates
+                            .into_iter()
+                            .map(|d| (d.id(), Arc::<str>::from(d.raw))),
+                    );
+                    Ok(())
+                })
             }
         }
     }
 
     /// Takes the inbox rows a former session (or another instance) left:
     /// those open here already are skipped, those handled already only
-    /// leave the inbox, the others are handled.
+    /// leave the inbox, the others are handled (or offered again).
     pub(super) fn resume(&mut self, rows: Vec<InboxRow>, progress: &Progress, sink: &Sink) {
+        let reading = self.reading();
         let mut resumed = 0usize;
         for row in rows {
             let (open, handled) = progress
@@ -147,7 +208,7 @@ impl Consumer {
                 sink.handled(row.update_id, Vec::new());
                 continue;
             }
-            let Some(delivered) = Delivered::parse(&row.body) else {
+            let Some(delivered) = Delivered::read(&row.body, reading) else {
                 warn!(
                     update_id = row.update_id,
                     "skipping a stored update this version cannot read"
@@ -156,20 +217,49 @@ impl Consumer {
                 continue;
             };
             match self {
-                Consumer::Lanes(lanes) => lanes.dispatcher.resume(delivered.update),
+                Consumer::Lanes(lanes) => {
+                    if let Some(update) = delivered.update {
+                        lanes.dispatcher.resume(update);
+                    }
+                }
+                Consumer::Program(program) => program
+                    .gate
+                    .offer([(delivered.id(), Arc::<str>::from(delivered.raw))]),
             }
             resumed += 1;
+        }
+        if let Consumer::Program(program) = self {
+            program.gate.resumed();
         }
         if resumed > 0 {
             info!(
                 count = resumed,
-                "handling the updates received before the restart"
+                "handing over the updates received before the restart"
             );
         }
     }
 
+    /// How much of each update this consumer needs read.
+    pub(super) fn reading(&self) -> Reading {
+        match self {
+            Consumer::Lanes(_) => Reading::Whole,
+            Consumer::Program(_) => Reading::IdOnly,
+        }
+    }
+
+    /// The update types the program asks for, as it changes; `None` for a
+    /// kind, whose types are fixed.
+    pub(super) fn allowed_updates(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<Option<Vec<String>>>> {
+        match self {
+            Consumer::Lanes(_) => None,
+            Consumer::Program(program) => Some(program.gate.allowed_updates()),
+        }
+    }
+
     /// How the session must end because the consumer cannot go on (the
-    /// kind's background work stopped), if it must.
+    /// kind's background work stopped, the program ended), if it must.
     pub(super) fn ended(&mut self, worker: &Worker) -> Option<SessionEnd> {
         match self {
             Consumer::Lanes(lanes) => {
@@ -185,12 +275,45 @@ impl Consumer {
                     ))
                 })
             }
+            Consumer::Program(program) => program
+                .process()
+                .and_then(crate::bots::process::Process::take_exit)
+                .map(|ended| SessionEnd::Failed(format!("the program {ended}"))),
+        }
+    }
+
+    /// Resolves when the consumer cannot go on: how the session ends.
+    pub(super) async fn failed(&mut self, worker: &Worker) -> SessionEnd {
+        match self {
+            Consumer::Lanes(lanes) => match lanes.background.as_mut() {
+                Some(background) => {
+                    let _ = background.await;
+                    lanes.background = None;
+                    SessionEnd::Failed(format!(
+                        "the {} kind's background work stopped",
+                        worker.config.kind.name()
+                    ))
+                }
+                None => std::future::pending().await,
+            },
+            Consumer::Program(program) => {
+                if let Some(process) = program.process() {
+                    process.ended().await;
+                }
+                match self.ended(worker) {
+                    Some(end) => end,
+                    None => std::future::pending().await,
+                }
+            }
         }
     }
 
     /// Stops taking updates: handlers running get `grace` and are then
-    /// abandoned, the kind's background work stops.
-    pub(super) async fn finish(self, worker: &Worker, grace: Duration) {
+    /// abandoned, the kind's background work stops. A program is stopped
+    /// (SIGTERM, SIGKILL at the grace) when `stop_program` says so, and
+    /// left running otherwise; its confirmations reach the outbox until it
+    /// has stopped.
+    pub(super) async fn finish(self, worker: &Worker, grace: Duration, stop_program: bool) {
         match self {
             Consumer::Lanes(lanes) => {
                 lanes.background_stop.cancel();
@@ -199,8 +322,143 @@ impl Consumer {
                     stop_background(worker, lanes.background, grace)
                 );
             }
+            Consumer::Program(program) => {
+                program.watcher.abort();
+                if stop_program && let Some(process) = program.process() {
+                    process.stop(grace).await;
+                }
+                program.gate.detach();
+            }
         }
     }
+}
+
+impl Program {
+    async fn start(
+        worker: &Worker,
+        kind: &Arc<Kind>,
+        start: Start<'_>,
+    ) -> Result<Program, SessionEnd> {
+        let Kind::Process(process) = &**kind else {
+            return Err(SessionEnd::Failed("not a process bot".to_owned()));
+        };
+        let (Some(gate), Some(host)) = (start.gate, &worker.host) else {
+            return Err(SessionEnd::Failed(
+                "a process bot needs the gateway, and none runs".to_owned(),
+            ));
+        };
+        // It ended while no session ran: that counts like any other end.
+        if let Some(ended) = process.take_exit() {
+            return Err(SessionEnd::Failed(format!("the program {ended}")));
+        }
+        gate.attach(
+            Link {
+                sink: start.outbox.sink(),
+            },
+            start.me,
+        );
+        if process.running().is_none() {
+            if process.first_start() {
+                sweep(worker, &gate, &start.ctx.bot_id).await;
+            }
+            if let Err(err) =
+                process.start(&host.env, gate.token(), &host.gateway.url(), gate.figures())
+            {
+                gate.detach();
+                return Err(SessionEnd::Failed(err.to_string()));
+            }
+        }
+        let watcher = tokio::spawn(
+            watch_program(kind.clone(), gate.clone(), worker.status.clone()).in_current_span(),
+        );
+        Ok(Program {
+            kind: kind.clone(),
+            gate,
+            watcher,
+        })
+    }
+
+    fn process(&self) -> Option<&crate::bots::process::Process> {
+        match &*self.kind {
+            Kind::Process(process) => Some(process),
+            _ => None,
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self
+            .process()
+            .and_then(crate::bots::process::Process::running)
+        {
+            Some((pid, ran)) => program_reason(pid, ran, self.gate.figures().has_polled()),
+            None => "the program is not running".to_owned(),
+        }
+    }
+}
+
+/// What a running program's state line says.
+fn program_reason(pid: u32, ran: Duration, polled: bool) -> String {
+    if polled {
+        format!("pid {pid}, polling the gateway")
+    } else if ran >= NOT_POLLING_AFTER {
+        format!(
+            "pid {pid}, not polling the gateway: no getUpdates in the {} since it started",
+            crate::status::short(NOT_POLLING_AFTER)
+        )
+    } else {
+        format!("pid {pid}, started; waiting for its first getUpdates")
+    }
+}
+
+/// Keeps a running program's state line true: started, polling, or not
+/// polling a minute after it started (said once in the log too).
+async fn watch_program(kind: Arc<Kind>, gate: Arc<Gate>, status: StatusSender) {
+    let Kind::Process(process) = &*kind else {
+        return;
+    };
+    let mut warned = false;
+    loop {
+        let Some((pid, ran)) = process.running() else {
+            return;
+        };
+        let polled = gate.figures().has_polled();
+        if !polled && ran >= NOT_POLLING_AFTER && !warned {
+            warned = true;
+            warn!(
+                pid,
+                "the bot's program has not asked the gateway for updates in the {} since it \
+                 started: does it read BOT_API_URL?",
+                crate::status::short(NOT_POLLING_AFTER)
+            );
+        }
+        if status.state() == WorkerState::Running {
+            let reason = program_reason(pid, ran, polled);
+            if status.reason() != reason {
+                status.set(WorkerState::Running, reason, None);
+            }
+        }
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
+}
+
+/// Removes the uploads a crash left in the bot's spool folder, keeping
+/// those its queued messages still need.
+async fn sweep(worker: &Worker, gate: &Gate, bot_id: &str) {
+    let rows = match worker.store.outbox_rows(bot_id).await {
+        Ok(rows) => rows,
+        Err(_) => return,
+    };
+    let keep: std::collections::HashSet<std::path::PathBuf> = rows
+        .iter()
+        .filter_map(|row| serde_json::from_str::<Body>(&row.body).ok())
+        .filter_map(|body| match body {
+            Body::Call(call) => Some(call.files),
+            _ => None,
+        })
+        .flatten()
+        .map(|upload| upload.path)
+        .collect();
+    crate::gateway::sweep_spool(gate.spool(), &keep);
 }
 
 /// Waits for the kind's background work to stop, within `grace`.
@@ -217,5 +475,31 @@ async fn stop_background(worker: &Worker, background: Option<JoinHandle<()>>, gr
             "the {} kind's background work did not stop in time; abandoned",
             worker.config.kind.name()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_programs_state_line_says_whether_it_polls() {
+        let cases = [
+            (
+                Duration::from_secs(1),
+                false,
+                "pid 7, started; waiting for its first getUpdates",
+            ),
+            (Duration::from_secs(1), true, "pid 7, polling the gateway"),
+            (
+                NOT_POLLING_AFTER,
+                false,
+                "pid 7, not polling the gateway: no getUpdates in the 60.0s since it started",
+            ),
+            (NOT_POLLING_AFTER * 2, true, "pid 7, polling the gateway"),
+        ];
+        for (ran, polled, expected) in cases {
+            assert_eq!(program_reason(7, ran, polled), expected);
+        }
     }
 }

@@ -89,6 +89,7 @@ impl Worker {
             let incoming = tokio::select! {
                 biased;
                 () = session.cancelled() => return SessionEnd::Stopped,
+                end = consumer.failed(self) => return end,
                 reason = outbox.failed() => {
                     return SessionEnd::StoreDown(format!(
                         "recording updates and messages failed: {reason}"
@@ -119,7 +120,7 @@ impl Worker {
                 return SessionEnd::Failed("the webhook's requests stopped".to_owned());
             };
             self.status.webhook_request();
-            let Some(delivered) = Delivered::parse(&incoming.body) else {
+            let Some(delivered) = Delivered::read(&incoming.body, consumer.reading()) else {
                 // Answered 200: Telegram would repeat it for a day otherwise.
                 warn!("skipping a webhook update that cannot be read");
                 let _ = incoming.ack.send(true);

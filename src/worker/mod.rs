@@ -27,14 +27,16 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::bots::Kind;
+use crate::bots::process::ProcessHost;
 use crate::config::BotConfig;
+use crate::gateway::Gate;
 use crate::outbox::Outbox;
 use crate::restart::{Backoff, Intensity};
 use crate::secret::Token;
 use crate::status::{Incident, StatusBoard, StatusSender, WorkerState};
 use crate::store::{Lease, Leases, Store};
 use crate::telegram::BotHandle;
-use crate::telegram::polling::Poller;
+use crate::telegram::polling::{Poller, Reading, update_names};
 use decide::{Delay, SessionEnd, decide};
 use dispatch::panic_message;
 use poll::ConflictLog;
@@ -64,6 +66,8 @@ pub struct Worker {
     pub webhooks: Webhooks,
     /// For `delivery = "webhook"`: the URL and settings for `setWebhook`.
     pub webhook: Option<webhook::Target>,
+    /// For a process bot: the gateway and the environment its program gets.
+    pub host: Option<ProcessHost>,
 }
 
 /// What a worker keeps across sessions.
@@ -78,6 +82,8 @@ struct Kept {
     /// The conflict going on, if any: it outlives a session, so a restart
     /// in the middle of one neither ends it nor alerts twice.
     conflict: ConflictLog,
+    /// A process bot's gate, open as long as the worker runs.
+    gate: Option<Arc<Gate>>,
 }
 
 impl Worker {
@@ -95,12 +101,34 @@ impl Worker {
             self.webhooks
                 .register(&self.config.name, Secret::of(&self.token));
         }
+        let process = matches!(&*kind, Kind::Process(_));
+        let gate = match &self.host {
+            Some(host) if process => Some(host.gateway.open(
+                &self.config.name,
+                bot.clone(),
+                self.token.bot_id().unwrap_or("0"),
+                self.status.process_figures(),
+            )),
+            _ => None,
+        };
+        // A program reads its updates itself, of the types it asks for.
+        let poller = if process {
+            Poller::new(bot.clone(), self.poll_timeout, None, Reading::IdOnly)
+        } else {
+            Poller::new(
+                bot.clone(),
+                self.poll_timeout,
+                Some(update_names(&kind.allowed_updates())),
+                Reading::Whole,
+            )
+        };
         let mut kept = Kept {
-            poller: Poller::new(bot.clone(), self.poll_timeout, kind.allowed_updates()),
+            poller,
             progress: Progress::new(),
             lease: None,
             loaded: false,
             conflict: ConflictLog::default(),
+            gate,
         };
         let policy = self.config.restart.clone();
         let mut backoff = Backoff::new(policy.clone());
@@ -141,10 +169,18 @@ impl Worker {
                     policy.park_for
                 }
             };
+            if decision.state == WorkerState::Parked {
+                // A parked bot's program is held back too.
+                kind.stop_program(self.stop_grace).await;
+            }
             self.status.set(decision.state, decision.reason, Some(wait));
             if !self.sleep(wait).await {
                 break;
             }
+        }
+        kind.stop_program(self.stop_grace).await;
+        if let (Some(gate), Some(host)) = (kept.gate.take(), &self.host) {
+            host.gateway.close(&gate);
         }
         if let Some(lease) = kept
             .lease

@@ -74,6 +74,8 @@ impl Worker {
         let mut wait_until: Option<tokio::time::Instant> = None;
         let mut moved = progress.watch();
         let sink = outbox.sink();
+        // A program's own `allowed_updates`, which a new poll carries.
+        let mut allowed = consumer.allowed_updates();
         loop {
             if let Some(end) = consumer.ended(self) {
                 return end;
@@ -86,6 +88,7 @@ impl Worker {
                     biased;
                     () = session.cancelled() => return SessionEnd::Stopped,
                     reason = outbox.failed() => return store_down(&reason),
+                    end = consumer.failed(self) => return end,
                     _ = moved.changed() => {}
                 }
                 continue;
@@ -95,7 +98,14 @@ impl Worker {
                     biased;
                     () = session.cancelled() => return SessionEnd::Stopped,
                     reason = outbox.failed() => return store_down(&reason),
+                    end = consumer.failed(self) => return end,
                     () = tokio::time::sleep_until(until) => {}
+                }
+            }
+            if let Some(allowed) = allowed.as_mut() {
+                let asked = allowed.borrow_and_update().clone();
+                if asked.is_some() {
+                    kept.poller.set_allowed_updates(asked);
                 }
             }
             wait_until = None;
@@ -110,6 +120,15 @@ impl Worker {
                     return SessionEnd::Stopped;
                 }
                 reason = outbox.failed() => return store_down(&reason),
+                end = consumer.failed(self) => {
+                    guard.polled();
+                    return end;
+                }
+                // The program asked for other update types: poll anew with them.
+                () = changed(&mut allowed) => {
+                    guard.polled();
+                    continue;
+                }
                 result = kept.poller.poll(offset, |id| progress.with(|ledger| ledger.knows(id))) => result,
             };
             guard.polled();
@@ -383,6 +402,16 @@ fn log_rejected(rejected: &[Rejected], logged: &mut BTreeSet<u32>) {
     }
     if logged.len() > REJECTED_KEPT {
         logged.clear();
+    }
+}
+
+/// Resolves when `allowed` changes (never without one).
+async fn changed(allowed: &mut Option<tokio::sync::watch::Receiver<Option<Vec<String>>>>) {
+    let Some(allowed) = allowed else {
+        return std::future::pending().await;
+    };
+    if allowed.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use teloxide::requests::Requester;
 use teloxide::types::Me;
 use tracing::{info, warn};
 
@@ -24,11 +23,13 @@ use crate::bots::{Context, Kind};
 use crate::outbox;
 use crate::status::{Incident, WorkerState, short};
 use crate::store::{InboxRow, StoreError};
-use crate::telegram::api::{CallError, network_cause};
+use crate::telegram::api::{self, CallError, network_cause};
 use crate::telegram::{self, BotHandle, ErrorClass};
 
 /// The most extra time added to a 429's `retry_after`.
 const RATE_LIMIT_JITTER_MS: u64 = 250;
+/// How long `getMe` may take.
+const GET_ME_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a worker in standby tries to take its bot's lease.
 const LEASE_RETRY: Duration = Duration::from_secs(1);
 
@@ -40,6 +41,8 @@ pub(super) fn rate_limit_jitter() -> Duration {
 /// What a session holds once it is open.
 struct Opened {
     me: Me,
+    /// `getMe`'s answer as it came, for a process bot's gateway.
+    me_raw: Arc<[u8]>,
     bot_id: String,
     outbox: outbox::Session,
     /// Updates received before, not yet handled.
@@ -55,6 +58,7 @@ impl Worker {
     ) -> SessionEnd {
         let Opened {
             me,
+            me_raw,
             bot_id,
             mut outbox,
             inbox,
@@ -74,6 +78,8 @@ impl Worker {
         let start = Start {
             ctx: ctx.clone(),
             outbox: &mut outbox,
+            me: me_raw,
+            gate: kept.gate.clone(),
         };
         let mut consumer = match Consumer::start(self, kind, start).await {
             Ok(consumer) => consumer,
@@ -82,13 +88,9 @@ impl Worker {
                 return end;
             }
         };
-        let how = match self.webhook {
-            Some(_) => "receiving by webhook",
-            None => "polling",
-        };
         self.status.set(
             WorkerState::Running,
-            format!("{how} as @{} ({})", ctx.username, self.config.kind.name()),
+            consumer.running_reason(self, &ctx.username),
             None,
         );
 
@@ -126,11 +128,20 @@ impl Worker {
     /// standby while another instance holds it), the stored offset, the
     /// outbox, and what the inbox holds.
     async fn open(&self, bot: &BotHandle, kept: &mut Kept) -> Result<Opened, SessionEnd> {
+        let no_parameters = serde_json::json!({});
         let me = tokio::select! {
             () = self.cancel.cancelled() => return Err(SessionEnd::Stopped),
-            me = bot.api().get_me() => me,
+            me = api::call_raw(bot, "getMe", &no_parameters, GET_ME_TIMEOUT, api::ANSWER_CAP) => me,
         };
-        let me = me.map_err(|err| self.teloxide_failed("getMe", &err))?;
+        let me_raw = me.map_err(|err| self.call_failed("getMe", &err))?;
+        let me: Me = serde_json::from_slice(&me_raw).map_err(|err| {
+            SessionEnd::Outage(format!(
+                "getMe answered something that is not a bot ({:?} error at column {})",
+                err.classify(),
+                err.column()
+            ))
+        })?;
+        let me_raw: Arc<[u8]> = Arc::from(me_raw);
         let bot_id = me.id.0.to_string();
         // A SQLite file deleted or replaced under botvisor is a store outage,
         // not a new empty store: nothing confirmed may be forgotten.
@@ -205,6 +216,7 @@ impl Worker {
         self.status.clear(Incident::StoreDown);
         Ok(Opened {
             me,
+            me_raw,
             bot_id,
             outbox,
             inbox,
@@ -243,7 +255,11 @@ impl Worker {
                 None,
             );
         }
-        consumer.finish(self, self.stop_grace).await;
+        // A program stops with its bot, a park, or a lost lease; an outage
+        // or a store failure is botvisor's own, and the program waits.
+        let stop_program = matches!(end, SessionEnd::Stopped | SessionEnd::Park(_))
+            || tripped == Some(Tripped::LeaseLost);
+        consumer.finish(self, self.stop_grace, stop_program).await;
         if let Some(outbox) = outbox {
             outbox.stop().await;
         }
