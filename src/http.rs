@@ -457,6 +457,7 @@ fn bot_json(bot: &BotStatus) -> serde_json::Value {
             "oldest_age_seconds": bot.outbox.oldest_age.map(|age| age.as_secs_f64()),
             "dropped": bot.outbox.dropped,
             "rate_limited": bot.outbox.rate_limited,
+            "paced": bot.outbox.paced,
         },
         "incidents": incidents,
         "delivery": bot.delivery,
@@ -466,6 +467,16 @@ fn bot_json(bot: &BotStatus) -> serde_json::Value {
             "telegram_pending": hook.pending,
             "telegram_last_error": hook.last_error,
             "telegram_last_error_at": hook.last_error_at.map(rfc3339),
+        })),
+        "process": bot.process.as_ref().map(|process| serde_json::json!({
+            "pid": process.pid,
+            "starts": process.starts,
+            "last_get_updates": process.last_poll.map(rfc3339),
+            "updates_offered": process.offered,
+            "updates_confirmed": process.confirmed,
+            "updates_waiting": process.waiting,
+            "rss_bytes": process.rss_bytes,
+            "cpu_seconds": process.cpu_seconds,
         })),
     })
 }
@@ -495,6 +506,13 @@ struct BotLabels {
 struct StateLabels {
     bot: String,
     state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    bot: String,
+    method: String,
+    status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -529,6 +547,48 @@ pub fn render_metrics(board: &StatusBoard) -> String {
     let outbox_oldest = Family::<BotLabels, Gauge<f64, AtomicU64>>::default();
     let outbox_dropped = Family::<BotLabels, Counter>::default();
     let outbox_429 = Family::<BotLabels, Counter>::default();
+    let outbox_paced = Family::<BotLabels, Counter>::default();
+    registry.register(
+        "outbox_paced",
+        "Messages that waited for the pacer (Telegram's limits) before they went",
+        outbox_paced.clone(),
+    );
+    let program_starts = Family::<BotLabels, Counter>::default();
+    let program_offered = Family::<BotLabels, Counter>::default();
+    let program_confirmed = Family::<BotLabels, Counter>::default();
+    let program_waiting = Family::<BotLabels, Gauge>::default();
+    let program_running = Family::<BotLabels, Gauge>::default();
+    let gateway_requests = Family::<RequestLabels, Counter>::default();
+    registry.register(
+        "process_starts",
+        "Times a process bot's program was started",
+        program_starts.clone(),
+    );
+    registry.register(
+        "process_running",
+        "1 while a process bot's program runs",
+        program_running.clone(),
+    );
+    registry.register(
+        "process_updates_offered",
+        "Updates offered to a process bot's program through the gateway's getUpdates",
+        program_offered.clone(),
+    );
+    registry.register(
+        "process_updates_confirmed",
+        "Updates a process bot's program confirmed (asked past them)",
+        program_confirmed.clone(),
+    );
+    registry.register(
+        "process_updates_waiting",
+        "Updates in a process bot's inbox, offered and not yet confirmed",
+        program_waiting.clone(),
+    );
+    registry.register(
+        "gateway_requests",
+        "Requests a process bot's program made to the gateway, by method and HTTP status",
+        gateway_requests.clone(),
+    );
     registry.register(
         "outbox_pending",
         "Messages waiting in the bot's outbox",
@@ -619,6 +679,31 @@ pub fn render_metrics(board: &StatusBoard) -> String {
         outbox_429
             .get_or_create(&labels)
             .inc_by(bot.outbox.rate_limited);
+        outbox_paced.get_or_create(&labels).inc_by(bot.outbox.paced);
+        if let Some(process) = &bot.process {
+            program_starts.get_or_create(&labels).inc_by(process.starts);
+            program_running
+                .get_or_create(&labels)
+                .set(i64::from(process.pid.is_some()));
+            program_offered
+                .get_or_create(&labels)
+                .inc_by(process.offered);
+            program_confirmed
+                .get_or_create(&labels)
+                .inc_by(process.confirmed);
+            program_waiting
+                .get_or_create(&labels)
+                .set(i64::try_from(process.waiting).unwrap_or(i64::MAX));
+            for (method, code, count) in &process.requests {
+                gateway_requests
+                    .get_or_create(&RequestLabels {
+                        bot: bot.name.clone(),
+                        method: (*method).to_owned(),
+                        status: code.to_string(),
+                    })
+                    .inc_by(*count);
+            }
+        }
         if let Some(hook) = &bot.webhook {
             webhook_pending
                 .get_or_create(&labels)

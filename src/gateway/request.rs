@@ -50,7 +50,7 @@ pub fn route(path: &str) -> Route {
             return Route::Unknown;
         }
         return Route::File {
-            token: token.to_owned(),
+            token: decode(token),
             path: decoded.into_owned(),
         };
     }
@@ -59,11 +59,19 @@ pub fn route(path: &str) -> Route {
     };
     match rest.split_once('/') {
         Some((token, method)) if !token.is_empty() && !method.is_empty() => Route::Method {
-            token: token.to_owned(),
+            token: decode(token),
             method: method.trim_end_matches('/').to_owned(),
         },
         _ => Route::Unknown,
     }
+}
+
+/// A token as a library may write it in a path: python-telegram-bot quotes
+/// a download's path, its colon included (`%3A`).
+fn decode(token: &str) -> String {
+    percent_encoding::percent_decode_str(token)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A file path `getFile` could have given: relative, without `.` or `..`
@@ -331,6 +339,13 @@ mod tests {
             ),
             (
                 "/file/bot1:abc/photos/file_1.jpg",
+                Route::File {
+                    token: "1:abc".into(),
+                    path: "photos/file_1.jpg".into(),
+                },
+            ),
+            (
+                "/file/bot1%3Aabc/photos/file_1.jpg",
                 Route::File {
                     token: "1:abc".into(),
                     path: "photos/file_1.jpg".into(),

@@ -61,9 +61,18 @@ pub(super) async fn serve(
 async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     match request::route(parts.uri.path()) {
-        Route::Unknown => error(404, "Not Found"),
+        Route::Unknown => {
+            debug!(
+                path = %crate::sanitize::excerpt(parts.uri.path(), 200),
+                "the gateway got a request for no bot method"
+            );
+            error(404, "Not Found")
+        }
         Route::File { token, path } => match gateway.gate(&token) {
-            None => error(401, "Unauthorized"),
+            None => {
+                debug!("the gateway got a download with an unknown token");
+                error(401, "Unauthorized")
+            }
             Some(gate) => {
                 let span = tracing::info_span!("bot", bot = %gate.name);
                 download(gate, &path).instrument(span).await
