@@ -206,3 +206,327 @@ async fn the_probe_gets_a_local_token_and_the_gateway_answers_as_telegram() {
     assert_eq!(delivered[0].text, "selam");
     daemon.stop_cleanly().await;
 }
+
+/// The daemon's bot `p` in `/status`, once its program runs: its pid.
+async fn program_pid(base: &str) -> u32 {
+    let status =
+        common::wait_for_status(base, "p", PROMPT, |s| s["process"]["pid"].is_number()).await;
+    status["process"]["pid"]
+        .as_u64()
+        .and_then(|pid| u32::try_from(pid).ok())
+        .expect("a pid")
+}
+
+/// Whether process `pid` exists (a zombie counts as gone).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// Waits until process `pid` is gone.
+async fn gone(pid: u32, within: Duration) {
+    let started = Instant::now();
+    while alive(pid) {
+        assert!(started.elapsed() < within, "process {pid} is still there");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_real_token_reaches_neither_the_childs_environment_nor_any_answer() {
+    let tg = FakeTelegram::start().await.expect("fake");
+    let token = real_token(700_002);
+    tg.add_bot(&token, "probe_bot");
+    let (config, env_file) = probe_config(&tg.url(), "");
+    // The same token under another name, and the store's URL: not passed on.
+    let mut daemon = Daemon::start(
+        &config.path,
+        &[
+            ("P_TOKEN", &token),
+            ("ALSO_THE_TOKEN", &token),
+            ("DATABASE_URL", ""),
+            ("HARMLESS", "yes"),
+        ],
+    );
+    let base = common::endpoint(&mut daemon).await;
+    let probe = probe_env(&env_file).await;
+    let pid = program_pid(&base).await;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("the child's environment");
+    let environ = String::from_utf8_lossy(&environ);
+    let secret = token.split_once(':').map(|(_, s)| s).unwrap_or_default();
+    assert!(
+        !environ.contains(secret),
+        "the real token's secret is in the child's environment"
+    );
+    assert!(environ.contains("HARMLESS=yes"));
+    assert!(!environ.contains("ALSO_THE_TOKEN") && !environ.contains("DATABASE_URL"));
+    assert!(environ.contains(&format!("BOT_TOKEN={}", probe.token())));
+
+    // Answers that Telegram's server filled with the token (an error page
+    // echoing the URL) reach the child redacted.
+    tg.add_fault(
+        &token,
+        "getChat",
+        fake_telegram::Fault::echo_path(400, "Bad Request: no such chat").forever(),
+    );
+    let (code, answer) = post(&probe.method("getChat"), serde_json::json!({"chat_id": 5})).await;
+    assert_eq!(code, 400);
+    assert!(!answer.to_string().contains(secret), "{answer}");
+    tg.add_fault(
+        &token,
+        "sendMessage",
+        fake_telegram::Fault::echo_path(400, "Bad Request: nope"),
+    );
+    let (code, answer) = post(
+        &probe.method("sendMessage"),
+        serde_json::json!({"chat_id": 5, "text": "x"}),
+    )
+    .await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(!answer.to_string().contains(secret), "{answer}");
+    assert!(
+        !daemon.output().contains(secret),
+        "the real token is in the log"
+    );
+    assert!(
+        !daemon.output().contains(probe.token()),
+        "the local token is in the log"
+    );
+    daemon.stop_cleanly().await;
+}
+
+#[tokio::test]
+async fn get_updates_behaves_as_telegrams() {
+    let tg = FakeTelegram::start().await.expect("fake");
+    let token = real_token(700_003);
+    tg.add_bot(&token, "probe_bot");
+    let (config, env_file) = probe_config(&tg.url(), "");
+    let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
+    let probe = probe_env(&env_file).await;
+    let url = probe.method("getUpdates");
+
+    // Nothing there: the long poll waits its timeout, then answers empty.
+    let started = Instant::now();
+    let (code, empty) = post(&url, serde_json::json!({"timeout": 1})).await;
+    assert_eq!((code, &empty["result"]), (200, &serde_json::json!([])));
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A long poll is answered the moment an update is there.
+    let waiting = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let started = Instant::now();
+            let answer = post(&url, serde_json::json!({"timeout": 30, "allowed_updates": ["message", "callback_query"]})).await;
+            (answer, started.elapsed())
+        }
+    });
+    // The program's allowed_updates reach botvisor's own poll.
+    let token_for_wait = token.clone();
+    tg.wait_for_request_matching(
+        "a poll with the program's allowed_updates",
+        PROMPT,
+        move |r| {
+            r.token == token_for_wait
+                && r.method == "getupdates"
+                && r.body["allowed_updates"]
+                    .to_string()
+                    .contains("callback_query")
+        },
+    )
+    .await
+    .expect("botvisor polls with them");
+    let alice = User::new(42, "Alice");
+    let chat = Chat::private(&alice);
+    let first = tg.inject_message(&token, &chat, &alice, "bir");
+    let ((code, answer), took) = waiting.await.expect("the poll");
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["result"][0]["update_id"], first);
+    assert!(took < Duration::from_secs(15), "answered after {took:?}");
+
+    // More arrive; a limit, a negative offset (the last one stays, the
+    // others are forgotten), as Telegram does.
+    let second = tg.inject_message(&token, &chat, &alice, "iki");
+    let third = tg.inject_message(&token, &chat, &alice, "üç");
+    let started = Instant::now();
+    loop {
+        let (_, answer) = post(&url, serde_json::json!({"timeout": 0})).await;
+        if answer["result"].as_array().map_or(0, Vec::len) == 3 {
+            break;
+        }
+        assert!(started.elapsed() < PROMPT, "never three: {answer}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, limited) = post(&url, serde_json::json!({"limit": 2})).await;
+    let ids: Vec<Value> = limited["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| u["update_id"].clone())
+        .collect();
+    assert_eq!(ids, [Value::from(first), Value::from(second)]);
+    let (_, last) = post(&url, serde_json::json!({"offset": -1})).await;
+    let ids: Vec<Value> = last["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| u["update_id"].clone())
+        .collect();
+    assert_eq!(ids, [Value::from(third)]);
+    let (_, after) = post(&url, serde_json::json!({"timeout": 0})).await;
+    assert_eq!(after["result"].as_array().map(Vec::len), Some(1), "{after}");
+
+    // A newer poll ends an older one with Telegram's 409.
+    let older = tokio::spawn({
+        let url = url.clone();
+        async move {
+            post(
+                &url,
+                serde_json::json!({"offset": third + 1, "timeout": 30}),
+            )
+            .await
+        }
+    });
+    tg.wait_for_request(&token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("polling");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, _) = post(&url, serde_json::json!({"offset": third + 1, "timeout": 0})).await;
+    assert_eq!(code, 200);
+    let (code, ended) = older.await.expect("the older poll");
+    assert_eq!(code, 409, "{ended}");
+    assert!(
+        ended["description"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Conflict: terminated by other getUpdates")
+    );
+
+    // deleteWebhook with drop_pending_updates drops what is offered.
+    let fourth = tg.inject_message(&token, &chat, &alice, "dört");
+    let started = Instant::now();
+    loop {
+        let (_, answer) = post(&url, serde_json::json!({"timeout": 0})).await;
+        if answer["result"][0]["update_id"] == fourth {
+            break;
+        }
+        assert!(started.elapsed() < PROMPT, "never offered: {answer}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, _) = post(
+        &probe.method("deleteWebhook"),
+        serde_json::json!({"drop_pending_updates": true}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (_, none) = post(&url, serde_json::json!({"timeout": 0})).await;
+    assert_eq!(none["result"], serde_json::json!([]));
+    daemon.stop_cleanly().await;
+}
+
+#[tokio::test]
+async fn a_conflict_and_an_outage_on_the_real_poll_never_reach_the_program() {
+    let tg = FakeTelegram::start().await.expect("fake");
+    let token = real_token(700_004);
+    tg.add_bot(&token, "probe_bot");
+    let (config, env_file) = probe_config(&tg.url(), "");
+    let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
+    let base = common::endpoint(&mut daemon).await;
+    let probe = probe_env(&env_file).await;
+    let url = probe.method("getUpdates");
+    // Another poller, then Telegram down (a 502 page, then nothing).
+    tg.add_fault(
+        &token,
+        "getUpdates",
+        fake_telegram::Fault::conflict_other_poller().times(3),
+    );
+    tg.add_fault(
+        &token,
+        "getUpdates",
+        fake_telegram::Fault::bad_gateway_html().times(2),
+    );
+    tg.add_fault(
+        &token,
+        "getUpdates",
+        fake_telegram::Fault::drop_connection().times(2),
+    );
+    common::wait_for_status(&base, "p", PROMPT, |s| s["state"] == "conflict").await;
+    for _ in 0..3 {
+        let (code, answer) = post(&url, serde_json::json!({"timeout": 1})).await;
+        assert_eq!(
+            (code, &answer["result"]),
+            (200, &serde_json::json!([])),
+            "{answer}"
+        );
+    }
+    // Once the poll works again, an update reaches the program.
+    let alice = User::new(42, "Alice");
+    let id = tg.inject_message(&token, &Chat::private(&alice), &alice, "geri");
+    let started = Instant::now();
+    loop {
+        let (code, answer) = post(&url, serde_json::json!({"timeout": 5})).await;
+        assert_eq!(code, 200, "{answer}");
+        if answer["result"][0]["update_id"] == id {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the update never came"
+        );
+    }
+    // The program ran all along.
+    let status = common::bot_status(&base, "p").await;
+    assert_eq!(status["process"]["starts"], 1, "{status}");
+    daemon.stop_cleanly().await;
+}
+
+#[tokio::test]
+async fn a_send_held_past_the_callers_timeout_goes_out_once_and_identical_sends_are_never_merged() {
+    let tg = FakeTelegram::start().await.expect("fake");
+    let token = real_token(700_005);
+    tg.add_bot(&token, "probe_bot");
+    let (config, env_file) = probe_config(&tg.url(), "");
+    let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
+    let base = common::endpoint(&mut daemon).await;
+    let probe = probe_env(&env_file).await;
+    let url = probe.method("sendMessage");
+    let body = |text: &str| serde_json::json!({"chat_id": 42, "text": text});
+    let (code, _) = post(&url, body("first")).await;
+    assert_eq!(code, 200);
+    // One message a second to a chat: this one waits for the pacer, longer
+    // than its caller waits (python-telegram-bot gives up after 5 s).
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("a client");
+    let gave_up = impatient.post(&url).json(&body("held")).send().await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()), "it was not held");
+    // It goes out once, though nobody waits for it any more; a repeat by
+    // the caller is a message of its own.
+    let (code, repeat) = post(&url, body("held")).await;
+    assert_eq!(code, 200, "{repeat}");
+    let sent = tg.wait_for_sent(&token, 3, PROMPT).await.expect("sent");
+    let held: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(held, ["first", "held", "held"]);
+    // Five identical sends, five messages.
+    let sends = (0..5).map(|_| post(&url, body("aynı")));
+    for (code, answer) in futures::future::join_all(sends).await {
+        assert_eq!(code, 200, "{answer}");
+    }
+    let sent = tg
+        .wait_for_sent(&token, 8, Duration::from_secs(30))
+        .await
+        .expect("sent");
+    assert_eq!(sent.iter().filter(|m| m.text == "aynı").count(), 5);
+    // Nothing more waits to go out, and nothing more went.
+    let status = common::wait_for_status(&base, "p", PROMPT, |s| s["outbox"]["pending"] == 0).await;
+    assert_eq!(status["messages_sent"], 8, "{status}");
+    assert_eq!(tg.sent_messages(&token).len(), 8);
+    daemon.stop_cleanly().await;
+}

@@ -334,6 +334,7 @@ impl Committer {
                 if let Some(reply) = reply.take() {
                     let _ = reply.send(Err(too_many(cap)));
                 }
+                message.body.discard_files();
                 continue;
             }
             let Ok(body) = serde_json::to_string(&message.body) else {

@@ -153,6 +153,17 @@ impl OutMessage {
     }
 }
 
+impl Body {
+    /// Removes the files a call spooled (it went out, or never will).
+    pub(crate) fn discard_files(&self) {
+        if let Body::Call(call) = self {
+            for upload in &call.files {
+                let _ = std::fs::remove_file(&upload.path);
+            }
+        }
+    }
+}
+
 /// What the sender learned about a chat that its kind may care about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChatEvent {

@@ -384,6 +384,7 @@ impl Sender {
         if let (Some(seq), Some(answer)) = (item.seq, answer) {
             self.waiters.answer(seq, answer);
         }
+        item.message.body.discard_files();
         self.stats.remove_pending(1);
         if let Some(count) = self.ages.get_mut(&item.created_ms) {
             *count -= 1;
