@@ -217,24 +217,6 @@ async fn program_pid(base: &str) -> u32 {
         .expect("a pid")
 }
 
-/// Whether process `pid` exists (a zombie counts as gone).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z'))
-    })
-}
-
-/// Waits until process `pid` is gone.
-async fn gone(pid: u32, within: Duration) {
-    let started = Instant::now();
-    while alive(pid) {
-        assert!(started.elapsed() < within, "process {pid} is still there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_real_token_reaches_neither_the_childs_environment_nor_any_answer() {
     let tg = FakeTelegram::start().await.expect("fake");
