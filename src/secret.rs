@@ -55,6 +55,11 @@ static TOKEN_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("the token pattern is valid")
 });
 
+/// Whether `text` holds something shaped like a bot token.
+pub fn looks_like_token(text: &str) -> bool {
+    TOKEN_SHAPE.is_match(text)
+}
+
 /// A secret part shorter than this is redacted only as part of its whole
 /// token: replacing every `x` of a test token `1:x` would make logs unreadable
 /// and protect nothing.

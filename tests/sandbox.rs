@@ -55,7 +55,10 @@ struct Sandbox {
 
 impl Sandbox {
     fn start(vars: &[(&str, &str)]) -> Sandbox {
-        let config = shipped_config();
+        Sandbox::start_with(&shipped_config(), vars)
+    }
+
+    fn start_with(config: &std::path::Path, vars: &[(&str, &str)]) -> Sandbox {
         let config = config.to_str().expect("a UTF-8 path");
         let mut command = common::command(&["sandbox", "--config", config], vars);
         command
@@ -259,4 +262,30 @@ async fn a_missing_config_is_a_config_error() {
         out.stderr
     );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn runs_a_python_telegram_bot_script_through_the_gateway() {
+    let python = tokio::task::spawn_blocking(common::python::python)
+        .await
+        .expect("the venv");
+    let script = common::python::bot_script("ptb_bot.py");
+    let config = common::ConfigDir::new(&format!(
+        "[bot.quiz]\nkind = \"process\"\ntoken_env = \"QUIZ_TOKEN\"\ncommand = [{:?}, {:?}]\n",
+        python.display().to_string(),
+        script.display().to_string()
+    ));
+    let mut sandbox = Sandbox::start_with(&config.path, &[]);
+    sandbox.expect(":press N|LABEL").await;
+    sandbox.say("/start").await;
+    sandbox.expect("quiz: started").await;
+    sandbox.expect("[1] Press").await;
+    sandbox.say(":press 1").await;
+    sandbox.expect("quiz (notice): ok").await;
+    sandbox.say("merhaba dünya").await;
+    sandbox.expect("quiz: merhaba dünya").await;
+    sandbox.say(":quit").await;
+    let status = sandbox.exit().await;
+    assert_eq!(status.code(), Some(0), "output:\n{}", sandbox.output());
+    sandbox.assert_no_token();
 }

@@ -55,9 +55,9 @@ pub struct ProcessHost {
 }
 
 /// botvisor's own environment less every secret it reads: each bot's
-/// token variable, the store's URL, and any variable whose value holds a
-/// bot's token; and less what belongs to botvisor alone (systemd's
-/// notification socket and passed descriptors).
+/// token variable, the store's URL, any variable whose value holds a bot's
+/// token or anything shaped like one; and less what belongs to botvisor
+/// alone (systemd's notification socket and passed descriptors).
 #[derive(Clone, Default)]
 pub struct ChildEnv {
     vars: Arc<Vec<(OsString, OsString)>>,
@@ -114,7 +114,8 @@ impl ChildEnv {
                     .to_str()
                     .is_some_and(|name| secret_names.contains(&name));
                 let value = value.to_string_lossy();
-                let holds_token = tokens.iter().any(|token| value.contains(token.as_str()));
+                let holds_token = tokens.iter().any(|token| value.contains(token.as_str()))
+                    || crate::secret::looks_like_token(&value);
                 !named && !holds_token
             })
             .collect();
@@ -562,6 +563,7 @@ mod tests {
             ("B_TOKEN", "x".to_owned()),
             ("DB_URL", "postgres://u:p@h/d".to_owned()),
             ("COPY_OF_IT", format!("prefix {token}")),
+            ("SOME_OTHER_BOT", format!("{}:{}", 987_654, "t".repeat(35))),
             ("NOTIFY_SOCKET", "/run/systemd/notify".to_owned()),
             ("LANG", "tr_TR.UTF-8".to_owned()),
         ]

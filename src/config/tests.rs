@@ -637,3 +637,78 @@ fn legal_but_dangerous_settings_are_warnings() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml");
     assert!(Config::load(&shipped).expect("valid").warnings.is_empty());
 }
+
+#[test]
+fn process_bots_are_checked_with_positions() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let script = dir.path().join("bot.sh");
+    std::fs::write(&script, "#!/bin/sh\n").expect("write");
+    let not_executable = dir.path().join("plain.txt");
+    std::fs::write(&not_executable, "x").expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let path = dir.path().join("supervisor.toml");
+    let parse = |text: &str| Config::from_str(text, &path);
+    let head = "[bot.q]\nkind = \"process\"\ntoken_env = \"Q_TOKEN\"\n";
+    // A program on PATH, one beside the config, an env table.
+    let config = parse(&format!(
+        "{head}command = [\"./bot.sh\", \"--level\", \"hard\"]\nenv = {{ QUIZ_LEVEL = \"hard\" }}\n"
+    ))
+    .expect("valid");
+    let KindSettings::Process(settings) = &config.bots[0].kind else {
+        panic!("a process bot");
+    };
+    assert_eq!(settings.command, ["./bot.sh", "--level", "hard"]);
+    assert_eq!(settings.workdir, dir.path());
+    assert_eq!(settings.env.get("QUIZ_LEVEL").map(String::as_str), Some("hard"));
+    assert!(parse(&format!("{head}command = [\"sh\", \"-c\", \"true\"]\n")).is_ok());
+    let problems = |text: &str| match parse(text) {
+        Err(ConfigError::Invalid { problems, .. }) => problems
+            .iter()
+            .map(|p| format!("{} {}: {}", p.at, p.key, p.message))
+            .collect::<Vec<_>>(),
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{head}command = []\n"), "4:11 bot.q.command: names no program"),
+        (
+            format!("{head}command = [\"no-such-program-here\"]\n"),
+            "4:12 bot.q.command: `no-such-program-here` is not found on PATH",
+        ),
+        (
+            format!("{head}command = [\"./missing.sh\"]\n"),
+            "4:12 bot.q.command: `./missing.sh` does not exist",
+        ),
+        (
+            format!("{head}command = [\"./plain.txt\"]\n"),
+            "4:12 bot.q.command: `./plain.txt` is not executable",
+        ),
+        (
+            format!("{head}command = [\"sh\"]\nworkdir = \"nowhere\"\n"),
+            "5:11 bot.q.workdir: the folder",
+        ),
+        (
+            format!("{head}command = [\"sh\"]\nenv = {{ BOT_TOKEN = \"x\" }}\n"),
+            "5:21 bot.q.env.BOT_TOKEN: botvisor sets this variable itself",
+        ),
+        (format!("{head}comand = [\"sh\"]\n"), "4:1 bot.q: unknown key `comand`"),
+        (
+            "[supervisor.gateway]\nlisten = \"0.0.0.0:8081\"\n".to_owned(),
+            "2:10 supervisor.gateway.listen: must be a loopback address",
+        ),
+    ];
+    for (text, expected) in cases {
+        let got = problems(&text);
+        assert!(
+            got.iter().any(|p| p.starts_with(expected)),
+            "{text}\ngot {got:#?}\nexpected {expected:?}"
+        );
+    }
+    let gateway = parse("[supervisor.gateway]\nlisten = \"127.0.0.1:8081\"\nspool_dir = \"up\"\n")
+        .expect("valid");
+    assert_eq!(gateway.supervisor.gateway.listen.port(), 8081);
+    assert_eq!(gateway.supervisor.gateway.spool_dir, Some(dir.path().join("up")));
+}

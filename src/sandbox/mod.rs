@@ -55,6 +55,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a bot may take to handle one input before the chat says so.
 const HANDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a process bot's program must send nothing before its answer
+/// to an input counts as complete.
+const PROGRAM_QUIET: Duration = Duration::from_millis(400);
+
 /// The first user id the chat writes as.
 const FIRST_USER: u64 = 1001;
 
@@ -633,17 +637,28 @@ impl Session {
             return false;
         }
         // Replies are committed with their update's handled mark, then sent
-        // at once (no pacing in the sandbox).
-        let name = &self.bots[self.current].name;
+        // at once (no pacing in the sandbox). A process bot's program
+        // confirms an update when it asks for the next ones, often before
+        // it has answered: its replies are what it sends until it has been
+        // quiet for a moment.
+        let bot = &self.bots[self.current];
+        let program = bot.kind == "process";
+        let mut last_change = Instant::now();
+        let mut last_sent = None;
         while Instant::now() < deadline {
-            let outbox = self
+            let status = self
                 .board
                 .snapshot()
                 .into_iter()
-                .find(|s| &s.name == name)
-                .map(|s| s.outbox)
-                .unwrap_or_default();
-            if outbox.handled > before && outbox.pending == 0 {
+                .find(|s| s.name == bot.name);
+            let outbox = status.as_ref().map(|s| s.outbox).unwrap_or_default();
+            let sent = status.as_ref().map_or(0, |s| s.messages_sent);
+            if last_sent != Some(sent) {
+                last_sent = Some(sent);
+                last_change = Instant::now();
+            }
+            let quiet = !program || last_change.elapsed() >= PROGRAM_QUIET;
+            if outbox.handled > before && outbox.pending == 0 && quiet {
                 return true;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
