@@ -217,3 +217,109 @@ async fn teloxide_through_the_gateway() {
         .expect("the teloxide example");
     run(7_200_000_003, "teloxide_gateway_bot", vec![example]).await;
 }
+
+#[tokio::test]
+async fn a_busy_group_through_the_gateway_gets_every_reply_and_private_users_are_still_answered() {
+    let python = tokio::task::spawn_blocking(common::python::python)
+        .await
+        .expect("the venv");
+    let script = common::python::bot_script("ptb_bot.py");
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.set_rate_limits(fake_telegram::RateLimits::telegram());
+    let token = token(7_200_000_004);
+    tg.add_bot(&token, "busy_gateway_bot");
+    let mut running = start(&tg, &token, &[python, script], "").await;
+
+    // 40 members of one supergroup write at once.
+    let group = Chat::supergroup(-1_001_777_000_001, "Aday öğrenciler");
+    for i in 0..40u64 {
+        let member = User::new(600_000 + i, "Aday");
+        tg.inject_message(&token, &group, &member, &format!("soru {i}"));
+    }
+    // 20 private users, two a second, are answered within seconds each.
+    let mut asked = std::collections::HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    for i in 0..20u64 {
+        ticker.tick().await;
+        let user = User::new(610_000 + i, "Öğrenci");
+        tg.inject_message(&token, &Chat::private(&user), &user, &format!("özel {i}"));
+        asked.insert(i64::try_from(user.id).unwrap_or(0), std::time::Instant::now());
+    }
+    loop {
+        let sent = tg.sent_messages(&token);
+        if sent.iter().filter(|m| m.chat_id > 0).count() == 20 {
+            break;
+        }
+        tg.wait_for_sent(&token, sent.len() + 1, STEP)
+            .await
+            .unwrap_or_else(|e| panic!("private replies stalled: {e:?}\n{}", running.daemon.output()));
+    }
+    for message in tg.sent_messages(&token).iter().filter(|m| m.chat_id > 0) {
+        let waited = message.at.duration_since(asked[&message.chat_id]);
+        assert!(waited < Duration::from_secs(5), "a private reply waited {waited:?}");
+    }
+    // Then all 40 group replies, at Telegram's pace, with at most one 429.
+    tg.wait_for_sent(&token, 60, Duration::from_secs(150))
+        .await
+        .unwrap_or_else(|e| panic!("the group's replies: {e:?}\n{}", running.daemon.output()));
+    let sent = tg.sent_messages(&token);
+    let mut group_texts: Vec<&str> = sent
+        .iter()
+        .filter(|m| m.chat_id == group.id)
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(group_texts.len(), 40);
+    group_texts.sort_unstable();
+    group_texts.dedup();
+    assert_eq!(group_texts.len(), 40, "a repeated reply");
+    assert!(tg.too_many_requests_count(&token) <= 1, "{} × 429", tg.too_many_requests_count(&token));
+    running.daemon.stop_cleanly().await;
+}
+
+#[tokio::test]
+async fn a_program_stopped_mid_burst_is_restarted_and_every_update_is_answered_once() {
+    let python = tokio::task::spawn_blocking(common::python::python)
+        .await
+        .expect("the venv");
+    let script = common::python::bot_script("ptb_bot.py");
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    tg.set_rate_limits(fake_telegram::RateLimits::telegram());
+    let token = token(7_200_000_005);
+    tg.add_bot(&token, "restarted_gateway_bot");
+    let mut running = start(&tg, &token, &[python, script], "").await;
+    let first = bot_status(&running.base, "lib").await["process"]["pid"]
+        .as_u64()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .expect("a pid");
+    let users: Vec<User> = (0..150u64).map(|i| User::new(620_000 + i, "Kullanıcı")).collect();
+    for user in &users[..100] {
+        tg.inject_message(&token, &Chat::private(user), user, &format!("mesaj {}", user.id));
+    }
+    tg.wait_for_sent(&token, 20, STEP)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", running.daemon.output()));
+    // The program is told to stop in the middle of the burst (a deploy of
+    // the bot's own, a crash of the library): botvisor starts it again.
+    // SAFETY: kill(2) on the child botvisor started, with a valid signal.
+    unsafe { libc::kill(first, libc::SIGTERM) };
+    for user in &users[100..] {
+        tg.inject_message(&token, &Chat::private(user), user, &format!("mesaj {}", user.id));
+    }
+    tg.wait_for_sent(&token, 150, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", running.daemon.output()));
+    let status = common::wait_for_status(&running.base, "lib", STEP, |s| {
+        s["process"]["pid"].as_i64().is_some_and(|pid| pid != i64::from(first))
+    })
+    .await;
+    assert!(status["restarts"].as_u64().unwrap_or(0) >= 1, "{status}");
+    let sent = tg.sent_messages(&token);
+    for user in &users {
+        let to_them = sent
+            .iter()
+            .filter(|m| m.chat_id == i64::try_from(user.id).unwrap_or(0))
+            .count();
+        assert_eq!(to_them, 1, "user {} got {to_them} replies", user.id);
+    }
+    running.daemon.stop_cleanly().await;
+}
