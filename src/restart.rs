@@ -76,6 +76,13 @@ impl Intensity {
         self.recent.len() > self.max_restarts as usize
     }
 
+    /// Records a failure at `now`; how many failures the window holds now,
+    /// this one included.
+    pub fn count(&mut self, now: std::time::Instant) -> u32 {
+        self.record(now);
+        u32::try_from(self.recent.len()).unwrap_or(u32::MAX)
+    }
+
     /// Forgets every recorded failure (after a park).
     pub fn clear(&mut self) {
         self.recent.clear();

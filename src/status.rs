@@ -458,7 +458,7 @@ impl ProcessFigures {
 
     fn view(&self) -> ProcessView {
         let pid = self.pid();
-        let (rss_bytes, cpu_seconds) = pid.map(crate::bots::process::usage).unwrap_or_default();
+        let (rss_bytes, cpu_seconds) = pid.map(usage).unwrap_or_default();
         let last = self.last_poll_ms.load(Ordering::Relaxed);
         ProcessView {
             pid,
@@ -478,6 +478,29 @@ impl ProcessFigures {
                 .collect(),
         }
     }
+}
+
+/// A process's resident memory (bytes) and CPU time (seconds), from /proc.
+fn usage(pid: u32) -> (Option<u64>, Option<f64>) {
+    // SAFETY: sysconf only reads a system constant.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    // SAFETY: as above.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * page);
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The command name may hold spaces: fields count after its `)`.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            (ticks > 0).then(|| (utime + stime) / ticks as f64)
+        });
+    (rss, cpu)
 }
 
 /// A duration rounded for people: `850ms`, `12s`, `3m`, `2h`.

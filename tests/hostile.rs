@@ -270,8 +270,7 @@ async fn slow_and_idle_clients_are_cut_off() {
     daemon.stop_cleanly().await;
 }
 
-/// Long enough for the scripted faults to play out, teloxide's 10 s pause
-/// after a 5xx to getMe included.
+/// Long enough for the scripted faults to play out, with every backoff.
 const FAULTS_PLAYED: Duration = Duration::from_secs(60);
 
 /// Every piece of `secret` eight characters long: a leak of part of a
@@ -304,7 +303,6 @@ async fn error_bodies_echoing_the_token_leak_no_part_of_it() {
     tg.add_user(&operator);
     tg.add_chat(&fake_telegram::Chat::private(&operator));
     for fault in [
-        // teloxide, which makes the getMe call, pauses 10 s after any 5xx.
         Fault::echo_path(502, "Bad Gateway"),
         Fault::echo_path_page(400),
         // Counted failures: with max_restarts = 1 the bot parks.
@@ -432,7 +430,7 @@ async fn error_bodies_echoing_the_token_leak_no_part_of_it() {
         "TRACE",
         "getMe failed",
         "getUpdates failed",
-        "upstream request /bot<redacted>/GetMe",
+        "upstream request /bot<redacted>/getMe",
         "upstream request /bot<redacted>/getUpdates",
     ] {
         assert!(

@@ -243,7 +243,10 @@ async fn a_busy_group_through_the_gateway_gets_every_reply_and_private_users_are
         ticker.tick().await;
         let user = User::new(610_000 + i, "Öğrenci");
         tg.inject_message(&token, &Chat::private(&user), &user, &format!("özel {i}"));
-        asked.insert(i64::try_from(user.id).unwrap_or(0), std::time::Instant::now());
+        asked.insert(
+            i64::try_from(user.id).unwrap_or(0),
+            std::time::Instant::now(),
+        );
     }
     loop {
         let sent = tg.sent_messages(&token);
@@ -252,11 +255,19 @@ async fn a_busy_group_through_the_gateway_gets_every_reply_and_private_users_are
         }
         tg.wait_for_sent(&token, sent.len() + 1, STEP)
             .await
-            .unwrap_or_else(|e| panic!("private replies stalled: {e:?}\n{}", running.daemon.output()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "private replies stalled: {e:?}\n{}",
+                    running.daemon.output()
+                )
+            });
     }
     for message in tg.sent_messages(&token).iter().filter(|m| m.chat_id > 0) {
         let waited = message.at.duration_since(asked[&message.chat_id]);
-        assert!(waited < Duration::from_secs(5), "a private reply waited {waited:?}");
+        assert!(
+            waited < Duration::from_secs(5),
+            "a private reply waited {waited:?}"
+        );
     }
     // Then all 40 group replies, at Telegram's pace, with at most one 429.
     tg.wait_for_sent(&token, 60, Duration::from_secs(150))
@@ -272,7 +283,11 @@ async fn a_busy_group_through_the_gateway_gets_every_reply_and_private_users_are
     group_texts.sort_unstable();
     group_texts.dedup();
     assert_eq!(group_texts.len(), 40, "a repeated reply");
-    assert!(tg.too_many_requests_count(&token) <= 1, "{} × 429", tg.too_many_requests_count(&token));
+    assert!(
+        tg.too_many_requests_count(&token) <= 1,
+        "{} × 429",
+        tg.too_many_requests_count(&token)
+    );
     running.daemon.stop_cleanly().await;
 }
 
@@ -291,9 +306,16 @@ async fn a_program_stopped_mid_burst_is_restarted_and_every_update_is_answered_o
         .as_u64()
         .and_then(|pid| i32::try_from(pid).ok())
         .expect("a pid");
-    let users: Vec<User> = (0..150u64).map(|i| User::new(620_000 + i, "Kullanıcı")).collect();
+    let users: Vec<User> = (0..150u64)
+        .map(|i| User::new(620_000 + i, "Kullanıcı"))
+        .collect();
     for user in &users[..100] {
-        tg.inject_message(&token, &Chat::private(user), user, &format!("mesaj {}", user.id));
+        tg.inject_message(
+            &token,
+            &Chat::private(user),
+            user,
+            &format!("mesaj {}", user.id),
+        );
     }
     tg.wait_for_sent(&token, 20, STEP)
         .await
@@ -303,13 +325,20 @@ async fn a_program_stopped_mid_burst_is_restarted_and_every_update_is_answered_o
     // SAFETY: kill(2) on the child botvisor started, with a valid signal.
     unsafe { libc::kill(first, libc::SIGTERM) };
     for user in &users[100..] {
-        tg.inject_message(&token, &Chat::private(user), user, &format!("mesaj {}", user.id));
+        tg.inject_message(
+            &token,
+            &Chat::private(user),
+            user,
+            &format!("mesaj {}", user.id),
+        );
     }
     tg.wait_for_sent(&token, 150, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e:?}\n{}", running.daemon.output()));
     let status = common::wait_for_status(&running.base, "lib", STEP, |s| {
-        s["process"]["pid"].as_i64().is_some_and(|pid| pid != i64::from(first))
+        s["process"]["pid"]
+            .as_i64()
+            .is_some_and(|pid| pid != i64::from(first))
     })
     .await;
     assert!(status["restarts"].as_u64().unwrap_or(0) >= 1, "{status}");

@@ -380,29 +380,6 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-/// A process's resident memory (bytes) and CPU time (seconds), from /proc.
-pub fn usage(pid: u32) -> (Option<u64>, Option<f64>) {
-    // SAFETY: sysconf only reads a system constant.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    // SAFETY: as above.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map(|pages| pages * page);
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // The command name may hold spaces: fields count after its `)`.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            (ticks > 0).then(|| (utime + stime) / ticks as f64)
-        });
-    (rss, cpu)
-}
-
 /// How many of a child's lines may be logged: a token bucket, and the
 /// lines dropped since the last line about them.
 struct Pump {

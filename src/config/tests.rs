@@ -647,8 +647,7 @@ fn process_bots_are_checked_with_positions() {
     std::fs::write(&not_executable, "x").expect("write");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     let path = dir.path().join("supervisor.toml");
     let parse = |text: &str| Config::from_str(text, &path);
@@ -663,7 +662,10 @@ fn process_bots_are_checked_with_positions() {
     };
     assert_eq!(settings.command, ["./bot.sh", "--level", "hard"]);
     assert_eq!(settings.workdir, dir.path());
-    assert_eq!(settings.env.get("QUIZ_LEVEL").map(String::as_str), Some("hard"));
+    assert_eq!(
+        settings.env.get("QUIZ_LEVEL").map(String::as_str),
+        Some("hard")
+    );
     assert!(parse(&format!("{head}command = [\"sh\", \"-c\", \"true\"]\n")).is_ok());
     let problems = |text: &str| match parse(text) {
         Err(ConfigError::Invalid { problems, .. }) => problems
@@ -673,7 +675,10 @@ fn process_bots_are_checked_with_positions() {
         other => panic!("expected problems, got {other:?}"),
     };
     let cases: Vec<(String, &str)> = vec![
-        (format!("{head}command = []\n"), "4:11 bot.q.command: names no program"),
+        (
+            format!("{head}command = []\n"),
+            "4:11 bot.q.command: names no program",
+        ),
         (
             format!("{head}command = [\"no-such-program-here\"]\n"),
             "4:12 bot.q.command: `no-such-program-here` is not found on PATH",
@@ -694,7 +699,10 @@ fn process_bots_are_checked_with_positions() {
             format!("{head}command = [\"sh\"]\nenv = {{ BOT_TOKEN = \"x\" }}\n"),
             "5:21 bot.q.env.BOT_TOKEN: botvisor sets this variable itself",
         ),
-        (format!("{head}comand = [\"sh\"]\n"), "4:1 bot.q: unknown key `comand`"),
+        (
+            format!("{head}comand = [\"sh\"]\n"),
+            "4:1 bot.q: unknown key `comand`",
+        ),
         (
             "[supervisor.gateway]\nlisten = \"0.0.0.0:8081\"\n".to_owned(),
             "2:10 supervisor.gateway.listen: must be a loopback address",
@@ -710,5 +718,8 @@ fn process_bots_are_checked_with_positions() {
     let gateway = parse("[supervisor.gateway]\nlisten = \"127.0.0.1:8081\"\nspool_dir = \"up\"\n")
         .expect("valid");
     assert_eq!(gateway.supervisor.gateway.listen.port(), 8081);
-    assert_eq!(gateway.supervisor.gateway.spool_dir, Some(dir.path().join("up")));
+    assert_eq!(
+        gateway.supervisor.gateway.spool_dir,
+        Some(dir.path().join("up"))
+    );
 }

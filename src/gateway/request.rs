@@ -197,7 +197,10 @@ async fn read_multipart(
             Err(err) => return Err(multipart_error(&err)),
         };
         let name = field.name().unwrap_or_default().to_owned();
-        match field.file_name().map(str::to_owned) {
+        let file_name = field
+            .file_name()
+            .map(|parsed| unquoted_file_name(field.headers()).unwrap_or_else(|| parsed.to_owned()));
+        match file_name {
             Some(file_name) => {
                 if call.files.len() >= MAX_FILES {
                     return Err(Rejected::Bad(format!(
@@ -239,6 +242,23 @@ async fn read_multipart(
             }
         }
     }
+}
+
+/// A file name written without quotes (grammY writes
+/// `filename=my clip.mp4`), read to the next `;` rather than to the first
+/// space as multer reads it.
+fn unquoted_file_name(headers: &HeaderMap) -> Option<String> {
+    let disposition = headers
+        .get(http::header::CONTENT_DISPOSITION)?
+        .to_str()
+        .ok()?;
+    let start = disposition.to_ascii_lowercase().find("filename=")? + "filename=".len();
+    let rest = disposition.get(start..)?;
+    if rest.starts_with('"') {
+        return None;
+    }
+    let value = rest.split(';').next()?.trim();
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// Streams one file field into `path`; its size.
@@ -479,6 +499,13 @@ Content-Type: image/png\r\n\r\nPNGDATA\r\n--XyZ--\r\n";
             b"sition: form-data; name=\"f1\"; filename=\"dot.png\"\r\n\r\nPNG",
             b"DATA\r\n--B--\r\n",
         ];
+        // grammY: lowercase headers without a space, an unquoted file name
+        // with a space, no file content type, no CRLF after the end, chunked.
+        let grammy: Vec<&'static [u8]> = vec![
+            b"--G\r\ncontent-disposition:form-data;name=\"document\"\r\n\r\nattach://x9",
+            b"\r\n--G\r\ncontent-disposition:form-data;name=\"x9\";filename=my clip.png\r\n\r\nPNG",
+            b"DATA\r\n--G--",
+        ];
         // teloxide: multipart with a file_id only.
         let teloxide: &'static [u8] =
             b"--T\r\nContent-Disposition: form-data; name=\"photo\"\r\n\r\nAgAD123\r\n--T--\r\n";
@@ -495,6 +522,12 @@ Content-Type: image/png\r\n\r\nPNGDATA\r\n--XyZ--\r\n";
                 chunked(aiogram),
                 vec![("photo", "attach://f1")],
                 vec![("f1", "dot.png")],
+            ),
+            (
+                "multipart/form-data; boundary=G",
+                chunked(grammy),
+                vec![("document", "attach://x9")],
+                vec![("x9", "my clip.png")],
             ),
             (
                 "multipart/form-data; boundary=T",

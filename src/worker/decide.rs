@@ -59,14 +59,15 @@ pub struct Decision {
     pub store_down: bool,
 }
 
-/// The decision after `end`, for a session that ran `ran`. `over_limit` is
-/// asked (once, and only for counted failures) whether this failure makes
-/// more than `max_restarts` within `window`. `None` means stop.
+/// The decision after `end`, for a session that ran `ran`. `record` counts
+/// this failure (once, and only for counted failures) and says how many
+/// there are within `window`, this one included; more than
+/// `max_restarts` parks. `None` means stop.
 pub fn decide(
     end: SessionEnd,
     ran: Duration,
     policy: &RestartPolicy,
-    over_limit: impl FnOnce() -> bool,
+    record: impl FnOnce() -> u32,
 ) -> Option<Decision> {
     // A session that ran a whole window was healthy: back off from the start.
     let healthy = ran >= policy.window;
@@ -100,7 +101,8 @@ pub fn decide(
         SessionEnd::StoreDown(reason) => backing_off(reason, false, true),
         SessionEnd::Park(reason) => parked(reason),
         SessionEnd::Failed(reason) => {
-            if over_limit() {
+            let within = record();
+            if within > policy.max_restarts {
                 Decision {
                     restarted: true,
                     ..parked(format!(
@@ -110,7 +112,15 @@ pub fn decide(
                     ))
                 }
             } else {
-                backing_off(reason, true, false)
+                backing_off(
+                    format!(
+                        "{reason} (restart {within} of {} within {})",
+                        policy.max_restarts,
+                        short(policy.window)
+                    ),
+                    true,
+                    false,
+                )
             }
         }
     })
@@ -184,7 +194,7 @@ mod tests {
             let asked = std::cell::Cell::new(false);
             let got = decide(end.clone(), ran, &policy, || {
                 asked.set(true);
-                over
+                if over { policy.max_restarts + 1 } else { 2 }
             })
             .map(|d| (d.state, d.delay, d.restarted, d.reset_backoff, d.store_down));
             assert_eq!(got, expected, "{end:?}");
@@ -198,12 +208,23 @@ mod tests {
             SessionEnd::Failed("boom".into()),
             short_run,
             &policy,
-            || true,
+            || policy.max_restarts + 1,
         )
         .expect("a decision");
         assert_eq!(
             parked.reason,
             "more than 5 restarts within 60.0s; last failure: boom"
+        );
+        let again = decide(
+            SessionEnd::Failed("the program exited with status 1".into()),
+            short_run,
+            &policy,
+            || 2,
+        )
+        .expect("a decision");
+        assert_eq!(
+            again.reason,
+            "the program exited with status 1 (restart 2 of 5 within 60.0s)"
         );
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use teloxide::payloads::SetWebhookSetters;
 use teloxide::requests::Requester;
+use teloxide::types::AllowedUpdate;
 use tracing::{Instrument, info, warn};
 
 use super::Kept;
@@ -29,6 +30,27 @@ use crate::webhook::{Secret, Target};
 /// How often an instance that holds a webhook bot looks for updates other
 /// instances stored for it.
 const SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The update types the webhook asks for: the kind's, or those a process
+/// bot's program asked for in its last `getUpdates` (types this version
+/// does not know are left out; none given is Telegram's default set).
+fn update_types(
+    kind: &Kind,
+    allowed: Option<&mut tokio::sync::watch::Receiver<Option<Vec<String>>>>,
+) -> Vec<AllowedUpdate> {
+    match allowed {
+        Some(allowed) => allowed
+            .borrow_and_update()
+            .iter()
+            .flatten()
+            .filter_map(|name| {
+                serde_json::from_value::<AllowedUpdate>(serde_json::Value::String(name.clone()))
+                    .ok()
+            })
+            .collect(),
+        None => kind.allowed_updates(),
+    }
+}
 
 /// How often Telegram is asked how delivery goes: as often as a polling
 /// bot's idle long poll comes back, twice over, within 5 s and a minute.
@@ -63,7 +85,10 @@ impl Worker {
         let Some(mut requests) = self.webhooks.attach(&self.config.name) else {
             return SessionEnd::Failed("the webhook bot is not registered".to_owned());
         };
-        if let Err(end) = self.set_webhook(bot, kind, target, url).await {
+        // A program's own `allowed_updates`, which the webhook follows.
+        let mut allowed = consumer.allowed_updates();
+        let mut types = update_types(kind, allowed.as_mut());
+        if let Err(end) = self.set_webhook(bot, &types, target, url).await {
             return end;
         }
         // Telegram's errors from before this are history.
@@ -95,8 +120,18 @@ impl Worker {
                         "recording updates and messages failed: {reason}"
                     ));
                 }
+                () = super::poll::changed(&mut allowed) => {
+                    types = update_types(kind, allowed.as_mut());
+                    if let Ok(url) = target.url.parse::<url::Url>() {
+                        if let Err(end) = self.set_webhook(bot, &types, target, url).await {
+                            return end;
+                        }
+                        set_at = std::time::SystemTime::now();
+                    }
+                    continue;
+                }
                 _ = check.tick() => {
-                    match self.check_webhook(bot, kind, target, set_at).await {
+                    match self.check_webhook(bot, &types, target, set_at).await {
                         Ok(true) => set_at = std::time::SystemTime::now(),
                         Ok(false) => {}
                         Err(end) => return end,
@@ -157,7 +192,7 @@ impl Worker {
     async fn check_webhook(
         &self,
         bot: &BotHandle,
-        kind: &Arc<Kind>,
+        types: &[AllowedUpdate],
         target: &Target,
         set_at: std::time::SystemTime,
     ) -> Result<bool, SessionEnd> {
@@ -188,7 +223,7 @@ impl Worker {
                     warn!(
                         "Telegram has another webhook (or none) for this bot; setting botvisor's again"
                     );
-                    self.set_webhook(bot, kind, target, url).await?;
+                    self.set_webhook(bot, types, target, url).await?;
                     return Ok(true);
                 }
             }
@@ -204,7 +239,7 @@ impl Worker {
     async fn set_webhook(
         &self,
         bot: &BotHandle,
-        kind: &Arc<Kind>,
+        types: &[AllowedUpdate],
         target: &Target,
         url: url::Url,
     ) -> Result<(), SessionEnd> {
@@ -212,7 +247,7 @@ impl Worker {
             .api()
             .set_webhook(url)
             .secret_token(Secret::of(&self.token).expose().to_owned())
-            .allowed_updates(kind.allowed_updates())
+            .allowed_updates(types.to_vec())
             .max_connections(u8::try_from(target.max_connections).unwrap_or(40))
             .drop_pending_updates(false);
         let result = tokio::select! {

@@ -147,7 +147,7 @@ impl Worker {
                     SessionEnd::Failed(format!("the worker panicked: {}", panic_message(&panic)))
                 });
             let Some(decision) = decide(end, started.elapsed(), &policy, || {
-                intensity.record(Instant::now())
+                intensity.count(Instant::now())
             }) else {
                 break;
             };

@@ -36,6 +36,10 @@ const CONFLICT_REMINDER: Duration = Duration::from_secs(300);
 /// without anything new (open updates sent again, or a server that
 /// answers empty batches much faster than the long-poll timeout).
 const MIN_FAST_POLL_INTERVAL: Duration = Duration::from_millis(334);
+/// The longest wait between two polls while the Bot API is unreachable
+/// (or answers 5xx): it is asked again this often, not after a restart
+/// backoff grown to `max_backoff`.
+const OUTAGE_PROBE: Duration = Duration::from_secs(5);
 /// Rejected update ids remembered, so each is logged once.
 const REJECTED_KEPT: usize = 1_000;
 /// Updates received and not yet handled, at most: ten full `getUpdates`
@@ -70,6 +74,8 @@ impl Worker {
     ) -> SessionEnd {
         let progress = kept.progress.clone();
         let mut webhook_deleted = false;
+        // Failed polls in a row while the Bot API is unreachable.
+        let mut outage = 0u32;
         let mut rejected_logged: BTreeSet<u32> = BTreeSet::new();
         let mut wait_until: Option<tokio::time::Instant> = None;
         let mut moved = progress.watch();
@@ -136,7 +142,7 @@ impl Worker {
                 Ok(batch) => batch,
                 Err(err) => {
                     match self
-                        .poll_failed(bot, kept, &err, &mut webhook_deleted)
+                        .poll_failed(bot, kept, &err, &mut webhook_deleted, &mut outage)
                         .await
                     {
                         Ok(None) => {}
@@ -151,6 +157,7 @@ impl Worker {
                     continue;
                 }
             };
+            outage = 0;
             self.status.polled();
             self.after_good_poll(kept);
             // New updates are stored with the offset that confirms them
@@ -193,13 +200,18 @@ impl Worker {
     /// What follows a failed poll: poll again at once (`None`), after a
     /// wait, or end the session. A 409 from another poller is a conflict
     /// state, a webhook is deleted (or parks the bot, as `on_webhook`
-    /// says), a 429 waits exactly `retry_after`.
+    /// says), a 429 waits exactly `retry_after`. An outage (the network, a
+    /// timeout, a 5xx) keeps the session, and its outbox, and polls again
+    /// a few seconds apart at most ([`OUTAGE_PROBE`]), so the bot is back
+    /// within seconds of the Bot API and a process bot's sends are queued
+    /// meanwhile.
     async fn poll_failed(
         &self,
         bot: &BotHandle,
         kept: &mut Kept,
         err: &CallError,
         webhook_deleted: &mut bool,
+        outage: &mut u32,
     ) -> Result<Option<Duration>, SessionEnd> {
         self.status.error(&err.class);
         match err.class {
@@ -231,6 +243,20 @@ impl Worker {
                         "Telegram asked to wait {} (429) before polling again",
                         short(retry_after)
                     ),
+                    Some(wait),
+                );
+                Ok(Some(wait))
+            }
+            ErrorClass::Transient => {
+                let policy = crate::config::RestartPolicy {
+                    max_backoff: self.config.restart.max_backoff.min(OUTAGE_PROBE),
+                    ..self.config.restart.clone()
+                };
+                let wait = crate::restart::delay_for(&policy, *outage, rand::random());
+                *outage = outage.saturating_add(1);
+                self.status.set(
+                    WorkerState::BackingOff,
+                    format!("getUpdates failed ({}): {}", err.class, err.detail),
                     Some(wait),
                 );
                 Ok(Some(wait))
@@ -406,7 +432,9 @@ fn log_rejected(rejected: &[Rejected], logged: &mut BTreeSet<u32>) {
 }
 
 /// Resolves when `allowed` changes (never without one).
-async fn changed(allowed: &mut Option<tokio::sync::watch::Receiver<Option<Vec<String>>>>) {
+pub(super) async fn changed(
+    allowed: &mut Option<tokio::sync::watch::Receiver<Option<Vec<String>>>>,
+) {
     let Some(allowed) = allowed else {
         return std::future::pending().await;
     };
