@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::programs::{PROBE, post, probe, program_pid, program_table};
 use common::{ConfigDir, Daemon, HTTP, PROMPT, supervisor_table};
 use fake_telegram::{Chat, FakeTelegram, User};
 use serde_json::Value;
@@ -17,74 +18,15 @@ fn real_token(id: u64) -> String {
     format!("{id}:{}", "Rq9".repeat(12).get(..35).unwrap_or_default())
 }
 
-/// What the probe wrote down: its environment.
-struct Probe {
-    vars: Vec<(String, String)>,
-}
-
-impl Probe {
-    fn var(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn token(&self) -> &str {
-        self.var("BOT_TOKEN").expect("BOT_TOKEN is set")
-    }
-
-    fn url(&self) -> &str {
-        self.var("BOT_API_URL").expect("BOT_API_URL is set")
-    }
-
-    fn method(&self, method: &str) -> String {
-        format!("{}/bot{}/{method}", self.url(), self.token())
-    }
-}
-
-/// A config with one probe bot `p` whose program writes its environment to
-/// `env.txt` (whole, then renamed) and sleeps.
+/// A config with one probe bot `p`; the folder its program writes in.
 fn probe_config(api_url: &str, extra: &str) -> (ConfigDir, PathBuf) {
-    let config = ConfigDir::new("");
-    let out = config.folder().join("env.txt");
-    let text = format!(
-        "{}[bot.p]\nkind = \"process\"\ntoken_env = \"P_TOKEN\"\n\
-         command = [\"sh\", \"-c\", \"env > env.tmp && mv env.tmp env.txt && exec sleep 600\"]\n{extra}",
-        supervisor_table(api_url, HTTP)
-    );
-    std::fs::write(&config.path, text).expect("write the config");
-    (config, out)
-}
-
-/// Waits for the probe's environment file; reads it.
-async fn probe_env(path: &Path) -> Probe {
-    let started = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let vars = text
-                .lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            return Probe { vars };
-        }
-        assert!(started.elapsed() < PROMPT, "the probe never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn post(url: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let code = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-    (code, json)
+    let config = ConfigDir::new(&format!(
+        "{}{}",
+        supervisor_table(api_url, HTTP),
+        program_table("p", PROBE, extra)
+    ));
+    let dir = config.folder().to_path_buf();
+    (config, dir)
 }
 
 #[tokio::test]
@@ -94,7 +36,7 @@ async fn the_probe_gets_a_local_token_and_the_gateway_answers_as_telegram() {
     tg.add_bot(&token, "probe_bot");
     let (config, env_file) = probe_config(&tg.url(), "");
     let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
-    let probe = probe_env(&env_file).await;
+    let probe = probe(&env_file, 0).await;
 
     // The local token has the real one's shape and id, never its secret.
     let local = probe.token().to_owned();
@@ -207,16 +149,6 @@ async fn the_probe_gets_a_local_token_and_the_gateway_answers_as_telegram() {
     daemon.stop_cleanly().await;
 }
 
-/// The daemon's bot `p` in `/status`, once its program runs: its pid.
-async fn program_pid(base: &str) -> u32 {
-    let status =
-        common::wait_for_status(base, "p", PROMPT, |s| s["process"]["pid"].is_number()).await;
-    status["process"]["pid"]
-        .as_u64()
-        .and_then(|pid| u32::try_from(pid).ok())
-        .expect("a pid")
-}
-
 #[tokio::test]
 async fn the_real_token_reaches_neither_the_childs_environment_nor_any_answer() {
     let tg = FakeTelegram::start().await.expect("fake");
@@ -234,8 +166,8 @@ async fn the_real_token_reaches_neither_the_childs_environment_nor_any_answer() 
         ],
     );
     let base = common::endpoint(&mut daemon).await;
-    let probe = probe_env(&env_file).await;
-    let pid = program_pid(&base).await;
+    let probe = probe(&env_file, 0).await;
+    let pid = program_pid(&base, "p").await;
     let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("the child's environment");
     let environ = String::from_utf8_lossy(&environ);
     let secret = token.split_once(':').map(|(_, s)| s).unwrap_or_default();
@@ -287,7 +219,7 @@ async fn get_updates_behaves_as_telegrams() {
     tg.add_bot(&token, "probe_bot");
     let (config, env_file) = probe_config(&tg.url(), "");
     let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
-    let probe = probe_env(&env_file).await;
+    let probe = probe(&env_file, 0).await;
     let url = probe.method("getUpdates");
 
     // Nothing there: the long poll waits its timeout, then answers empty.
@@ -420,7 +352,7 @@ async fn a_conflict_and_an_outage_on_the_real_poll_never_reach_the_program() {
     let (config, env_file) = probe_config(&tg.url(), "");
     let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
     let base = common::endpoint(&mut daemon).await;
-    let probe = probe_env(&env_file).await;
+    let probe = probe(&env_file, 0).await;
     let url = probe.method("getUpdates");
     // Another poller, then Telegram down (a 502 page, then nothing).
     tg.add_fault(
@@ -476,7 +408,7 @@ async fn a_send_held_past_the_callers_timeout_goes_out_once_and_identical_sends_
     let (config, env_file) = probe_config(&tg.url(), "");
     let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
     let base = common::endpoint(&mut daemon).await;
-    let probe = probe_env(&env_file).await;
+    let probe = probe(&env_file, 0).await;
     let url = probe.method("sendMessage");
     let body = |text: &str| serde_json::json!({"chat_id": 42, "text": text});
     let (code, _) = post(&url, body("first")).await;

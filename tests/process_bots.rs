@@ -183,6 +183,14 @@ async fn exercise(tg: &FakeTelegram, token: &str, running: &mut Running) {
     );
 }
 
+/// The command that runs `tests/bots/<script>` with the tests' venv.
+async fn python_bot(script: &str) -> Vec<PathBuf> {
+    let python = tokio::task::spawn_blocking(common::python::python)
+        .await
+        .expect("the venv");
+    vec![python, common::python::bot_script(script)]
+}
+
 async fn run(id: u64, username: &str, command: Vec<PathBuf>) {
     let tg = FakeTelegram::start().await.expect("start the fake");
     let token = token(id);
@@ -194,20 +202,14 @@ async fn run(id: u64, username: &str, command: Vec<PathBuf>) {
 
 #[tokio::test]
 async fn python_telegram_bot_through_the_gateway() {
-    let python = tokio::task::spawn_blocking(common::python::python)
-        .await
-        .expect("the venv");
-    let script = common::python::bot_script("ptb_bot.py");
-    run(7_200_000_001, "ptb_gateway_bot", vec![python, script]).await;
+    let command = python_bot("ptb_bot.py").await;
+    run(7_200_000_001, "ptb_gateway_bot", command).await;
 }
 
 #[tokio::test]
 async fn aiogram_through_the_gateway() {
-    let python = tokio::task::spawn_blocking(common::python::python)
-        .await
-        .expect("the venv");
-    let script = common::python::bot_script("aiogram_bot.py");
-    run(7_200_000_002, "aiogram_gateway_bot", vec![python, script]).await;
+    let command = python_bot("aiogram_bot.py").await;
+    run(7_200_000_002, "aiogram_gateway_bot", command).await;
 }
 
 #[tokio::test]
@@ -220,15 +222,12 @@ async fn teloxide_through_the_gateway() {
 
 #[tokio::test]
 async fn a_busy_group_through_the_gateway_gets_every_reply_and_private_users_are_still_answered() {
-    let python = tokio::task::spawn_blocking(common::python::python)
-        .await
-        .expect("the venv");
-    let script = common::python::bot_script("ptb_bot.py");
+    let command = python_bot("ptb_bot.py").await;
     let tg = FakeTelegram::start().await.expect("start the fake");
     tg.set_rate_limits(fake_telegram::RateLimits::telegram());
     let token = token(7_200_000_004);
     tg.add_bot(&token, "busy_gateway_bot");
-    let mut running = start(&tg, &token, &[python, script], "").await;
+    let mut running = start(&tg, &token, &command, "").await;
 
     // 40 members of one supergroup write at once.
     let group = Chat::supergroup(-1_001_777_000_001, "Aday öğrenciler");
@@ -293,15 +292,12 @@ async fn a_busy_group_through_the_gateway_gets_every_reply_and_private_users_are
 
 #[tokio::test]
 async fn a_program_stopped_mid_burst_is_restarted_and_every_update_is_answered_once() {
-    let python = tokio::task::spawn_blocking(common::python::python)
-        .await
-        .expect("the venv");
-    let script = common::python::bot_script("ptb_bot.py");
+    let command = python_bot("ptb_bot.py").await;
     let tg = FakeTelegram::start().await.expect("start the fake");
     tg.set_rate_limits(fake_telegram::RateLimits::telegram());
     let token = token(7_200_000_005);
     tg.add_bot(&token, "restarted_gateway_bot");
-    let mut running = start(&tg, &token, &[python, script], "").await;
+    let mut running = start(&tg, &token, &command, "").await;
     let first = bot_status(&running.base, "lib").await["process"]["pid"]
         .as_u64()
         .and_then(|pid| i32::try_from(pid).ok())

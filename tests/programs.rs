@@ -7,9 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::programs::{PROBE, alive, gone, pid_of, post, probe, program_pid, program_table, rss};
 use common::{
     ConfigDir, Daemon, HTTP, PROMPT, bot_status, endpoint, supervisor_table, wait_for_status,
 };
@@ -20,96 +21,6 @@ fn real_token(id: u64) -> String {
     format!("{id}:{}", "Kp7".repeat(12).get(..35).unwrap_or_default())
 }
 
-/// `[bot.<name>]`, a process bot running `sh -c <script>`.
-fn program(name: &str, script: &str, extra: &str) -> String {
-    format!(
-        "[bot.{name}]\nkind = \"process\"\ntoken_env = \"{}_TOKEN\"\ncommand = [\"sh\", \"-c\", {script:?}]\n{extra}",
-        name.to_uppercase()
-    )
-}
-
-/// A probe's script: writes its environment to `env-<n>.txt` (a new file
-/// at each start) and sleeps.
-const PROBE: &str = "n=$(ls env-*.txt 2>/dev/null | wc -l); env > env.tmp && mv env.tmp env-$n.txt && exec sleep 600";
-
-async fn probe_env(dir: &Path, n: usize) -> (String, String) {
-    let path = dir.join(format!("env-{n}.txt"));
-    let started = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let var = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            return (var("BOT_API_URL"), var("BOT_TOKEN"));
-        }
-        assert!(
-            started.elapsed() < PROMPT,
-            "the probe never started: {}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn post(url: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let code = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    (
-        code,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-fn pid_of(status: &Value) -> Option<u32> {
-    status["process"]["pid"]
-        .as_u64()
-        .and_then(|p| u32::try_from(p).ok())
-}
-
-async fn program_pid(base: &str, bot: &str) -> u32 {
-    let status = wait_for_status(base, bot, PROMPT, |s| s["process"]["pid"].is_number()).await;
-    pid_of(&status).expect("a pid")
-}
-
-/// Whether process `pid` exists (a zombie counts as gone).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z'))
-    })
-}
-
-async fn gone(pid: u32, within: Duration) {
-    let started = Instant::now();
-    while alive(pid) {
-        assert!(started.elapsed() < within, "process {pid} is still there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The resident memory of process `pid`, bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 #[tokio::test]
 async fn a_program_that_keeps_exiting_is_restarted_by_the_policy_then_parked() {
     let tg = FakeTelegram::start().await.expect("fake");
@@ -118,7 +29,7 @@ async fn a_program_that_keeps_exiting_is_restarted_by_the_policy_then_parked() {
     let config = ConfigDir::new(&format!(
         "{}{}[bot.c.restart]\nmax_restarts = 2\nwindow = \"1m\"\npark_for = \"1h\"\n",
         supervisor_table(&tg.url(), HTTP),
-        program("c", "echo going down; exit 3", "")
+        program_table("c", "echo going down; exit 3", "")
     ));
     let mut daemon = Daemon::start(&config.path, &[("C_TOKEN", &token)]);
     let base = endpoint(&mut daemon).await;
@@ -166,12 +77,13 @@ async fn unconfirmed_updates_and_queued_sends_outlive_a_crash_of_the_program_and
     let config = ConfigDir::new(&format!(
         "{}{}",
         supervisor_table(&tg.url(), HTTP),
-        program("p", PROBE, "")
+        program_table("p", PROBE, "")
     ));
     let dir = config.folder().to_path_buf();
     let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
     let base = endpoint(&mut daemon).await;
-    let (url, local) = probe_env(&dir, 0).await;
+    let first = probe(&dir, 0).await;
+    let (url, local) = (first.url().to_owned(), first.token().to_owned());
     let method = |m: &str| format!("{url}/bot{local}/{m}");
     let alice = User::new(42, "Alice");
     let chat = Chat::private(&alice);
@@ -212,7 +124,7 @@ async fn unconfirmed_updates_and_queued_sends_outlive_a_crash_of_the_program_and
     })
     .await;
     assert_eq!(second["process"]["starts"], 2, "{second}");
-    let (_, again) = probe_env(&dir, 1).await;
+    let again = probe(&dir, 1).await.token().to_owned();
     assert_eq!(again, local, "the local token changes only with botvisor");
     let (_, answer) = post(&method("getUpdates"), serde_json::json!({"timeout": 5})).await;
     assert_eq!(
@@ -243,7 +155,8 @@ async fn unconfirmed_updates_and_queued_sends_outlive_a_crash_of_the_program_and
     // kill again).
     let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
     let _base = endpoint(&mut daemon).await;
-    let (url, local) = probe_env(&dir, 2).await;
+    let third = probe(&dir, 2).await;
+    let (url, local) = (third.url().to_owned(), third.token().to_owned());
     let (code, answer) = post(
         &format!("{url}/bot{local}/getUpdates"),
         serde_json::json!({"timeout": 10}),
@@ -281,8 +194,8 @@ async fn sigterm_stops_the_programs_and_kills_those_that_ignore_it_within_the_de
     let config = ConfigDir::new(&format!(
         "{}{}{}",
         supervisor_table(&tg.url(), HTTP),
-        program("a", "exec sleep 600", ""),
-        program("b", "trap '' TERM; sleep 600 & sleep 600; wait", "")
+        program_table("a", "exec sleep 600", ""),
+        program_table("b", "trap '' TERM; sleep 600 & sleep 600; wait", "")
     ));
     let mut daemon = Daemon::start(&config.path, &[("A_TOKEN", &a), ("B_TOKEN", &b)]);
     let base = endpoint(&mut daemon).await;
@@ -316,8 +229,8 @@ async fn programs_die_with_botvisor_and_sighup_restarts_only_a_changed_one() {
         format!(
             "{}{}{}",
             supervisor_table(&tg.url(), HTTP),
-            program("a", "exec sleep 600", ""),
-            program("b", "exec sleep 600", b_extra)
+            program_table("a", "exec sleep 600", ""),
+            program_table("b", "exec sleep 600", b_extra)
         )
     };
     let config = ConfigDir::new(&text(""));
@@ -363,7 +276,7 @@ async fn a_program_flooding_its_output_costs_neither_memory_nor_the_other_bots()
         "{}{}[bot.e]\nkind = \"echo\"\ntoken_env = \"E_TOKEN\"\n",
         supervisor_table(&tg.url(), HTTP),
         // Endless lines, and one line of a megabyte at a time.
-        program(
+        program_table(
             "f",
             "yes 'a line of output' & head -c 100000000 /dev/zero | tr '\\0' x; wait",
             ""
@@ -417,12 +330,13 @@ async fn a_20_mb_upload_goes_through_disk_not_memory() {
     let config = ConfigDir::new(&format!(
         "{}{}",
         supervisor_table(&tg.url(), HTTP),
-        program("p", PROBE, "")
+        program_table("p", PROBE, "")
     ));
     let dir: PathBuf = config.folder().to_path_buf();
     let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
     let _base = endpoint(&mut daemon).await;
-    let (url, local) = probe_env(&dir, 0).await;
+    let first = probe(&dir, 0).await;
+    let (url, local) = (first.url().to_owned(), first.token().to_owned());
     let pid = daemon.pid();
     let before = rss(pid);
     let file: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 253) as u8).collect();

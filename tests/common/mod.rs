@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod programs;
 pub mod python;
 pub mod site;
 
