@@ -284,7 +284,9 @@ impl Process {
                     Err(err) => format!("could not be waited for: {err}"),
                 };
                 figures.set_pid(None);
-                // The rest of its process group goes with it.
+                // The rest of its process group (what it started and left
+                // behind) goes with it. The group keeps its id while any
+                // member lives, and pids are not reused this soon.
                 kill_group(pid, libc::SIGKILL);
                 tx.send_replace(Some(ended));
             }

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -283,16 +283,6 @@ impl Gate {
                 }
             }
             None => lock(&self.feed).hold(&ids),
-        }
-    }
-
-    /// The session's link, waiting up to `wait` for one to start.
-    async fn wait_link(&self, wait: Duration) -> Option<Link> {
-        let mut link = self.link.subscribe();
-        let found = tokio::time::timeout(wait, link.wait_for(Option::is_some)).await;
-        match found {
-            Ok(Ok(link)) => link.clone(),
-            _ => None,
         }
     }
 

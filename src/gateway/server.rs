@@ -21,7 +21,7 @@ use super::methods::{self, Class};
 use super::request::{self, Rejected, Route};
 use super::updates::{Ask, MAX_LIMIT, MAX_TIMEOUT_SECS, answer_json};
 use super::{Gate, Gateway};
-use crate::outbox::{Body as OutBody, OutMessage};
+use crate::outbox::{Body as OutBody, OutMessage, OutboxError};
 use crate::secret::Redactor;
 use crate::telegram::call::{self, Call};
 
@@ -294,27 +294,41 @@ async fn local(gate: &Arc<Gate>, call: &Call) -> Response {
 /// A send: into the bot's outbox, answered with Telegram's answer once it
 /// went out. The message goes out once even if the child stops waiting.
 async fn send(gate: &Arc<Gate>, call: Call) -> Response {
-    let Some(link) = gate.wait_link(LINK_WAIT).await else {
-        request::remove_spooled(&call);
-        return error(
-            502,
-            "Bad Gateway: botvisor is not connected to Telegram right now; the message was not queued",
-        );
-    };
     let message = OutMessage {
         chat: chat_key(&call),
         body: OutBody::Call(call),
     };
-    let answer = match link.sink.call(message.clone()).await {
-        Ok(answer) => answer,
-        Err(err) => {
-            if let OutBody::Call(call) = &message.body {
-                request::remove_spooled(call);
+    let discard = |message: &OutMessage| {
+        if let OutBody::Call(call) = &message.body {
+            request::remove_spooled(call);
+        }
+    };
+    // A session's sink takes it; a session that ends meanwhile (an
+    // outage, a restart) hands over to the next one, within LINK_WAIT.
+    let deadline = tokio::time::Instant::now() + LINK_WAIT;
+    let mut links = gate.link.subscribe();
+    let answer = loop {
+        let link = links.borrow_and_update().clone();
+        if let Some(link) = link {
+            match link.sink.call(message.clone()).await {
+                Ok(answer) => break answer,
+                Err(OutboxError::Stopped) => {}
+                Err(err) => {
+                    discard(&message);
+                    warn!(error = %err, "could not queue a message of the program's");
+                    return error(
+                        500,
+                        "Internal Server Error: botvisor could not store the message; it was not queued",
+                    );
+                }
             }
-            warn!(error = %err, "could not queue a message of the program's");
+        }
+        let next = tokio::time::timeout_at(deadline, links.changed()).await;
+        if !matches!(next, Ok(Ok(()))) {
+            discard(&message);
             return error(
-                500,
-                "Internal Server Error: botvisor could not store the message; it was not queued",
+                502,
+                "Bad Gateway: botvisor is not connected to Telegram right now; the message was not queued",
             );
         }
     };
