@@ -281,6 +281,43 @@ pub fn startup(config: &Config, env: &Environment, mode: Mode) -> Startup {
     }
 }
 
+/// Settings that are legal but risky given the environment: a process
+/// bot's program that runs inside the folder of the `.env` file botvisor
+/// reads, which holds the real tokens (python-dotenv's `load_dotenv`, and
+/// others, look for a `.env` in every folder above the program).
+pub fn environment_warnings(config: &Config, env: &Environment) -> Vec<Problem> {
+    let Some(dotenv) = env.dotenv_path() else {
+        return Vec::new();
+    };
+    let Some(folder) = dotenv.parent() else {
+        return Vec::new();
+    };
+    config
+        .bots
+        .iter()
+        .filter(|bot| bot.enabled)
+        .filter_map(|bot| match &bot.kind {
+            crate::config::KindSettings::Process(process)
+                if process.workdir.starts_with(folder) =>
+            {
+                Some(Problem {
+                    at: bot.token_env_at,
+                    file: None,
+                    key: format!("bot.{}.workdir", bot.name),
+                    message: format!(
+                        "the program runs inside the folder of {}, which holds the real tokens: a \
+                         library that looks for .env in the folders above it (python-dotenv's \
+                         load_dotenv) would read them; keep the tokens in the environment, or \
+                         .env out of the program's folders",
+                        dotenv.display()
+                    ),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// What `botvisor check` prints: one line per bot, the warnings, and the
 /// verdict.
 pub struct Report {
@@ -335,11 +372,18 @@ pub fn check(config: &Config, env: &Environment, mode: Mode) -> Report {
             )
         })
         .collect();
-    let warnings = config
+    let mut warnings: Vec<String> = config
         .warnings
         .iter()
         .map(|w| format!("warning: {}", w.render(&config.path)))
         .collect();
+    if mode == Mode::Full {
+        warnings.extend(
+            environment_warnings(config, env)
+                .into_iter()
+                .map(|w| format!("warning: {}", w.render(&config.path))),
+        );
+    }
     let mut problems = startup.skipped.clone();
     problems.extend(startup.errors.iter().cloned());
     let enabled = config.bots.iter().filter(|b| b.enabled).count();
@@ -509,5 +553,31 @@ mod tests {
         assert_eq!(pad("ab", 4), "ab  ");
         assert_eq!(pad("abcdef", 4), "abcdef");
         assert_eq!(pad("ğü", 3), "ğü ");
+    }
+
+    #[test]
+    fn a_program_beside_the_tokens_dotenv_is_a_warning() {
+        let dir = tempfile::tempdir().expect("a folder");
+        std::fs::write(dir.path().join(".env"), "Q_TOKEN=1:x\n").expect("write .env");
+        std::fs::create_dir(dir.path().join("bots")).expect("a folder");
+        let text = "[bot.q]\nkind = \"process\"\ntoken_env = \"Q_TOKEN\"\ncommand = [\"sh\"]\nworkdir = \"bots\"\n";
+        let config = Config::from_str(text, &dir.path().join("supervisor.toml")).expect("valid");
+        let env = Environment::with_dotenv(dir.path()).expect("the .env");
+        let warnings = environment_warnings(&config, &env);
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].key, "bot.q.workdir");
+        assert!(
+            warnings[0].message.contains("load_dotenv"),
+            "{}",
+            warnings[0].message
+        );
+        // Without a .env, nothing to say.
+        assert!(
+            environment_warnings(
+                &config,
+                &Environment::isolated(Vec::<(String, String)>::new())
+            )
+            .is_empty()
+        );
     }
 }

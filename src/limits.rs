@@ -5,7 +5,8 @@
 //! 1,024 is a default from another era, while the hard limit (set by the
 //! administrator, or systemd's `LimitNOFILE`) is what the system allows.
 //! [`raise_fd_limit`] takes the soft limit up to the hard one. It only asks
-//! the kernel; it never fails the start.
+//! the kernel; it never fails the start. [`keep_environment_private`] makes
+//! the process non-dumpable once it runs programs of its own.
 
 /// Raises the soft limit on open file descriptors (`RLIMIT_NOFILE`) to the
 /// hard limit. Returns the soft limit in force afterwards (the old one when
@@ -51,6 +52,21 @@ pub fn raise_fd_limit() -> Option<libc::rlim_t> {
         "file descriptor limit raised to the hard limit"
     );
     Some(limit.rlim_max)
+}
+
+/// Makes botvisor non-dumpable: its `/proc/<pid>/environ` and memory become
+/// readable by root alone, so a process bot's program, which runs as the
+/// same user, cannot read the tokens from its parent (on Heroku they are in
+/// the environment). It also means no core dump and no debugger attached
+/// by the same user. Called before the first program starts.
+pub fn keep_environment_private() {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot make botvisor non-dumpable; a process bot's program could read botvisor's environment"
+        );
+    }
 }
 
 #[cfg(test)]

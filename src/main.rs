@@ -95,6 +95,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The reaper between botvisor and a process bot's program: no command
+    // line parsing, no config, no logging.
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|arg| arg == botvisor::bots::process::reaper::ARG)
+    {
+        return botvisor::bots::process::reaper::run(args.collect());
+    }
+    if let Ok(binary) = std::env::current_exe() {
+        botvisor::bots::process::use_reaper(binary);
+    }
     let cli = Cli::parse();
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
@@ -295,7 +307,11 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
             .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
         "botvisor starting"
     );
-    for warning in &config.warnings {
+    for warning in config
+        .warnings
+        .iter()
+        .chain(&botvisor::check::environment_warnings(&config, &env))
+    {
         tracing::warn!("{}", warning.render(&config.path));
     }
     // Idle connections to the status endpoint must never take the

@@ -128,41 +128,93 @@ impl Redactor {
 
     /// `text` with every token in it replaced.
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = self.redact_learned(text);
+        if TOKEN_SHAPE.is_match(&out) {
+            out = std::borrow::Cow::Owned(TOKEN_SHAPE.replace_all(&out, "<redacted>").into_owned());
+        }
+        out
+    }
+
+    /// `text` with every learned token replaced, in every encoding.
+    fn redact_learned<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         let finder = self
             .known
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .finder
             .clone();
-        let mut out = std::borrow::Cow::Borrowed(text);
-        if let Some(finder) = finder {
-            let decoded = Decoded::of(text);
-            let mut ranges: Vec<(usize, usize)> = Vec::new();
-            for found in finder.find_iter(&decoded.bytes) {
-                let (start, end) = decoded.origin(found.start(), found.end());
-                match ranges.last_mut() {
-                    Some(last) if start <= last.1 => last.1 = last.1.max(end),
-                    _ => ranges.push((start, end)),
-                }
-            }
-            if !ranges.is_empty() {
-                let mut replaced = String::with_capacity(text.len());
-                let mut at = 0;
-                for (start, end) in ranges {
-                    replaced.push_str(&text[at..start]);
-                    replaced.push_str("<redacted>");
-                    at = end;
-                }
-                replaced.push_str(&text[at..]);
-                out = std::borrow::Cow::Owned(replaced);
+        let Some(finder) = finder else {
+            return std::borrow::Cow::Borrowed(text);
+        };
+        let decoded = Decoded::of(text);
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        for found in finder.find_iter(&decoded.bytes) {
+            let (start, end) = decoded.origin(found.start(), found.end());
+            match ranges.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => ranges.push((start, end)),
             }
         }
-        if TOKEN_SHAPE.is_match(&out) {
-            out = std::borrow::Cow::Owned(TOKEN_SHAPE.replace_all(&out, "<redacted>").into_owned());
+        if ranges.is_empty() {
+            return std::borrow::Cow::Borrowed(text);
         }
-        out
+        let mut replaced = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in ranges {
+            replaced.push_str(&text[at..start]);
+            replaced.push_str("<redacted>");
+            at = end;
+        }
+        replaced.push_str(&text[at..]);
+        std::borrow::Cow::Owned(replaced)
     }
 }
+
+impl Redactor {
+    /// `text` with every learned token replaced, and nothing else changed:
+    /// for answers passed on to a process bot's program, which must see
+    /// Telegram's data as it came (a `callback_data` shaped like a token
+    /// is not one). Up to [`DECODED_UP_TO`] every encoding is found; past
+    /// it (a large answer), the learned forms as they stand, without the
+    /// decoding's memory: a token's secret part is plain URL-safe text in
+    /// every usual encoding a server could echo it in.
+    pub fn redact_known<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        if text.len() <= DECODED_UP_TO {
+            return self.redact_learned(text);
+        }
+        let finder = self
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .finder
+            .clone();
+        let Some(finder) = finder else {
+            return std::borrow::Cow::Borrowed(text);
+        };
+        let mut replaced = String::new();
+        let mut at = 0;
+        for found in finder.find_iter(text.as_bytes()) {
+            if found.start() < at
+                || !text.is_char_boundary(found.start())
+                || !text.is_char_boundary(found.end())
+            {
+                continue;
+            }
+            replaced.push_str(&text[at..found.start()]);
+            replaced.push_str("<redacted>");
+            at = found.end();
+        }
+        if at == 0 {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        replaced.push_str(&text[at..]);
+        std::borrow::Cow::Owned(replaced)
+    }
+}
+
+/// The longest text [`Redactor::redact_known`] decodes first (its decoding
+/// keeps 16 bytes per byte).
+pub const DECODED_UP_TO: usize = 256 << 10;
 
 /// A text with each encoded character decoded, and for each decoded byte
 /// the range of the text it came from (always on character boundaries).
@@ -427,5 +479,26 @@ mod tests {
                 ("path /botodd%2Fshaped-secret/", "path /bot<redacted>/"),
             ],
         );
+    }
+
+    #[test]
+    fn answers_passed_on_lose_learned_tokens_only() {
+        let redactor = Redactor::default();
+        redactor.learn(&Token::new(LEARNED));
+        let shaped_data = format!("{}:{}", 12_345, "abcdefghijklmnopqrstuvwxyz");
+        let answer = format!(
+            r#"{{"ok":false,"description":"Bad Request: /bot{LEARNED}/x","callback_data":"{shaped_data}"}}"#
+        );
+        let passed = redactor.redact_known(&answer);
+        assert!(!passed.contains(SECRET), "{passed}");
+        assert!(
+            passed.contains(&shaped_data),
+            "data shaped like a token was changed: {passed}"
+        );
+        // A large answer: found as it stands, without decoding.
+        let large = format!("{}{SECRET}{}", "x".repeat(DECODED_UP_TO), "y".repeat(10));
+        let passed = redactor.redact_known(&large);
+        assert!(!passed.contains(SECRET));
+        assert!(passed.ends_with("<redacted>yyyyyyyyyy"));
     }
 }

@@ -379,6 +379,8 @@ impl BotStatus {
 pub struct ProcessFigures {
     /// The child's pid; 0 while none runs.
     pid: std::sync::atomic::AtomicU32,
+    /// The child is a reaper leading the program (its one child).
+    reaped: std::sync::atomic::AtomicBool,
     /// Children started.
     starts: AtomicU64,
     offered: AtomicU64,
@@ -413,6 +415,11 @@ pub struct ProcessView {
 const MAX_REQUEST_KINDS: usize = 1_000;
 
 impl ProcessFigures {
+    /// Whether the child is a reaper, the program its child.
+    pub fn set_reaped(&self, reaped: bool) {
+        self.reaped.store(reaped, Ordering::Relaxed);
+    }
+
     /// A child started (`Some`) or ended (`None`).
     pub fn set_pid(&self, pid: Option<u32>) {
         self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
@@ -457,7 +464,12 @@ impl ProcessFigures {
     }
 
     fn view(&self) -> ProcessView {
-        let pid = self.pid();
+        // The program itself, below the reaper that leads its group (none
+        // for the moment the reaper takes to start it).
+        let pid = match self.reaped.load(Ordering::Relaxed) {
+            true => self.pid().and_then(program_of),
+            false => self.pid(),
+        };
         let (rss_bytes, cpu_seconds) = pid.map(usage).unwrap_or_default();
         let last = self.last_poll_ms.load(Ordering::Relaxed);
         ProcessView {
@@ -478,6 +490,21 @@ impl ProcessFigures {
                 .collect(),
         }
     }
+}
+
+/// The program a reaper leads (its one child), or `leader` itself.
+pub fn program_pid(leader: u32) -> u32 {
+    program_of(leader).unwrap_or(leader)
+}
+
+/// The one child of process `leader` (a reaper's program), from /proc.
+fn program_of(leader: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A process's resident memory (bytes) and CPU time (seconds), from /proc.

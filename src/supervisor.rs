@@ -311,6 +311,9 @@ async fn start_host(
     stop: CancellationToken,
 ) -> Result<ProcessHost, GatewayError> {
     let gateway = Gateway::start(&config.supervisor.gateway, spool, stop).await?;
+    // Before the first program starts: it must not read botvisor's
+    // environment, with the tokens in it, from /proc.
+    crate::limits::keep_environment_private();
     Ok(ProcessHost {
         gateway,
         env: ChildEnv::from_process(config, env),

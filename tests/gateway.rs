@@ -219,6 +219,7 @@ async fn get_updates_behaves_as_telegrams() {
     tg.add_bot(&token, "probe_bot");
     let (config, env_file) = probe_config(&tg.url(), "");
     let mut daemon = Daemon::start(&config.path, &[("P_TOKEN", &token)]);
+    let base = common::endpoint(&mut daemon).await;
     let probe = probe(&env_file, 0).await;
     let url = probe.method("getUpdates");
 
@@ -270,12 +271,12 @@ async fn get_updates_behaves_as_telegrams() {
     let third = tg.inject_message(&token, &chat, &alice, "üç");
     let started = Instant::now();
     loop {
-        let (_, answer) = post(&url, serde_json::json!({"timeout": 0})).await;
+        // A long poll: answered as soon as there is anything.
+        let (_, answer) = post(&url, serde_json::json!({"timeout": 5})).await;
         if answer["result"].as_array().map_or(0, Vec::len) == 3 {
             break;
         }
         assert!(started.elapsed() < PROMPT, "never three: {answer}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, limited) = post(&url, serde_json::json!({"limit": 2})).await;
     let ids: Vec<Value> = limited["result"]
@@ -296,22 +297,25 @@ async fn get_updates_behaves_as_telegrams() {
     let (_, after) = post(&url, serde_json::json!({"timeout": 0})).await;
     assert_eq!(after["result"].as_array().map(Vec::len), Some(1), "{after}");
 
-    // A newer poll ends an older one with Telegram's 409.
-    let older = tokio::spawn({
-        let url = url.clone();
-        async move {
-            post(
-                &url,
-                serde_json::json!({"offset": third + 1, "timeout": 30}),
-            )
-            .await
-        }
-    });
-    tg.wait_for_request(&token, "getUpdates", 1, PROMPT)
-        .await
-        .expect("polling");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A newer poll that answers at once leaves an older one waiting: the
+    // older one gets the next update. One that waits itself ends it with
+    // Telegram's 409.
+    let older = waiting_poll(&url, &base, third + 1).await;
     let (code, _) = post(&url, serde_json::json!({"offset": third + 1, "timeout": 0})).await;
+    assert_eq!(code, 200);
+    let fourth = tg.inject_message(&token, &chat, &alice, "dört");
+    let (code, got) = older.await.expect("the older poll");
+    assert_eq!(
+        code, 200,
+        "a poll that answered at once ended the waiting one: {got}"
+    );
+    assert_eq!(got["result"][0]["update_id"], fourth);
+    let older = waiting_poll(&url, &base, fourth + 1).await;
+    let (code, _) = post(
+        &url,
+        serde_json::json!({"offset": fourth + 1, "timeout": 1}),
+    )
+    .await;
     assert_eq!(code, 200);
     let (code, ended) = older.await.expect("the older poll");
     assert_eq!(code, 409, "{ended}");
@@ -323,15 +327,18 @@ async fn get_updates_behaves_as_telegrams() {
     );
 
     // deleteWebhook with drop_pending_updates drops what is offered.
-    let fourth = tg.inject_message(&token, &chat, &alice, "dört");
+    let fifth = tg.inject_message(&token, &chat, &alice, "beş");
     let started = Instant::now();
     loop {
-        let (_, answer) = post(&url, serde_json::json!({"timeout": 0})).await;
-        if answer["result"][0]["update_id"] == fourth {
+        let (_, answer) = post(
+            &url,
+            serde_json::json!({"offset": fourth + 1, "timeout": 5}),
+        )
+        .await;
+        if answer["result"][0]["update_id"] == fifth {
             break;
         }
         assert!(started.elapsed() < PROMPT, "never offered: {answer}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (code, _) = post(
         &probe.method("deleteWebhook"),
@@ -342,6 +349,20 @@ async fn get_updates_behaves_as_telegrams() {
     let (_, none) = post(&url, serde_json::json!({"timeout": 0})).await;
     assert_eq!(none["result"], serde_json::json!([]));
     daemon.stop_cleanly().await;
+}
+
+/// Starts a long poll from `offset` and returns once the gateway has it.
+async fn waiting_poll(url: &str, base: &str, offset: u32) -> tokio::task::JoinHandle<(u16, Value)> {
+    let before = common::bot_status(base, "p").await["process"]["last_get_updates"].clone();
+    let poll = tokio::spawn({
+        let url = url.to_owned();
+        async move { post(&url, serde_json::json!({"offset": offset, "timeout": 30})).await }
+    });
+    common::wait_for_status(base, "p", PROMPT, |s| {
+        s["process"]["last_get_updates"] != before
+    })
+    .await;
+    poll
 }
 
 #[tokio::test]

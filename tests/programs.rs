@@ -195,12 +195,25 @@ async fn sigterm_stops_the_programs_and_kills_those_that_ignore_it_within_the_de
         "{}{}{}",
         supervisor_table(&tg.url(), HTTP),
         program_table("a", "exec sleep 600", ""),
-        program_table("b", "trap '' TERM; sleep 600 & sleep 600; wait", "")
+        program_table(
+            "b",
+            "trap '' TERM; touch stubborn; sleep 600 & sleep 600; wait",
+            ""
+        )
     ));
     let mut daemon = Daemon::start(&config.path, &[("A_TOKEN", &a), ("B_TOKEN", &b)]);
     let base = endpoint(&mut daemon).await;
     let polite = program_pid(&base, "a").await;
     let stubborn = program_pid(&base, "b").await;
+    // Once it ignores SIGTERM.
+    let started = Instant::now();
+    while !config.folder().join("stubborn").exists() {
+        assert!(
+            started.elapsed() < PROMPT,
+            "the stubborn program never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let started = Instant::now();
     daemon.signal(libc::SIGTERM);
     let status = daemon.wait_exit(Duration::from_secs(30)).await;
@@ -264,6 +277,67 @@ async fn programs_die_with_botvisor_and_sighup_restarts_only_a_changed_one() {
     assert!(alive(a3) && a3 != a1);
     daemon.stop_cleanly().await;
     gone(a3, PROMPT).await;
+}
+
+/// The process group of process `pid`.
+fn group_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's `)`: state, ppid, pgrp.
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// The live processes of group `group`.
+fn members(group: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| alive(*pid) && group_of(*pid) == Some(group))
+        .collect()
+}
+
+#[tokio::test]
+async fn what_a_program_started_itself_dies_with_botvisor_too() {
+    let tg = FakeTelegram::start().await.expect("fake");
+    let token = real_token(710_010);
+    tg.add_bot(&token, "spawning_bot");
+    // Not `exec`: the shell stays, with two children of its own, as with
+    // `npm start` or `poetry run`.
+    let config = ConfigDir::new(&format!(
+        "{}{}",
+        supervisor_table(&tg.url(), HTTP),
+        program_table("s", "sleep 600 & sleep 600 & wait", "")
+    ));
+    let mut daemon = Daemon::start(&config.path, &[("S_TOKEN", &token)]);
+    let base = endpoint(&mut daemon).await;
+    let program = program_pid(&base, "s").await;
+    let group = group_of(program).expect("its group");
+    let started = Instant::now();
+    while members(group).len() < 4 {
+        assert!(
+            started.elapsed() < PROMPT,
+            "the group never grew: {:?}",
+            members(group)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit(PROMPT).await;
+    let started = Instant::now();
+    while !members(group).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "left running after botvisor's kill -9: {:?}",
+            members(group)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -305,8 +305,33 @@ async fn spool_path(spool: &Path) -> Result<PathBuf, Rejected> {
     Ok(spool.join(name))
 }
 
+/// The files a request spooled, removed when this is dropped unless they
+/// were [kept](Spooled::keep) (by the outbox, which removes them once the
+/// message is gone). A request whose caller goes away mid-way (its future
+/// dropped) leaves nothing in the spool.
+pub struct Spooled(Vec<PathBuf>);
+
+impl Spooled {
+    pub fn of(call: &Call) -> Spooled {
+        Spooled(call.files.iter().map(|f| f.path.clone()).collect())
+    }
+
+    /// Someone else owns the files now.
+    pub fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Removes the files spooled for `call`.
-pub fn remove_spooled(call: &Call) {
+fn remove_spooled(call: &Call) {
     for upload in &call.files {
         let _ = std::fs::remove_file(&upload.path);
     }
@@ -331,6 +356,29 @@ mod tests {
             headers.insert(http::header::CONTENT_TYPE, value);
         }
         headers
+    }
+
+    #[test]
+    fn spooled_files_go_unless_kept() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("upload");
+        let call = |path: &std::path::Path| Call {
+            method: "sendDocument".into(),
+            params: Vec::new(),
+            files: vec![Upload {
+                part: "document".into(),
+                file_name: "a".into(),
+                content_type: None,
+                path: path.to_path_buf(),
+                size: 1,
+            }],
+        };
+        std::fs::write(&path, "x").expect("write");
+        drop(Spooled::of(&call(&path)));
+        assert!(!path.exists(), "a dropped request leaves its upload");
+        std::fs::write(&path, "x").expect("write");
+        Spooled::of(&call(&path)).keep();
+        assert!(path.exists(), "a kept upload was removed");
     }
 
     #[test]
@@ -562,7 +610,7 @@ Content-Type: image/png\r\n\r\nPNGDATA\r\n--XyZ--\r\n";
                 assert_eq!(std::fs::read(&upload.path).expect("spooled"), b"PNGDATA");
                 assert_eq!(upload.size, 7);
             }
-            remove_spooled(&call);
+            drop(Spooled::of(&call));
             assert!(call.files.iter().all(|f| !f.path.exists()));
         }
         // A broken body leaves no file behind.

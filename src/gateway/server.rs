@@ -115,7 +115,10 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
                     return response;
                 }
             };
-            let response = answer(&gateway, &gate, found.class, call)
+            // Whatever ends this request (an answer, the caller gone), the
+            // uploads go with it unless the outbox took them.
+            let spooled = request::Spooled::of(&call);
+            let response = answer(&gateway, &gate, found.class, call, spooled)
                 .instrument(span)
                 .await;
             gate.figures
@@ -126,28 +129,25 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
 }
 
 /// Answers one call by its method's class.
-async fn answer(gateway: &Gateway, gate: &Arc<Gate>, class: Class, call: Call) -> Response {
+async fn answer(
+    gateway: &Gateway,
+    gate: &Arc<Gate>,
+    class: Class,
+    call: Call,
+    spooled: request::Spooled,
+) -> Response {
     match class {
-        Class::Updates => {
-            request::remove_spooled(&call);
-            get_updates(gateway, gate, &call).await
-        }
-        Class::Local => {
-            request::remove_spooled(&call);
-            local(gate, &call).await
-        }
-        Class::Refused => {
-            request::remove_spooled(&call);
-            error(
-                400,
-                &format!(
-                    "Bad Request: {} is not available: botvisor owns this bot's delivery and \
+        Class::Updates => get_updates(gateway, gate, &call).await,
+        Class::Local => local(gate, &call).await,
+        Class::Refused => error(
+            400,
+            &format!(
+                "Bad Request: {} is not available: botvisor owns this bot's delivery and \
                      token; its updates come from getUpdates here",
-                    call.method
-                ),
-            )
-        }
-        Class::Send => send(gate, call).await,
+                call.method
+            ),
+        ),
+        Class::Send => send(gate, call, spooled).await,
         Class::Forward => forward(gate, &call).await,
     }
 }
@@ -195,24 +195,31 @@ async fn get_updates(gateway: &Gateway, gate: &Arc<Gate>, call: &Call) -> Respon
         }
     }
     gate.polled();
-    let (generation, confirmed) = {
+    let stopping = || gateway.stopping() || gate.stopping.load(std::sync::atomic::Ordering::SeqCst);
+    let (confirmed, from, updates) = {
         let mut feed = super::lock(&gate.feed);
-        let generation = feed.begin();
-        let confirmed = feed.confirm(ask.offset);
+        let offset = feed.effective(ask.offset);
+        let confirmed = feed.confirm(offset);
         gate.figures.set_waiting(feed.len());
-        (generation, confirmed)
+        let from = offset.filter(|offset| *offset > 0);
+        let updates = feed.answer(from, ask.limit);
+        (confirmed, from, updates)
     };
-    // An older poll still waiting ends now (Telegram's 409).
-    gate.changed.notify_waiters();
     gate.confirmed(confirmed);
-    let from = ask.offset.filter(|offset| *offset > 0);
+    if !updates.is_empty() || ask.timeout == 0 || stopping() {
+        return json(200, answer_json(&updates));
+    }
+    // About to wait: an older poll still waiting ends now (Telegram's 409;
+    // a poll that answers at once ends none).
+    let generation = super::lock(&gate.feed).begin();
+    gate.changed.notify_waiters();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(ask.timeout);
     loop {
         let changed = gate.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
         {
-            let feed = super::lock(&gate.feed);
+            let mut feed = super::lock(&gate.feed);
             if !feed.is_current(generation) {
                 return error(
                     409,
@@ -220,9 +227,7 @@ async fn get_updates(gateway: &Gateway, gate: &Arc<Gate>, call: &Call) -> Respon
                 );
             }
             let updates = feed.answer(from, ask.limit);
-            let stopping =
-                gateway.stopping() || gate.stopping.load(std::sync::atomic::Ordering::SeqCst);
-            if !updates.is_empty() || stopping || tokio::time::Instant::now() >= deadline {
+            if !updates.is_empty() || stopping() || tokio::time::Instant::now() >= deadline {
                 return json(200, answer_json(&updates));
             }
         }
@@ -293,15 +298,10 @@ async fn local(gate: &Arc<Gate>, call: &Call) -> Response {
 
 /// A send: into the bot's outbox, answered with Telegram's answer once it
 /// went out. The message goes out once even if the child stops waiting.
-async fn send(gate: &Arc<Gate>, call: Call) -> Response {
+async fn send(gate: &Arc<Gate>, call: Call, spooled: request::Spooled) -> Response {
     let message = OutMessage {
         chat: chat_key(&call),
         body: OutBody::Call(call),
-    };
-    let discard = |message: &OutMessage| {
-        if let OutBody::Call(call) = &message.body {
-            request::remove_spooled(call);
-        }
     };
     // A session's sink takes it; a session that ends meanwhile (an
     // outage, a restart) hands over to the next one, within LINK_WAIT.
@@ -311,10 +311,23 @@ async fn send(gate: &Arc<Gate>, call: Call) -> Response {
         let link = links.borrow_and_update().clone();
         if let Some(link) = link {
             match link.sink.call(message.clone()).await {
-                Ok(answer) => break answer,
+                Ok(answer) => {
+                    // The outbox removes them once the message is gone.
+                    spooled.keep();
+                    break answer;
+                }
                 Err(OutboxError::Stopped) => {}
+                Err(OutboxError::Unknown) => {
+                    // Its row may need the files.
+                    spooled.keep();
+                    // Maybe stored, maybe not: queued again it could go
+                    // twice; not queued again it may go once or not at all.
+                    return error(
+                        502,
+                        "Bad Gateway: botvisor stopped while it stored the message; it may or may not be sent",
+                    );
+                }
                 Err(err) => {
-                    discard(&message);
                     warn!(error = %err, "could not queue a message of the program's");
                     return error(
                         500,
@@ -325,7 +338,6 @@ async fn send(gate: &Arc<Gate>, call: Call) -> Response {
         }
         let next = tokio::time::timeout_at(deadline, links.changed()).await;
         if !matches!(next, Ok(Ok(()))) {
-            discard(&message);
             return error(
                 502,
                 "Bad Gateway: botvisor is not connected to Telegram right now; the message was not queued",
@@ -355,7 +367,6 @@ async fn send(gate: &Arc<Gate>, call: Call) -> Response {
 /// as it came (redacted).
 async fn forward(gate: &Arc<Gate>, call: &Call) -> Response {
     let result = call::forward(&gate.bot, call, FORWARD_CAP).await;
-    request::remove_spooled(call);
     match result {
         Ok(forwarded) => {
             let body = match String::from_utf8(forwarded.body) {
@@ -453,9 +464,10 @@ fn synthetic(text: &str) -> i64 {
     (1 << 60) + i64::try_from(hash >> 4).unwrap_or(0)
 }
 
-/// Text that came from Telegram, with every known token replaced.
+/// Text that came from Telegram, with every learned token replaced, and
+/// nothing else changed.
 fn redact(text: &str) -> String {
-    Redactor::global().redact(text).into_owned()
+    Redactor::global().redact_known(text).into_owned()
 }
 
 /// Telegram's error answer.

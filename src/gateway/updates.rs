@@ -4,11 +4,17 @@
 //!
 //! An update is *offered* once its commit into the inbox is done, and stays
 //! offered (each `getUpdates` gets it again) until the bot asks with a
-//! higher offset. Confirming takes it out of the inbox (through the
-//! session's outbox sink, or, while no session runs, once the next one
-//! starts). A negative offset keeps the last `-offset` updates and confirms
-//! the ones before them; a newer `getUpdates` ends an older one still
-//! waiting with Telegram's 409. This file is bookkeeping only: no I/O.
+//! higher offset *after it was given the update*. Updates may be stored out
+//! of id order (a webhook's deliveries, another instance's, ids that
+//! restarted lower after a week), so an offset confirms only what the bot
+//! was given, and an update it was never given is answered even below its
+//! offset; an offset far past anything offered is Telegram's "in the
+//! future" and confirms nothing. Confirming takes an update out of the
+//! inbox (through the session's outbox sink, or, while no session runs,
+//! once the next one starts). A negative offset keeps the last `-offset`
+//! updates and confirms the ones before them. A newer `getUpdates` that is
+//! about to wait ends an older one still waiting with Telegram's 409. This
+//! file is bookkeeping only: no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,12 +23,19 @@ use std::sync::Arc;
 pub const MAX_LIMIT: usize = 100;
 /// Telegram's longest long poll, in seconds.
 pub const MAX_TIMEOUT_SECS: u64 = 50;
+/// How far past the newest update an offset may be and still count, as in
+/// Telegram's server; past it, the offset is "in the future" and ignored.
+const FUTURE_SLACK: i64 = 10;
 
 /// One process bot's updates between the inbox and its `getUpdates`.
 #[derive(Debug, Default)]
 pub struct Feed {
     /// Stored in the inbox, not yet confirmed: id → the update's JSON.
     offered: BTreeMap<u32, Arc<str>>,
+    /// Offered updates the bot has been given in an answer.
+    given: BTreeSet<u32>,
+    /// The highest id ever offered, for offsets "in the future".
+    highest: Option<u32>,
     /// Confirmed while no session ran; taken out of the inbox when the
     /// next session starts.
     pending: BTreeSet<u32>,
@@ -60,23 +73,36 @@ impl Feed {
             return false;
         }
         self.offered.insert(id, raw);
+        self.highest = Some(self.highest.map_or(id, |h| h.max(id)));
         true
     }
 
-    /// Forgets what was offered: a new session offers the inbox again.
+    /// A new session offers the inbox anew: what it does not offer again is
+    /// gone, what it does keeps whether the bot was given it.
     pub fn restart(&mut self) {
         self.offered.clear();
     }
 
     /// The confirmations made while no session ran that no inbox row
-    /// matched: they are gone already.
+    /// matched: they are gone already. What was given and is not offered
+    /// again is forgotten too.
     pub fn forget_pending(&mut self) {
         self.pending.clear();
+        let offered = &self.offered;
+        self.given.retain(|id| offered.contains_key(id));
     }
 
-    /// Confirms what `offset` confirms (every update below a positive
-    /// offset; every update but the last `-offset` for a negative one),
-    /// and returns their ids.
+    /// The offset as Telegram would take it: `None` for none, 0, or one
+    /// "in the future" (more than a few past the newest update ever offered).
+    pub fn effective(&self, offset: Option<i64>) -> Option<i64> {
+        let offset = offset.filter(|o| *o != 0)?;
+        let tail = self.highest.map_or(0, |h| i64::from(h) + 1);
+        (offset < 0 || offset <= tail + FUTURE_SLACK).then_some(offset)
+    }
+
+    /// Confirms what `offset` (already [`Feed::effective`]) confirms: every
+    /// update below a positive offset that the bot was given; every update
+    /// but the last `-offset` for a negative one. Their ids.
     pub fn confirm(&mut self, offset: Option<i64>) -> Vec<u32> {
         let confirmed: Vec<u32> = match offset {
             None | Some(0) => Vec::new(),
@@ -85,6 +111,7 @@ impl Feed {
                 .keys()
                 .copied()
                 .take_while(|id| i64::from(*id) < offset)
+                .filter(|id| self.given.contains(id))
                 .collect(),
             Some(offset) => {
                 let keep = usize::try_from(offset.unsigned_abs()).unwrap_or(usize::MAX);
@@ -94,6 +121,7 @@ impl Feed {
         };
         for id in &confirmed {
             self.offered.remove(id);
+            self.given.remove(id);
         }
         confirmed
     }
@@ -101,6 +129,7 @@ impl Feed {
     /// Confirms every update offered (`deleteWebhook` with
     /// `drop_pending_updates`).
     pub fn confirm_all(&mut self) -> Vec<u32> {
+        self.given.clear();
         std::mem::take(&mut self.offered).into_keys().collect()
     }
 
@@ -109,18 +138,24 @@ impl Feed {
         self.pending.extend(confirmed);
     }
 
-    /// The updates an answer carries: from `offset` on (a positive one),
-    /// in id order, at most `limit`.
-    pub fn answer(&self, offset: Option<i64>, limit: usize) -> Vec<Arc<str>> {
+    /// The updates an answer carries, in id order, at most `limit`: those
+    /// from a positive `offset` on, and those below it the bot was never
+    /// given. They count as given from now on.
+    pub fn answer(&mut self, offset: Option<i64>, limit: usize) -> Vec<Arc<str>> {
         let from = match offset {
             Some(offset) if offset > 0 => u32::try_from(offset).unwrap_or(u32::MAX),
             _ => 0,
         };
-        self.offered
-            .range(from..)
+        let given = &self.given;
+        let chosen: Vec<(u32, Arc<str>)> = self
+            .offered
+            .iter()
+            .filter(|(id, _)| **id >= from || !given.contains(id))
             .take(limit)
-            .map(|(_, raw)| raw.clone())
-            .collect()
+            .map(|(id, raw)| (*id, raw.clone()))
+            .collect();
+        self.given.extend(chosen.iter().map(|(id, _)| *id));
+        chosen.into_iter().map(|(_, raw)| raw).collect()
     }
 
     /// Updates offered and not confirmed.
@@ -155,20 +190,40 @@ mod tests {
         Arc::from(format!("{{\"update_id\":{id}}}"))
     }
 
-    fn ids(updates: &[Arc<str>]) -> Vec<String> {
-        updates.iter().map(|u| u.to_string()).collect()
+    fn ids(updates: &[Arc<str>]) -> Vec<u32> {
+        updates
+            .iter()
+            .filter_map(|u| {
+                u.trim_start_matches("{\"update_id\":")
+                    .trim_end_matches('}')
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// A feed holding `offered`, all given to the bot already.
+    fn given(offered: &[u32]) -> Feed {
+        let mut feed = Feed::default();
+        for id in offered {
+            assert!(feed.offer(*id, raw(*id)));
+        }
+        feed.answer(None, MAX_LIMIT);
+        feed
     }
 
     #[test]
     fn offsets_confirm_as_telegrams_do() {
-        // (offset, limit) → (confirmed, answered), over updates 10..=14.
+        // (offset, limit) → (confirmed, answered), over updates 10..=14
+        // the bot has been given.
         type Case<'a> = (Option<i64>, usize, &'a [u32], &'a [u32]);
         let cases: &[Case] = &[
             (None, 100, &[], &[10, 11, 12, 13, 14]),
             (Some(0), 2, &[], &[10, 11]),
             (Some(12), 100, &[10, 11], &[12, 13, 14]),
             (Some(15), 100, &[10, 11, 12, 13, 14], &[]),
-            (Some(1_000_000), 100, &[10, 11, 12, 13, 14], &[]),
+            // Far in the future: ignored, as Telegram's server does.
+            (Some(1_000_000), 100, &[], &[10, 11, 12, 13, 14]),
             // The last two stay; the ones before are forgotten.
             (Some(-2), 100, &[10, 11, 12], &[13, 14]),
             (Some(-1), 100, &[10, 11, 12, 13], &[14]),
@@ -176,20 +231,13 @@ mod tests {
             (Some(i64::MIN), 100, &[], &[10, 11, 12, 13, 14]),
         ];
         for (offset, limit, confirmed, answered) in cases {
-            let mut feed = Feed::default();
-            for id in 10..=14 {
-                assert!(feed.offer(id, raw(id)));
-            }
-            assert_eq!(feed.confirm(*offset), *confirmed, "offset {offset:?}");
-            let after = if offset.is_some_and(|o| o < 0) {
-                None
-            } else {
-                *offset
-            };
-            let expected: Vec<String> = answered.iter().map(|id| raw(*id).to_string()).collect();
+            let mut feed = given(&[10, 11, 12, 13, 14]);
+            let offset = feed.effective(*offset);
+            assert_eq!(feed.confirm(offset), *confirmed, "offset {offset:?}");
+            let after = offset.filter(|o| *o > 0);
             assert_eq!(
                 ids(&feed.answer(after, *limit)),
-                expected,
+                *answered,
                 "offset {offset:?}"
             );
             assert_eq!(feed.len(), 5 - confirmed.len());
@@ -197,20 +245,48 @@ mod tests {
     }
 
     #[test]
-    fn confirmations_without_a_session_wait_for_the_inbox() {
+    fn an_update_stored_late_with_a_lower_id_is_answered_before_it_is_confirmed() {
         let mut feed = Feed::default();
-        feed.offer(1, raw(1));
-        feed.offer(2, raw(2));
+        feed.offer(12, raw(12));
+        assert_eq!(ids(&feed.answer(None, MAX_LIMIT)), [12]);
+        // The bot moves past 12; then 11 is stored (a webhook's parallel
+        // deliveries, another instance's inbox).
+        assert_eq!(feed.confirm(feed.effective(Some(13))), [12]);
+        feed.offer(11, raw(11));
+        assert!(
+            feed.confirm(feed.effective(Some(13))).is_empty(),
+            "never given"
+        );
+        assert_eq!(ids(&feed.answer(Some(13), MAX_LIMIT)), [11]);
+        // Given now: the bot's next offset (12, past the last it got)
+        // confirms it.
+        assert_eq!(feed.confirm(feed.effective(Some(12))), [11]);
+        assert!(feed.is_empty());
+        // Ids that restarted lower after a week: the old offset is far in
+        // the future of anything offered since, so nothing is lost.
+        let mut feed = Feed::default();
+        feed.offer(5, raw(5));
+        let offset = feed.effective(Some(900_000));
+        assert_eq!(offset, None);
+        assert!(feed.confirm(offset).is_empty());
+        assert_eq!(ids(&feed.answer(offset, MAX_LIMIT)), [5]);
+    }
+
+    #[test]
+    fn confirmations_without_a_session_wait_for_the_inbox() {
+        let mut feed = given(&[1, 2]);
         let confirmed = feed.confirm(Some(2));
         assert_eq!(confirmed, [1]);
         feed.hold(&confirmed);
-        // A new session offers the inbox again: 1 is still there, and goes.
+        // A new session offers the inbox again: 1 is still there, and goes;
+        // 2 stays given.
         feed.restart();
         assert!(!feed.offer(1, raw(1)));
         assert!(feed.offer(2, raw(2)));
         feed.forget_pending();
+        assert_eq!(feed.confirm(Some(3)), [2]);
         assert!(feed.offer(1, raw(1)), "a later delivery of 1 is new again");
-        assert_eq!(feed.confirm_all(), [1, 2]);
+        assert_eq!(feed.confirm_all(), [1]);
         assert!(feed.is_empty());
     }
 

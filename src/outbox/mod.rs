@@ -349,6 +349,10 @@ impl std::fmt::Debug for Outbox {
 pub enum OutboxError {
     #[error("the outbox is not running")]
     Stopped,
+    /// The outbox stopped after it took the message and before it said
+    /// whether it stored it: sending it again could send it twice.
+    #[error("the outbox stopped before it said whether the message was stored")]
+    Unknown,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -685,7 +689,9 @@ impl Sink {
     /// The message goes out once whether or not anyone still waits.
     ///
     /// # Errors
-    /// When the store failed or the session has ended: nothing was queued.
+    /// [`OutboxError::Stopped`] when the session had ended (nothing was
+    /// queued), a store error (nothing was), or [`OutboxError::Unknown`]
+    /// when the session ended while the message was being committed.
     pub async fn call(
         &self,
         message: OutMessage,
@@ -700,8 +706,11 @@ impl Sink {
                 ack,
             })
             .map_err(|_| OutboxError::Stopped)?;
-        acked(done).await?;
-        Ok(answer)
+        match done.await {
+            Ok(Ok(())) => Ok(answer),
+            Ok(Err(reason)) => Err(OutboxError::Store(StoreError::Query(reason))),
+            Err(_) => Err(OutboxError::Unknown),
+        }
     }
 
     pub(crate) fn send_job(&self, job: committer::Job) {

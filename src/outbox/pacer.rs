@@ -112,6 +112,14 @@ impl Pacer {
 
     /// A message to `chat` goes at `at`.
     pub fn record(&mut self, chat: i64, at: Instant) {
+        self.record_weighted(chat, at, 1);
+    }
+
+    /// A call that Telegram counts as `weight` messages (an album of ten
+    /// photos, a hundred forwarded messages) goes to `chat` at `at`: the
+    /// bot's spacing and the group's window take all of them.
+    pub fn record_weighted(&mut self, chat: i64, at: Instant, weight: u32) {
+        let weight = weight.max(1);
         if let Some(gap) = self.limits.global_gap {
             // Spaced from the slot, not from when the sender woke: a send a
             // few milliseconds late does not push every later one back (a
@@ -121,7 +129,7 @@ impl Pacer {
                 Some(slot) if at < slot + gap => slot,
                 _ => at,
             };
-            self.global_next = Some(base + gap);
+            self.global_next = Some(base + gap * weight);
         }
         if self.limits.per_chat_gap.is_none() && self.limits.per_group_per_minute.is_none() {
             return;
@@ -140,7 +148,9 @@ impl Pacer {
             {
                 pace.group.pop_front();
             }
-            pace.group.push_back(at);
+            for _ in 0..weight {
+                pace.group.push_back(at);
+            }
             while pace.group.len() > max {
                 pace.group.pop_front();
             }
@@ -236,5 +246,21 @@ mod tests {
         assert_eq!(pacer.global_next(start), start + Duration::from_secs(2));
         pacer.forget_idle(start + Duration::from_secs(4));
         assert_eq!(pacer.remembered(), 0);
+    }
+
+    #[test]
+    fn an_album_counts_as_its_items() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(telegram());
+        // Ten photos to a group, then ten single messages: the window of 20
+        // a minute is full after the album and nine more.
+        pacer.record_weighted(-5, start, 10);
+        assert_eq!(pacer.global_next(start), start + Duration::from_millis(350));
+        let times = schedule(&mut pacer, &[-5; 11], start);
+        assert_eq!(
+            times[..10],
+            [1050, 2100, 3150, 4200, 5250, 6300, 7350, 8400, 9450, 10500]
+        );
+        assert_eq!(times[10], 60_050, "{times:?}");
     }
 }

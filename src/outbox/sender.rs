@@ -305,7 +305,11 @@ impl Sender {
             if queue.failures == 0 && now_ms().saturating_sub(item.created_ms) > PACED_AFTER_MS {
                 self.stats.add_paced();
             }
-            self.pacer.record(chat, now);
+            let weight = match &item.message.body {
+                Body::Call(call) => call.weight(),
+                _ => 1,
+            };
+            self.pacer.record_weighted(chat, now, weight);
             let bot = self.bot.clone();
             let handle = self.in_flight.spawn(
                 async move {

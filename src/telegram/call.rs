@@ -68,6 +68,20 @@ impl Call {
             .map(|(_, value)| value.as_str())
     }
 
+    /// How many messages Telegram counts this call as: the items of an
+    /// album, the messages forwarded or copied at once; 1 otherwise.
+    pub fn weight(&self) -> u32 {
+        let list = match self.method.as_str() {
+            "sendMediaGroup" => self.param("media"),
+            "forwardMessages" | "copyMessages" => self.param("message_ids"),
+            _ => None,
+        };
+        list.and_then(|text| serde_json::from_str::<Vec<serde::de::IgnoredAny>>(text).ok())
+            .map_or(1, |items| {
+                u32::try_from(items.len().clamp(1, 100)).unwrap_or(1)
+            })
+    }
+
     /// Sets parameter `name` to `value`, replacing what it held.
     pub fn set_param(&mut self, name: &str, value: String) {
         self.params.retain(|(key, _)| key != name);
@@ -209,6 +223,16 @@ mod tests {
             files: Vec::new(),
         };
         assert_eq!(call.param("text"), Some("b"));
+        assert_eq!(call.weight(), 1);
+        let album = Call {
+            method: "sendMediaGroup".into(),
+            params: vec![(
+                "media".into(),
+                r#"[{"type":"photo"},{"type":"photo"},{"type":"photo"}]"#.into(),
+            )],
+            files: Vec::new(),
+        };
+        assert_eq!(album.weight(), 3);
         call.set_param("chat_id", "-100".into());
         assert_eq!(call.param("chat_id"), Some("-100"));
         assert_eq!(call.params.len(), 3);

@@ -390,7 +390,11 @@ impl Program {
             .process()
             .and_then(crate::bots::process::Process::running)
         {
-            Some((pid, ran)) => program_reason(pid, ran, self.gate.figures().has_polled()),
+            Some((pid, ran)) => program_reason(
+                crate::status::program_pid(pid),
+                ran,
+                self.gate.figures().has_polled(),
+            ),
             None => "the program is not running".to_owned(),
         }
     }
@@ -432,7 +436,7 @@ async fn watch_program(kind: Arc<Kind>, gate: Arc<Gate>, status: StatusSender) {
             );
         }
         if status.state() == WorkerState::Running {
-            let reason = program_reason(pid, ran, polled);
+            let reason = program_reason(crate::status::program_pid(pid), ran, polled);
             if status.reason() != reason {
                 status.set(WorkerState::Running, reason, None);
             }

@@ -162,6 +162,19 @@ impl Worker {
                 continue;
             };
             let id = delivered.id();
+            let (known, full) = progress.with(|ledger| {
+                (
+                    ledger.knows(id),
+                    ledger.open_count() >= super::poll::MAX_OPEN,
+                )
+            });
+            if !known && full {
+                // As many waiting as a poll loop would take (a program
+                // that does not poll, stuck handlers): Telegram keeps the
+                // rest and sends them again later.
+                let _ = incoming.ack.send(false);
+                continue;
+            }
             if !progress.with(|ledger| ledger.admit(id)) {
                 // Stored or handled already: a repeat after a lost answer.
                 let _ = incoming.ack.send(true);

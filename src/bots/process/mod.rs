@@ -18,9 +18,13 @@
 //! counted and summed up in one line), read through a fixed buffer so a
 //! child printing without end costs neither memory nor the other bots.
 
+pub mod reaper;
+
 use std::ffi::OsString;
 use std::io;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,16 @@ use crate::config::{Config, Environment, ProcessSettings};
 use crate::gateway::Gateway;
 use crate::secret::Token;
 use crate::status::ProcessFigures;
+
+/// The `botvisor` binary, when it can be the reaper ([`reaper`]) between
+/// botvisor and each program; set by `main`. Without it (botvisor used as
+/// a library) programs are started directly.
+static REAPER: OnceLock<PathBuf> = OnceLock::new();
+
+/// Starts every program through `binary __reap …` from now on.
+pub fn use_reaper(binary: PathBuf) {
+    let _ = REAPER.set(binary);
+}
 
 /// A line of the child's output is cut here, in characters.
 pub const LINE_CHARS: usize = 2_000;
@@ -101,13 +115,27 @@ impl ChildEnv {
             .collect();
         secret_names.push(&config.supervisor.store_env);
         secret_names.extend(NOT_INHERITED);
-        let tokens: Vec<String> = config
+        let mut tokens: Vec<String> = config
             .bots
             .iter()
             .filter_map(|bot| env.token(&bot.token_env))
             .map(|token| token.expose().to_owned())
             .filter(|token| token.len() >= 8)
             .collect();
+        // The store's URL under any other name (Heroku sets the same URL
+        // as HEROKU_POSTGRESQL_<COLOR>_URL), by its password.
+        let store_urls = [
+            env.var(&config.supervisor.store_env),
+            Some(config.supervisor.store.clone()),
+        ];
+        for url in store_urls.into_iter().flatten() {
+            if let Ok(parsed) = url::Url::parse(&url)
+                && let Some(password) = parsed.password()
+                && password.len() >= 6
+            {
+                tokens.push(password.to_owned());
+            }
+        }
         let kept = vars
             .filter(|(name, value)| {
                 let named = name
@@ -230,7 +258,17 @@ impl Process {
             path_var.as_ref().and_then(|p| p.to_str()),
         )
         .map_err(SpawnError)?;
-        let mut command = tokio::process::Command::new(&program);
+        let mut command = match REAPER.get() {
+            Some(reaper) => {
+                let mut command = tokio::process::Command::new(reaper);
+                command
+                    .arg(reaper::ARG)
+                    .arg(std::process::id().to_string())
+                    .arg(&program);
+                command
+            }
+            None => tokio::process::Command::new(&program),
+        };
         command
             .args(settings.command.iter().skip(1))
             .current_dir(&settings.workdir)
@@ -276,6 +314,7 @@ impl Process {
         }
         let (tx, exited) = watch::channel(None);
         let figures = figures.clone();
+        figures.set_reaped(REAPER.get().is_some());
         figures.set_pid(Some(pid));
         tokio::spawn(
             async move {
@@ -535,16 +574,23 @@ mod tests {
         )
         .expect("valid");
         let token = format!("{}:{}", 123_456, "s".repeat(35));
-        let env = Environment::from_pairs([("A_TOKEN", token.as_str())]);
+        let env = Environment::from_pairs([
+            ("A_TOKEN", token.as_str()),
+            ("DB_URL", "postgres://u:s3cretpw@h/d"),
+        ]);
         let vars = [
             ("PATH", "/usr/bin".to_owned()),
             ("A_TOKEN", token.clone()),
             ("B_TOKEN", "x".to_owned()),
-            ("DB_URL", "postgres://u:p@h/d".to_owned()),
+            ("DB_URL", "postgres://u:s3cretpw@h/d".to_owned()),
             ("COPY_OF_IT", format!("prefix {token}")),
             ("SOME_OTHER_BOT", format!("{}:{}", 987_654, "t".repeat(35))),
             ("NOTIFY_SOCKET", "/run/systemd/notify".to_owned()),
             ("LANG", "tr_TR.UTF-8".to_owned()),
+            (
+                "HEROKU_POSTGRESQL_RED_URL",
+                "postgres://u:s3cretpw@h/d".to_owned(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)));
