@@ -28,7 +28,7 @@ pub struct Daemon {
     new_line: Arc<Notify>,
     readers: Vec<JoinHandle<()>>,
     exit: Arc<Mutex<Option<Instant>>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -73,7 +73,7 @@ impl Daemon {
             new_line,
             readers,
             exit,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -82,17 +82,19 @@ impl Daemon {
         &self.config
     }
 
+    /// The config's folder: the store's, and the one process bots run in.
+    pub fn folder(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The process id, to read `/proc/PID/status` from another thread.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// A field of `/proc/PID/status` given in kB, in bytes.
     fn status_bytes(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .expect("read /proc/PID/status");
-        let kb: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
-        kb * 1024
+        status_bytes(self.pid, field)
     }
 
     /// Resident memory now (`VmRSS` of `/proc/PID/status`), in bytes.
@@ -257,9 +259,22 @@ impl Daemon {
     }
 }
 
+/// A field of `/proc/PID/status` given in kB, in bytes.
+pub fn status_bytes(pid: i32, field: &str) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
+    kb * 1024
+}
+
 /// Reads a pipe line by line into `lines` (so botvisor never blocks on a
 /// full pipe), waking waiters at each line.
-fn collect(
+pub fn collect(
     pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     lines: Arc<Mutex<Vec<String>>>,
     new_line: Arc<Notify>,

@@ -13,8 +13,12 @@
 //! - `BOTVISOR_BENCH_ONLY=a,b`: only these scenarios (`capacity`, `idle`,
 //!   `burst`, `steady`, `scale-1`, `scale-10`, `scale-100`, `scale-500`,
 //!   `shutdown`, `shutdown-in-flight`, `reload`, `conflict`, `takeover`,
-//!   `broadcast`, `startup`, `busy-group`, `deep-page`); a name also selects the scenarios named
-//!   after it with a dash (`scale`: all four sizes).
+//!   `broadcast`, `startup`, `busy-group`, `deep-page`, `gateway-burst`,
+//!   `gateway-capacity`, `gateway-busy-group`, `gateway-burst-limits`,
+//!   `gateway-footprint`); a name also selects the scenarios named after it
+//!   with a dash (`scale`: all four sizes; `gateway`: all five;
+//!   `gateway-burst` also `gateway-burst-limits`). `gateway-burst-limits`
+//!   (about two and a half minutes) runs once whatever the number of runs.
 //! - `BOTVISOR_BENCH_BIN=path`: benchmark this `botvisor` binary instead
 //!   of the one cargo built (to compare builds, e.g. other profiles).
 
@@ -27,6 +31,14 @@ mod deep;
 mod faq;
 mod fleet;
 mod footprint;
+mod gateway;
+mod program;
+mod ptb;
+// The tests' venv with python-telegram-bot; the suite uses only part of
+// it.
+#[allow(dead_code)]
+#[path = "../../tests/common/python.rs"]
+mod python;
 mod reload;
 mod scale;
 mod shutdown;
@@ -46,11 +58,14 @@ use table::{Measure, Target, measure};
 type Run = Pin<Box<dyn Future<Output = Vec<f64>> + Send>>;
 
 /// A scenario: its name (for `BOTVISOR_BENCH_ONLY`), its number in the
-/// issue, the figures one run reports, and one run.
+/// issue, the figures one run reports, how often it runs, and one run.
 struct Scenario {
     name: &'static str,
     number: &'static str,
     measures: Vec<Measure>,
+    /// Runs once whatever `BOTVISOR_BENCH_RUNS` says: a scenario of
+    /// minutes whose figures vary little between runs.
+    once: bool,
     run: Box<dyn Fn() -> Run>,
 }
 
@@ -65,6 +80,7 @@ fn scenarios() -> Vec<Scenario> {
                 "requests/s",
                 Ruler,
             )],
+            once: false,
             run: Box::new(|| Box::pin(capacity::run())),
         },
         Scenario {
@@ -83,6 +99,7 @@ fn scenarios() -> Vec<Scenario> {
                     AtMost(0.1, "≤ 0.1"),
                 ),
             ],
+            once: false,
             run: Box::new(|| Box::pin(footprint::idle())),
         },
         Scenario {
@@ -100,6 +117,7 @@ fn scenarios() -> Vec<Scenario> {
                     AtLeast(8000.0, "≥ 8,000"),
                 ),
             ],
+            once: false,
             run: Box::new(|| Box::pin(faq::burst())),
         },
         Scenario {
@@ -113,6 +131,7 @@ fn scenarios() -> Vec<Scenario> {
                     AtMost(5.0, "≤ 5"),
                 ),
             ],
+            once: false,
             run: Box::new(|| Box::pin(faq::steady())),
         },
         scale_scenario(1),
@@ -127,6 +146,7 @@ fn scenarios() -> Vec<Scenario> {
                 "ms",
                 AtMost(100.0, "≤ 100"),
             )],
+            once: false,
             run: Box::new(|| Box::pin(shutdown::idle())),
         },
         Scenario {
@@ -140,6 +160,7 @@ fn scenarios() -> Vec<Scenario> {
                 ),
                 measure("… of which after the last handler's reply", "ms", None),
             ],
+            once: false,
             run: Box::new(|| Box::pin(shutdown::in_flight())),
         },
         Scenario {
@@ -167,6 +188,7 @@ fn scenarios() -> Vec<Scenario> {
                     AtMost(100.0, "≤ 100 (no pause)"),
                 ),
             ],
+            once: false,
             run: Box::new(|| Box::pin(reload::run())),
         },
         Scenario {
@@ -180,6 +202,7 @@ fn scenarios() -> Vec<Scenario> {
                 ),
                 measure("409 storm: 409s botvisor received", "count", None),
             ],
+            once: false,
             run: Box::new(|| Box::pin(conflict::storm())),
         },
         Scenario {
@@ -193,6 +216,7 @@ fn scenarios() -> Vec<Scenario> {
                 ),
                 measure("takeover: 409s", "count", AtMost(0.0, "0")),
             ],
+            once: false,
             run: Box::new(|| Box::pin(conflict::takeover())),
         },
         Scenario {
@@ -211,6 +235,7 @@ fn scenarios() -> Vec<Scenario> {
                 ),
                 measure("broadcast: 429s received", "count", AtMost(0.0, "0")),
             ],
+            once: false,
             run: Box::new(|| Box::pin(broadcast::run())),
         },
         Scenario {
@@ -228,6 +253,7 @@ fn scenarios() -> Vec<Scenario> {
                     AtMost(100.0, "≤ 100"),
                 ),
             ],
+            once: false,
             run: Box::new(|| Box::pin(footprint::startup())),
         },
         Scenario {
@@ -248,6 +274,7 @@ fn scenarios() -> Vec<Scenario> {
                 ),
                 measure("busy group: 429s received", "count", AtMost(1.0, "≤ 1")),
             ],
+            once: false,
             run: Box::new(|| Box::pin(busy::run())),
         },
         Scenario {
@@ -263,7 +290,138 @@ fn scenarios() -> Vec<Scenario> {
                 measure("deep page: FAQ slowest reply", "ms", AtMost(500.0, "≤ 500")),
                 measure("deep page: checks of the page meanwhile", "count", None),
             ],
+            once: false,
             run: Box::new(|| Box::pin(deep::run())),
+        },
+        Scenario {
+            name: "gateway-burst",
+            number: "21.1",
+            measures: vec![
+                measure(
+                    "python-telegram-bot alone: burst of 2,000 texts from 200 users, replies per second",
+                    "replies/s",
+                    None,
+                ),
+                measure(
+                    "the same bot through the gateway (pacing off): burst replies per second",
+                    "replies/s",
+                    None,
+                ),
+                measure(
+                    "gateway ÷ alone: burst replies per second",
+                    "ratio",
+                    AtLeast(1.0, "≥ 1 (not lower)"),
+                ),
+                measure("alone: steady 20 texts/s, reply latency p50", "ms", None),
+                measure("through the gateway: steady 20/s, latency p50", "ms", None),
+                measure("gateway − alone: latency p50", "ms", AtMost(1.0, "≤ 1")),
+                measure("alone: steady 20/s, latency p99", "ms", None),
+                measure("through the gateway: steady 20/s, latency p99", "ms", None),
+            ],
+            once: false,
+            run: Box::new(|| Box::pin(ptb::burst_and_steady())),
+        },
+        Scenario {
+            name: "gateway-capacity",
+            number: "21.2",
+            measures: vec![
+                measure(
+                    "gateway capacity: 20,000 sendMessage over 1,000 chats, 128 at once, pacing off: time",
+                    "s",
+                    None,
+                ),
+                measure(
+                    "gateway capacity: sends per second",
+                    "sends/s",
+                    AtLeast(2000.0, "≥ 2,000"),
+                ),
+            ],
+            once: false,
+            run: Box::new(|| Box::pin(gateway::capacity())),
+        },
+        Scenario {
+            name: "gateway-busy-group",
+            number: "21.3",
+            measures: vec![
+                measure(
+                    "python-telegram-bot through the gateway, busy group (40 at once) + 100 private users at 5/s, limits on: private reply p50",
+                    "ms",
+                    None,
+                ),
+                measure(
+                    "gateway busy group: private reply p99",
+                    "ms",
+                    AtMost(50.0, "≤ 50"),
+                ),
+                measure("gateway busy group: private reply max", "ms", None),
+                measure(
+                    "gateway busy group: all 40 group answers delivered (20/min allowed)",
+                    "s",
+                    None,
+                ),
+                measure(
+                    "gateway busy group: 429s received",
+                    "count",
+                    AtMost(1.0, "≤ 1"),
+                ),
+            ],
+            once: false,
+            run: Box::new(|| Box::pin(ptb::busy_group())),
+        },
+        Scenario {
+            name: "gateway-burst-limits",
+            number: "21.4",
+            measures: vec![
+                measure(
+                    "python-telegram-bot through the gateway, 3,000 texts from 1,000 users at once, limits on: delivered",
+                    "count",
+                    AtLeast(3000.0, "3,000"),
+                ),
+                measure(
+                    "gateway burst under limits: first text to last reply",
+                    "s",
+                    None,
+                ),
+                measure(
+                    "gateway burst under limits: replies per second (30 allowed)",
+                    "replies/s",
+                    AtLeast(28.5, "≥ 28.5 (95 %)"),
+                ),
+                measure(
+                    "gateway burst under limits: 429s received",
+                    "count",
+                    AtMost(1.0, "≤ 1"),
+                ),
+                measure(
+                    "python-telegram-bot alone, the same burst: delivered",
+                    "count",
+                    None,
+                ),
+                measure("python-telegram-bot alone: 429s received", "count", None),
+            ],
+            once: true,
+            run: Box::new(|| Box::pin(ptb::burst_limits())),
+        },
+        Scenario {
+            name: "gateway-footprint",
+            number: "21.5",
+            measures: vec![
+                measure("botvisor with 1 probe process bot: RSS", "MB", None),
+                measure("botvisor with 50 probe process bots: RSS", "MB", None),
+                measure(
+                    "RSS per process bot ((50 − 1) ÷ 49)",
+                    "MB",
+                    AtMost(2.0, "≤ 2"),
+                ),
+                measure(
+                    "50 MB sendDocument through the gateway: RSS growth (20 ms samples)",
+                    "MB",
+                    AtMost(10.0, "≤ 10"),
+                ),
+                measure("50 MB sendDocument: time to the answer", "s", None),
+            ],
+            once: false,
+            run: Box::new(|| Box::pin(gateway::footprint())),
         },
     ]
 }
@@ -306,6 +464,7 @@ fn scale_scenario(n: usize) -> Scenario {
                 Target::None,
             ),
         ],
+        once: false,
         run: Box::new(move || Box::pin(scale::run(n))),
     }
 }
@@ -365,6 +524,7 @@ async fn main() {
     for scenario in &selected {
         let mut figures = Vec::new();
         let mut failure = None;
+        let runs = if scenario.once { 1 } else { runs };
         for run in 1..=runs {
             eprintln!(
                 "[{:>5.1} s] {} run {run}/{runs}",
@@ -403,6 +563,17 @@ async fn main() {
                 }
             }
         }
+    }
+    let once: Vec<&str> = selected
+        .iter()
+        .filter(|s| s.once && runs > 1)
+        .map(|s| s.name)
+        .collect();
+    if !once.is_empty() {
+        println!(
+            "\nRun once whatever BOTVISOR_BENCH_RUNS says: {}.",
+            once.join(", ")
+        );
     }
     println!(
         "\nThe whole suite took {:.0} s. Targets are met when every run meets them.",
