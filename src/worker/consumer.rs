@@ -8,9 +8,10 @@
 //!   relay's checks) and the chat events the outbox learns run beside
 //!   them, and stop with them.
 //! - A process bot's updates are offered to its program through the
-//!   gateway's `getUpdates`, once their commit is done (so a crash never
-//!   offers an update the inbox does not hold), and leave the inbox when
-//!   the program confirms them. The program itself starts with the first
+//!   gateway's `getUpdates` at once too: the program's confirmations and
+//!   sends reach the committer behind the commit that stores them, so
+//!   nothing it does is recorded or sent before they are stored. They
+//!   leave the inbox when the program confirms them. The program itself starts with the first
 //!   session and outlives the ones that end for botvisor's own reasons.
 
 use std::future::Future;
@@ -177,16 +178,16 @@ impl Consumer {
                 Box::pin(stored)
             }
             Consumer::Program(program) => {
-                let gate = program.gate.clone();
-                Box::pin(async move {
-                    stored.await?;
-                    gate.offer(
-                        updates
-                            .into_iter()
-                            .map(|d| (d.id(), Arc::<str>::from(d.raw))),
-                    );
-                    Ok(())
-                })
+                // Offered at once, as lanes take theirs: whatever the
+                // program does with them (a confirmation, a send) reaches
+                // the committer behind this commit, so nothing of it is
+                // recorded, or sent, before the update is stored.
+                program.gate.offer(
+                    updates
+                        .into_iter()
+                        .map(|d| (d.id(), Arc::<str>::from(d.raw))),
+                );
+                Box::pin(stored)
             }
         }
     }
