@@ -95,21 +95,22 @@ pub fn bots(config: &Config, env: &Environment) -> Bots {
         let outcome = if !bot.enabled {
             Outcome::Disabled
         } else {
-            match env.token(&bot.token_env) {
-                None => Outcome::Skipped(format!("{} is not set", bot.token_env)),
-                Some(token) if !TOKEN_SHAPE.is_match(token.expose()) => Outcome::Skipped(format!(
+            match env.token_of(bot) {
+                Err(reason) => Outcome::Skipped(reason),
+                Ok(token) if !TOKEN_SHAPE.is_match(token.expose()) => Outcome::Skipped(format!(
                     "{} does not hold a bot token: a token from BotFather is digits, `:` \
                          and letters, digits, `_` or `-`; look for quotes, spaces or a `bot` prefix",
-                    bot.token_env
+                    bot.token_source()
                 )),
                 // Two workers with one token would end each other's long polls.
-                Some(token) => match out
+                Ok(token) => match out
                     .iter()
                     .find(|(_, outcome)| matches!(outcome, Outcome::Runs(other) if *other == token))
                 {
                     Some((first, _)) => Outcome::Skipped(format!(
                         "{} holds the same token as bot {}",
-                        bot.token_env, first.name
+                        bot.token_source(),
+                        first.name
                     )),
                     None => match webhook_target(config, bot, env) {
                         Some(Err(reason)) => Outcome::Skipped(reason),
@@ -206,7 +207,7 @@ pub fn startup(config: &Config, env: &Environment, mode: Mode) -> Startup {
                 .iter()
                 .map(|bot| {
                     let outcome = if bot.enabled {
-                        not_checked.push(bot.token_env.clone());
+                        not_checked.push(bot.token_source());
                         Outcome::NotChecked
                     } else {
                         Outcome::Disabled
@@ -222,8 +223,8 @@ pub fn startup(config: &Config, env: &Environment, mode: Mode) -> Startup {
         .filter_map(|(bot, outcome)| match outcome {
             Outcome::Skipped(reason) => Some(Problem {
                 at: bot.token_env_at,
-                file: None,
-                key: format!("bot.{}.token_env", bot.name),
+                file: bot.file.clone(),
+                key: format!("bot.{}.{}", bot.name, bot.token_key()),
                 message: reason.clone(),
             }),
             _ => None,
@@ -281,18 +282,38 @@ pub fn startup(config: &Config, env: &Environment, mode: Mode) -> Startup {
     }
 }
 
-/// Settings that are legal but risky given the environment: a process
-/// bot's program that runs inside the folder of the `.env` file botvisor
-/// reads, which holds the real tokens (python-dotenv's `load_dotenv`, and
-/// others, look for a `.env` in every folder above the program).
+/// Settings that are legal but risky given the environment: a token file
+/// other users may read, and a process bot's program that runs inside the
+/// folder of the `.env` file botvisor reads, which holds the real tokens
+/// (python-dotenv's `load_dotenv`, and others, look for a `.env` in every
+/// folder above the program).
 pub fn environment_warnings(config: &Config, env: &Environment) -> Vec<Problem> {
+    let mut warnings: Vec<Problem> = config
+        .bots
+        .iter()
+        .filter(|bot| bot.enabled)
+        .filter_map(|bot| {
+            use std::os::unix::fs::PermissionsExt;
+            let file = bot.token_file.as_ref()?;
+            let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| Problem {
+                at: bot.token_env_at,
+                file: bot.file.clone(),
+                key: format!("bot.{}.token_file", bot.name),
+                message: format!(
+                    "{} can be read by other users (mode {mode:03o}); `chmod 600` it",
+                    bot.token_source()
+                ),
+            })
+        })
+        .collect();
     let Some(dotenv) = env.dotenv_path() else {
-        return Vec::new();
+        return warnings;
     };
     let Some(folder) = dotenv.parent() else {
-        return Vec::new();
+        return warnings;
     };
-    config
+    warnings.extend(config
         .bots
         .iter()
         .filter(|bot| bot.enabled)
@@ -314,8 +335,8 @@ pub fn environment_warnings(config: &Config, env: &Environment) -> Vec<Problem> 
                 })
             }
             _ => None,
-        })
-        .collect()
+        }));
+    warnings
 }
 
 /// What `botvisor check` prints: one line per bot, the warnings, and the
@@ -344,7 +365,7 @@ pub fn check(config: &Config, env: &Environment, mode: Mode) -> Report {
         config
             .bots
             .iter()
-            .map(|b| b.token_env.chars().count())
+            .map(|b| token_column(b).chars().count())
             .collect(),
     );
     let lines = startup
@@ -362,13 +383,18 @@ pub fn check(config: &Config, env: &Environment, mode: Mode) -> Report {
                 Outcome::Skipped(reason) if reason.contains("same token") => {
                     "SAME TOKEN as another bot".to_owned()
                 }
+                Outcome::Skipped(reason)
+                    if bot.token_file.is_some() && !reason.contains("does not hold") =>
+                {
+                    "token file NOT READABLE".to_owned()
+                }
                 Outcome::Skipped(_) => "NOT A TOKEN".to_owned(),
             };
             format!(
                 "{}  {}  {}  {state}",
                 pad(&bot.name, name_width),
                 pad(bot.kind.name(), kind_width),
-                pad(&bot.token_env, env_width)
+                pad(&token_column(bot), env_width)
             )
         })
         .collect();
@@ -404,6 +430,20 @@ pub fn check(config: &Config, env: &Environment, mode: Mode) -> Report {
         problems: render_problems(&config.path, &problems),
         summary,
         passes: startup.passes(),
+    }
+}
+
+/// What `check`'s token column shows: the variable, or `file:<name>`.
+fn token_column(bot: &BotConfig) -> String {
+    match &bot.token_file {
+        Some(file) => format!(
+            "file:{}",
+            file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            )
+        ),
+        None => bot.token_env.clone(),
     }
 }
 
@@ -578,6 +618,42 @@ mod tests {
                 &Environment::isolated(Vec::<(String, String)>::new())
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_token_file_is_read_and_its_permissions_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a folder");
+        let file = dir.path().join("q.token");
+        let token = format!("{}:{}", 5_550_001, "T".repeat(35));
+        std::fs::write(&file, format!("{token}\n")).expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let text = "[bot.q]\nkind = \"echo\"\ntoken_file = \"q.token\"\n";
+        let config = Config::from_str(text, &dir.path().join("supervisor.toml")).expect("valid");
+        let env = Environment::isolated(Vec::<(String, String)>::new());
+        let found = bots(&config, &env);
+        assert!(matches!(&found.bots[0].1, Outcome::Runs(t) if t.expose() == token));
+        assert!(environment_warnings(&config, &env).is_empty());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let warnings = environment_warnings(&config, &env);
+        assert!(
+            warnings[0].message.contains("mode 644"),
+            "{}",
+            warnings[0].message
+        );
+        let report = check(&config, &env, Mode::Full);
+        assert!(
+            report.lines[0].contains("file:q.token"),
+            "{:?}",
+            report.lines
+        );
+        std::fs::remove_file(&file).expect("remove");
+        let found = bots(&config, &env);
+        assert!(
+            matches!(&found.bots[0].1, Outcome::Skipped(reason) if reason.ends_with("q.token does not exist")),
+            "{:?}",
+            found.bots[0].1
         );
     }
 }

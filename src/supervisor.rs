@@ -452,7 +452,7 @@ impl Supervisor {
             error!("reload: {name}: {reason}; the bot keeps its running worker if it has one");
         }
         for bot in config.bots.iter().filter(|b| b.enabled) {
-            if env.token(&bot.token_env).is_none()
+            if env.token_of(bot).is_err()
                 && let Some(entry) = self.workers.get(&bot.name)
             {
                 wanted.push(entry.bot.clone());

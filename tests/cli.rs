@@ -147,7 +147,7 @@ async fn check_rejects_broken_configs_with_line_and_column() {
         (
             "missing token_env",
             "[bot.a]\nkind = \"echo\"\n".into(),
-            "1:6: bot.a: missing key `token_env`",
+            "1:6: bot.a: needs token_env (the environment variable that holds its token) or token_file",
         ),
         (
             "bad name characters",

@@ -246,3 +246,54 @@ async fn renaming_a_bot_never_polls_its_token_twice() {
     assert_eq!(conflicts, 0, "botvisor polled its own token twice");
     daemon.stop_cleanly().await;
 }
+
+#[tokio::test]
+async fn included_files_and_token_files_are_read_again_on_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    let tg = FakeTelegram::start().await.expect("start the fake");
+    let a = tg.add_bot(TOKEN_A, "a_bot");
+    let b = tg.add_bot(TOKEN_B, "b_bot");
+    let c = tg.add_bot(TOKEN_C, "c_bot");
+    let head = supervisor(&tg.url());
+    let config = ConfigDir::new(&format!(
+        "include = [\"bots.d/*.toml\"]\n{head}{}",
+        bot("a", "")
+    ));
+    std::fs::create_dir(config.folder().join("bots.d")).expect("a folder");
+    // b's token comes from a file beside its table, as a Docker secret would.
+    let token_file = config.write("bots.d/b.token", &format!("{TOKEN_B}\n"));
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    config.write(
+        "bots.d/10-b.toml",
+        "[bot.b]\nkind = \"echo\"\ntoken_file = \"b.token\"\n",
+    );
+    let vars: &[(&str, &str)] = &[("A_TOKEN", TOKEN_A), ("C_TOKEN", TOKEN_C)];
+    let mut daemon = Daemon::start(&config.path, vars);
+    tg.wait_for_request(&a.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("a polls");
+    tg.wait_for_request(&b.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("b, from an included file, polls with its token file's token");
+    assert_echoes(&tg, &b.token, 79, "b is included").await;
+
+    // A new file in the folder: c starts at the next SIGHUP, a and b go on.
+    config.write("bots.d/20-c.toml", &bot("c", ""));
+    let a_polls = tg.requests_of(&a.token, "getUpdates").len();
+    daemon.signal(libc::SIGHUP);
+    tg.wait_for_request(&c.token, "getUpdates", 1, PROMPT)
+        .await
+        .expect("c polls after the reload");
+    assert_echoes(&tg, &c.token, 80, "c is new").await;
+    assert_eq!(
+        tg.requests_of(&a.token, "getUpdates").len(),
+        a_polls,
+        "a's long poll was not interrupted"
+    );
+    assert_echoes(&tg, &b.token, 79, "b stays").await;
+    daemon.stop_cleanly().await;
+    for token in [TOKEN_B, TOKEN_C] {
+        let secret = token.split(':').nth(1).expect("a secret part");
+        assert!(!daemon.output().contains(secret), "a token in the log");
+    }
+}

@@ -120,6 +120,40 @@ impl Environment {
     pub fn token(&self, name: &str) -> Option<Token> {
         self.var(name).map(Token::new)
     }
+
+    /// Bot `bot`'s token: from its `token_file` when it has one, else from
+    /// its `token_env` variable.
+    ///
+    /// # Errors
+    /// Why there is none, in a sentence naming the variable or the file.
+    pub fn token_of(&self, bot: &super::BotConfig) -> Result<Token, String> {
+        let Some(path) = &bot.token_file else {
+            return self
+                .token(&bot.token_env)
+                .ok_or_else(|| format!("{} is not set", bot.token_env));
+        };
+        let source = bot.token_source();
+        let text = read_token_file(path).map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => format!("{source} does not exist"),
+            _ => format!("cannot read {source}: {err}"),
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!("{source} is empty"));
+        }
+        Ok(Token::new(token))
+    }
+}
+
+/// A token file's text: at most 4 KB (a token is under 100 bytes; a wrong
+/// path such as `/dev/zero` must not be read without end).
+fn read_token_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(4096)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// dotenvy's parse errors quote the offending line, which may hold a token;

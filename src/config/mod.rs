@@ -12,6 +12,7 @@
 pub mod announcements;
 pub mod env;
 pub mod faq;
+mod include;
 pub mod process;
 mod raw;
 
@@ -459,8 +460,12 @@ pub struct BotConfig {
     /// The table's name: `[a-z0-9_-]+`.
     pub name: String,
     pub kind: KindSettings,
-    /// The environment variable that holds the bot's token.
+    /// The environment variable that holds the bot's token (empty when
+    /// `token_file` holds it).
     pub token_env: String,
+    /// A file that holds the bot's token (Docker secrets, systemd
+    /// credentials), instead of `token_env`.
+    pub token_file: Option<PathBuf>,
     pub enabled: bool,
     /// The Bot API base URL for this bot (the supervisor's unless overridden).
     pub api_url: Url,
@@ -468,8 +473,12 @@ pub struct BotConfig {
     pub restart: RestartPolicy,
     /// How its updates arrive.
     pub delivery: Delivery,
-    /// Where `token_env` is written, for errors about the variable.
+    /// Where `token_env` (or `token_file`) is written, for errors about it.
     pub token_env_at: Location,
+    /// Where the table's name is written.
+    pub at: Location,
+    /// The included file the table is in; `None` for the config file.
+    pub file: Option<PathBuf>,
 }
 
 impl BotConfig {
@@ -480,19 +489,43 @@ impl BotConfig {
             name,
             kind,
             token_env,
+            token_file,
             enabled,
             api_url,
             restart,
             delivery,
             token_env_at: _,
+            at: _,
+            file: _,
         } = self;
         *name == other.name
             && *kind == other.kind
             && *token_env == other.token_env
+            && *token_file == other.token_file
             && *enabled == other.enabled
             && *api_url == other.api_url
             && *restart == other.restart
             && *delivery == other.delivery
+    }
+}
+
+impl BotConfig {
+    /// The key the token is given by: `token_env` or `token_file`.
+    pub fn token_key(&self) -> &'static str {
+        if self.token_file.is_some() {
+            "token_file"
+        } else {
+            "token_env"
+        }
+    }
+
+    /// Where the token comes from, for messages: the variable's name, or
+    /// `the token file <path>`.
+    pub fn token_source(&self) -> String {
+        match &self.token_file {
+            Some(file) => format!("the token file {}", file.display()),
+            None => self.token_env.clone(),
+        }
     }
 }
 

@@ -68,6 +68,7 @@ const LONGEST_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 const COMMON_BOT_KEYS: &[&str] = &[
     "kind",
     "token_env",
+    "token_file",
     "enabled",
     "api_url",
     "restart",
@@ -149,7 +150,10 @@ struct RawRestart {
 #[serde(deny_unknown_fields)]
 struct RawBot {
     kind: Spanned<String>,
-    token_env: Spanned<String>,
+    #[serde(default)]
+    token_env: Option<Spanned<String>>,
+    #[serde(default)]
+    token_file: Option<Spanned<String>>,
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
@@ -467,16 +471,21 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
 
     let mut supervisor_table = None;
     let mut bot_table = None;
+    let mut include = None;
     for (key, value) in root {
         let span = value.span();
         match (key.get_ref().as_ref(), value.into_inner()) {
             ("supervisor", DeValue::Table(table)) => supervisor_table = Some((span, table)),
             ("bot", DeValue::Table(table)) => bot_table = Some((span, table)),
+            ("include", value) => include = Some((span, value)),
             ("supervisor" | "bot", _) => check.report(span, key.get_ref(), "must be a table"),
             (other, _) => check.report(
                 key.span(),
                 other,
-                format!("unknown key `{other}`; the top level has `[supervisor]` and `[bot.<name>]` tables"),
+                format!(
+                    "unknown key `{other}`; the top level has `include`, `[supervisor]` and \
+                     `[bot.<name>]` tables"
+                ),
             ),
         }
     }
@@ -499,19 +508,45 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
         }
     }
 
+    // Bots from included files.
+    if let Some((span, value)) = include {
+        include_files(&mut check, &supervisor_ok, path, span, value, &mut bots);
+    }
+
+    // One name, one bot, whichever file defines it.
+    for (i, bot) in bots.iter().enumerate() {
+        if let Some(first) = bots[..i].iter().find(|b| b.name == bot.name) {
+            let there = first.file.as_deref().unwrap_or(path).display().to_string();
+            check.problems.push(Problem {
+                at: bot.at,
+                file: bot.file.clone(),
+                key: format!("bot.{}", bot.name),
+                message: format!(
+                    "bot {} is already defined at {there}:{}",
+                    bot.name, first.at
+                ),
+            });
+        }
+    }
+
     // Two running bots with one token would end each other's long polls.
     for (i, bot) in bots.iter().enumerate().filter(|(_, b)| b.enabled) {
-        if let Some(first) = bots[..i]
-            .iter()
-            .find(|b| b.enabled && b.token_env == bot.token_env)
-        {
+        if let Some(first) = bots[..i].iter().find(|b| {
+            b.enabled
+                && if bot.token_file.is_some() {
+                    b.token_file == bot.token_file
+                } else {
+                    b.token_file.is_none() && b.token_env == bot.token_env
+                }
+        }) {
             check.problems.push(Problem {
                 at: bot.token_env_at,
-                file: None,
-                key: format!("bot.{}.token_env", bot.name),
+                file: bot.file.clone(),
+                key: format!("bot.{}.{}", bot.name, bot.token_key()),
                 message: format!(
                     "{} is already the token of bot {}; two bots polling with one token end each other's polls",
-                    bot.token_env, first.name
+                    bot.token_source(),
+                    first.name
                 ),
             });
         }
@@ -925,16 +960,54 @@ fn bot_config(
         }
     };
 
-    let token_env_key = format!("{prefix}.token_env");
-    let token_env = raw.token_env.get_ref().trim().to_owned();
-    // A token written here is already reported by the whole-file scan.
-    if !ENV_NAME.is_match(&token_env) && !TOKEN_SHAPE.is_match(&token_env) {
-        check.report(
-            raw.token_env.span(),
-            &token_env_key,
-            "must be the name of an environment variable (1 to 128 letters, digits and `_`), not the token itself",
-        );
-    }
+    // The token: an environment variable, or a file (Docker secrets,
+    // systemd credentials), never both.
+    let (token_env, token_file, token_at) = match (&raw.token_env, &raw.token_file) {
+        (Some(env), None) => {
+            let token_env = env.get_ref().trim().to_owned();
+            // A token written here is already reported by the whole-file scan.
+            if !ENV_NAME.is_match(&token_env) && !TOKEN_SHAPE.is_match(&token_env) {
+                check.report(
+                    env.span(),
+                    &format!("{prefix}.token_env"),
+                    "must be the name of an environment variable (1 to 128 letters, digits and `_`), not the token itself",
+                );
+            }
+            (token_env, None, check.at(env.span()))
+        }
+        (None, Some(file)) => {
+            let value = file.get_ref().trim();
+            if value.is_empty() {
+                check.report(
+                    file.span(),
+                    &format!("{prefix}.token_file"),
+                    "must name a file",
+                );
+            }
+            (
+                String::new(),
+                Some(resolve(path, value)),
+                check.at(file.span()),
+            )
+        }
+        (Some(_), Some(file)) => {
+            check.report(
+                file.span(),
+                &format!("{prefix}.token_file"),
+                "give token_env or token_file, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            check.report(
+                name_span.clone(),
+                &prefix,
+                "needs token_env (the environment variable that holds its token) or token_file \
+                 (a file that holds it)",
+            );
+            return None;
+        }
+    };
     let api_url = match &raw.api_url {
         Some(url) => check.url(&format!("{prefix}.api_url"), url),
         None => Some(supervisor.api_url.clone()),
@@ -977,12 +1050,121 @@ fn bot_config(
         name,
         kind: kind?,
         delivery,
-        token_env_at: check.at(raw.token_env.span()),
+        token_env_at: token_at,
         token_env,
+        token_file,
+        at: check.at(name_span),
+        file: None,
         enabled: raw.enabled.unwrap_or(true),
         api_url: api_url?,
         restart,
     })
+}
+
+/// Included config files at most: enough for every bot in a file of its
+/// own at the scale botvisor aims at.
+const MAX_INCLUDED: usize = 20_000;
+
+/// Reads the bots of the files `include` names (a list of paths, each
+/// relative to the config's folder, with `*` and `?` in the file name:
+/// `"bots.d/*.toml"`), in the order of the list and, within a pattern, of
+/// the file names. Each file holds `[bot.<name>]` tables only, checked with
+/// its own positions; relative paths in it resolve against its folder.
+fn include_files(
+    check: &mut Checker<'_>,
+    supervisor: &SupervisorSettings,
+    config_path: &Path,
+    span: Range<usize>,
+    value: DeValue<'_>,
+    bots: &mut Vec<BotConfig>,
+) {
+    let DeValue::Array(items) = value else {
+        check.report(
+            span,
+            "include",
+            "must be a list of file patterns, e.g. [\"bots.d/*.toml\"]",
+        );
+        return;
+    };
+    let mut read = 0usize;
+    for item in items {
+        let item_span = item.span();
+        let DeValue::String(pattern) = item.into_inner() else {
+            check.report(
+                item_span,
+                "include",
+                "must be a list of text, e.g. [\"bots.d/*.toml\"]",
+            );
+            continue;
+        };
+        let files = match super::include::expand(config_path, &pattern) {
+            Ok(files) => files,
+            Err(problem) => {
+                check.report(item_span, "include", problem);
+                continue;
+            }
+        };
+        for file in files {
+            read += 1;
+            if read > MAX_INCLUDED {
+                check.report(
+                    item_span.clone(),
+                    "include",
+                    format!("includes more than {MAX_INCLUDED} files"),
+                );
+                return;
+            }
+            if file == config_path {
+                continue;
+            }
+            include_file(check, supervisor, &file, bots);
+        }
+    }
+}
+
+/// The bots of one included file.
+fn include_file(
+    outer: &mut Checker<'_>,
+    supervisor: &SupervisorSettings,
+    file: &Path,
+    bots: &mut Vec<BotConfig>,
+) {
+    let text = match super::read_text(file) {
+        Ok(text) => text,
+        Err(err) => {
+            outer.problems.push(err.problem(Some(file.to_path_buf())));
+            return;
+        }
+    };
+    let mut check = Checker::new(&text, Some(file.to_path_buf()));
+    check.scan_for_tokens();
+    match DeTable::parse(&text) {
+        Err(err) => check.syntax_error(&err),
+        Ok(root) => {
+            for (key, value) in root.into_inner() {
+                let span = value.span();
+                match (key.get_ref().as_ref(), value.into_inner()) {
+                    ("bot", DeValue::Table(table)) => {
+                        for (name, value) in table {
+                            if let Some(mut bot) =
+                                bot_config(&mut check, supervisor, name, value, file)
+                            {
+                                bot.file = Some(file.to_path_buf());
+                                bots.push(bot);
+                            }
+                        }
+                    }
+                    ("bot", _) => check.report(span, "bot", "must be a table"),
+                    (other, _) => check.report(
+                        key.span(),
+                        other,
+                        "an included file holds `[bot.<name>]` tables only",
+                    ),
+                }
+            }
+        }
+    }
+    outer.absorb(check);
 }
 
 /// What is wrong with a webhook `public_url` (after `$VAR`s stand for a

@@ -98,7 +98,7 @@ fn broken_configs_name_line_column_and_key() {
             vec!["6:14 : a bot token is written in the config file"],
         ),
         // A missing token_env.
-        ("[bot.a]\nkind = \"echo\"\n".into(), vec!["1:6 bot.a: missing key `token_env`"]),
+        ("[bot.a]\nkind = \"echo\"\n".into(), vec!["1:6 bot.a: needs token_env (the environment variable that holds its token) or token_file"]),
         // Bad name characters.
         (
             "[bot.Tanitim]\nkind = \"echo\"\ntoken_env = \"T\"\n[bot.\"a b\"]\nkind = \"echo\"\ntoken_env = \"T2\"\n".into(),
@@ -722,4 +722,98 @@ fn process_bots_are_checked_with_positions() {
         gateway.supervisor.gateway.spool_dir,
         Some(dir.path().join("up"))
     );
+}
+
+#[test]
+fn included_files_add_bots_with_their_own_positions() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let bots_d = dir.path().join("bots.d");
+    std::fs::create_dir(&bots_d).expect("a folder");
+    std::fs::write(
+        bots_d.join("10-quiz.toml"),
+        "[bot.quiz]\nkind = \"echo\"\ntoken_file = \"quiz.token\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        bots_d.join("20-more.toml"),
+        "[bot.more]\nkind = \"echo\"\ntoken_env = \"MORE_TOKEN\"\n",
+    )
+    .expect("write");
+    let path = dir.path().join("supervisor.toml");
+    let main = "include = [\"bots.d/*.toml\"]\n[bot.a]\nkind = \"echo\"\ntoken_env = \"A\"\n";
+    let config = Config::from_str(main, &path).expect("valid");
+    let names: Vec<&str> = config.bots.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["a", "quiz", "more"]);
+    let quiz = config.bot("quiz").expect("quiz");
+    // Relative to the file that names it.
+    assert_eq!(
+        quiz.token_file.as_deref(),
+        Some(bots_d.join("quiz.token").as_path())
+    );
+    assert_eq!(
+        quiz.file.as_deref(),
+        Some(bots_d.join("10-quiz.toml").as_path())
+    );
+    assert_eq!(
+        quiz.token_source(),
+        format!("the token file {}", bots_d.join("quiz.token").display())
+    );
+
+    // A problem in an included file names that file, line and column; a
+    // name defined twice names the first place.
+    std::fs::write(
+        bots_d.join("30-bad.toml"),
+        "[bot.a]\nkind = \"echo\"\ntoken_env = \"OTHER\"\n[bot.b]\nkind = \"weather\"\ntoken_env = \"B\"\n[supervisor]\n",
+    )
+    .expect("write");
+    let err = Config::from_str(main, &path).expect_err("invalid");
+    let rendered = err.to_string();
+    let bad = bots_d.join("30-bad.toml").display().to_string();
+    assert!(
+        rendered.contains(&format!(
+            "{bad}:1:6: bot.a: bot a is already defined at {}:2:6",
+            path.display()
+        )),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains(&format!("{bad}:5:8: bot.b.kind: unknown kind `weather`")),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains(&format!("{bad}:7:2: supervisor: an included file holds")),
+        "{rendered}"
+    );
+    std::fs::remove_file(bots_d.join("30-bad.toml")).expect("remove");
+
+    // Patterns that name nothing usable, and a table with both token keys.
+    for (text, expected) in [
+        (
+            "include = \"bots.d/*.toml\"\n",
+            "1:11 include: must be a list",
+        ),
+        (
+            "include = [\"nowhere/*.toml\"]\n",
+            "1:12 include: cannot read the folder",
+        ),
+        ("include = [\"bots.d/none.toml\"]\n", "1:12 include:"),
+        (
+            "[bot.x]\nkind = \"echo\"\ntoken_env = \"X\"\ntoken_file = \"x\"\n",
+            "4:14 bot.x.token_file: give token_env or token_file, not both",
+        ),
+        ("[bot.x]\nkind = \"echo\"\n", "1:6 bot.x: needs token_env"),
+    ] {
+        let err = Config::from_str(text, &path).expect_err(text);
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let got: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{} {}: {}", p.at, p.key, p.message))
+            .collect();
+        assert!(
+            got.iter().any(|g| g.starts_with(expected)),
+            "{text}: {got:#?}"
+        );
+    }
 }

@@ -152,6 +152,7 @@ pub fn prepare(config: &Config, api_url: &Url, store: &Path) -> Result<Prepared,
         bot.api_url = api_url.clone();
         // By position: `a-b` and `a_b` are two bots.
         bot.token_env = format!("BOTVISOR_SANDBOX_TOKEN_{index}");
+        bot.token_file = None;
         if let KindSettings::Announcements(settings) = &mut bot.kind {
             settings.list_url = checks_off.clone();
             settings.check_every = CHECKS_OFF_EVERY;

@@ -112,13 +112,14 @@ impl ChildEnv {
             .bots
             .iter()
             .map(|bot| bot.token_env.as_str())
+            .filter(|name| !name.is_empty())
             .collect();
         secret_names.push(&config.supervisor.store_env);
         secret_names.extend(NOT_INHERITED);
         let mut tokens: Vec<String> = config
             .bots
             .iter()
-            .filter_map(|bot| env.token(&bot.token_env))
+            .filter_map(|bot| env.token_of(bot).ok())
             .map(|token| token.expose().to_owned())
             .filter(|token| token.len() >= 8)
             .collect();
