@@ -55,9 +55,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a bot may take to handle one input before the chat says so.
 const HANDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a process bot's program must send nothing before its answer
-/// to an input counts as complete.
+/// How long a process bot's program must ask nothing of Telegram before
+/// its answer to an input counts as complete.
 const PROGRAM_QUIET: Duration = Duration::from_millis(400);
+
+/// How long after it took an input a process bot's program may take to
+/// start answering before the chat says it did not (a program's first
+/// answer can be slow: an interpreter loading its handlers).
+const PROGRAM_SILENT: Duration = Duration::from_secs(10);
 
 /// The first user id the chat writes as.
 const FIRST_USER: u64 = 1001;
@@ -640,12 +645,15 @@ impl Session {
         // Replies are committed with their update's handled mark, then sent
         // at once (no pacing in the sandbox). A process bot's program
         // confirms an update when it asks for the next ones, often before
-        // it has answered: its replies are what it sends until it has been
-        // quiet for a moment.
+        // it has answered: its answer is what it asks of Telegram (other
+        // than updates) until it has been quiet for a moment, or nothing
+        // if it has asked nothing for a longer while.
         let bot = &self.bots[self.current];
         let program = bot.kind == "process";
+        let token = bot.token.expose();
+        let mut confirmed_at = None;
         let mut last_change = Instant::now();
-        let mut last_sent = None;
+        let mut last_asked = 0;
         while Instant::now() < deadline {
             let status = self
                 .board
@@ -653,14 +661,28 @@ impl Session {
                 .into_iter()
                 .find(|s| s.name == bot.name);
             let outbox = status.as_ref().map(|s| s.outbox).unwrap_or_default();
-            let sent = status.as_ref().map_or(0, |s| s.messages_sent);
-            if last_sent != Some(sent) {
-                last_sent = Some(sent);
-                last_change = Instant::now();
-            }
-            let quiet = !program || last_change.elapsed() >= PROGRAM_QUIET;
-            if outbox.handled > before && outbox.pending == 0 && quiet {
+            let done = outbox.handled > before && outbox.pending == 0;
+            if done && !program {
                 return true;
+            }
+            if done {
+                // The request log was cleared just before the input.
+                let asked = self
+                    .fake
+                    .requests()
+                    .iter()
+                    .filter(|r| r.token == token && r.method != "getupdates")
+                    .count();
+                let now = Instant::now();
+                let since = *confirmed_at.get_or_insert(now);
+                if asked != last_asked {
+                    last_asked = asked;
+                    last_change = now;
+                }
+                let answered = asked > 0 && now - last_change >= PROGRAM_QUIET;
+                if answered || (asked == 0 && now - since >= PROGRAM_SILENT) {
+                    return true;
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -745,10 +767,33 @@ impl Session {
     async fn wait_ready(&self, out: &mut impl Write) -> Result<Option<Stop>, SandboxError> {
         let waits = self.bots.iter().map(|bot| {
             let fake = self.fake.clone();
+            let board = &self.board;
             async move {
-                fake.wait_until_polling(bot.token.expose(), READY_TIMEOUT)
+                let deadline = Instant::now() + READY_TIMEOUT;
+                if fake
+                    .wait_until_polling(bot.token.expose(), READY_TIMEOUT)
                     .await
-                    .is_ok()
+                    .is_err()
+                {
+                    return false;
+                }
+                // A process bot is ready once its program asks the gateway
+                // for updates: before that, an input would wait for the
+                // program to start rather than for it to answer.
+                if bot.kind != "process" {
+                    return true;
+                }
+                while Instant::now() < deadline {
+                    let polled = board.snapshot().into_iter().any(|s| {
+                        s.name == bot.name
+                            && s.process.as_ref().is_some_and(|p| p.last_poll.is_some())
+                    });
+                    if polled {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                false
             }
         });
         let ready = tokio::select! {
