@@ -74,9 +74,11 @@ const MIN_SECRET_ALONE: usize = 8;
 /// JSON) or as an HTML character reference. The text is decoded once (each
 /// encoded character to itself, remembering where it came from), the
 /// learned tokens are found in the decoded text with one Aho-Corasick scan,
-/// and what they came from is replaced. Learning a token rebuilds the
-/// automaton in time linear in the tokens' length, so 500 bots cost
-/// milliseconds at start and a log line one pass, however many bots run.
+/// and what they came from is replaced. Learning marks the automaton
+/// stale and the next use builds it again, in time linear in the tokens'
+/// length: learning 10,000 tokens at start costs one build (the
+/// supervisor learns them all at once), not 10,000, and a log line one
+/// pass, however many bots run.
 #[derive(Clone, Default)]
 pub struct Redactor {
     known: Arc<RwLock<Known>>,
@@ -85,8 +87,46 @@ pub struct Redactor {
 #[derive(Default)]
 struct Known {
     tokens: Vec<Arc<str>>,
-    /// Every form to find, over the decoded text.
+    seen: std::collections::HashSet<Arc<str>>,
+    /// Every form to find, over the decoded text; `None` when a token was
+    /// learned since it was built (it is built again at the next use, so
+    /// learning n tokens one after another costs one build, not n).
     finder: Option<Arc<AhoCorasick>>,
+}
+
+impl Known {
+    /// Adds a token; true when it is new.
+    fn add(&mut self, token: &Arc<str>) -> bool {
+        if token.len() < 4 || self.seen.contains(token) {
+            return false;
+        }
+        self.seen.insert(token.clone());
+        self.tokens.push(token.clone());
+        self.finder = None;
+        true
+    }
+
+    /// The finder over every learned token, built now if it is stale.
+    fn finder(&mut self) -> Option<Arc<AhoCorasick>> {
+        if self.finder.is_none() && !self.tokens.is_empty() {
+            let mut forms: Vec<&str> = Vec::with_capacity(self.tokens.len() * 2);
+            for token in &self.tokens {
+                forms.push(token);
+                if let Some((_, secret)) = token.split_once(':')
+                    && secret.chars().count() >= MIN_SECRET_ALONE
+                {
+                    forms.push(secret);
+                }
+            }
+            // Leftmost-longest: `<id>:<secret>` wins over the secret alone.
+            self.finder = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&forms)
+                .ok()
+                .map(Arc::new);
+        }
+        self.finder.clone()
+    }
 }
 
 impl Redactor {
@@ -100,30 +140,38 @@ impl Redactor {
     /// (a self-hosted Bot API server or a test may use any string), and in
     /// every encoding of it.
     pub fn learn(&self, token: &Token) {
-        if token.0.len() < 4 {
-            return;
-        }
+        // The automaton is built at its next use.
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&token.0);
+    }
+
+    /// [`learn`](Self::learn) for many tokens at once (the supervisor's
+    /// start with thousands of bots): one build of the automaton for all.
+    pub fn learn_all<'t>(&self, tokens: impl IntoIterator<Item = &'t Token>) {
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-        if known.tokens.iter().any(|t| **t == *token.0) {
-            return;
+        let mut added = false;
+        for token in tokens {
+            added |= known.add(&token.0);
         }
-        known.tokens.push(token.0.clone());
-        let mut forms: Vec<&str> = Vec::with_capacity(known.tokens.len() * 2);
-        for token in &known.tokens {
-            forms.push(token);
-            if let Some((_, secret)) = token.split_once(':')
-                && secret.chars().count() >= MIN_SECRET_ALONE
-            {
-                forms.push(secret);
+        if added {
+            known.finder();
+        }
+    }
+
+    /// The current finder, built first if a token was learned since.
+    fn finder(&self) -> Option<Arc<AhoCorasick>> {
+        {
+            let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+            if known.finder.is_some() || known.tokens.is_empty() {
+                return known.finder.clone();
             }
         }
-        // Leftmost-longest: `<id>:<secret>` wins over the secret alone.
-        if let Ok(finder) = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&forms)
-        {
-            known.finder = Some(Arc::new(finder));
-        }
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .finder()
     }
 
     /// `text` with every token in it replaced.
@@ -137,13 +185,7 @@ impl Redactor {
 
     /// `text` with every learned token replaced, in every encoding.
     fn redact_learned<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        let finder = self
-            .known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .finder
-            .clone();
-        let Some(finder) = finder else {
+        let Some(finder) = self.finder() else {
             return std::borrow::Cow::Borrowed(text);
         };
         let decoded = Decoded::of(text);
@@ -182,13 +224,7 @@ impl Redactor {
         if text.len() <= DECODED_UP_TO {
             return self.redact_learned(text);
         }
-        let finder = self
-            .known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .finder
-            .clone();
-        let Some(finder) = finder else {
+        let Some(finder) = self.finder() else {
             return std::borrow::Cow::Borrowed(text);
         };
         let mut replaced = String::new();

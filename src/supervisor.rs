@@ -90,7 +90,9 @@ fn runnable_bots(config: &Config, env: &Environment) -> (Vec<Runnable>, Vec<(Str
             config: bot,
             token,
         })
-        .collect();
+        .collect::<Vec<Runnable>>();
+    // All at once: one build of the redactor's automaton for every bot.
+    crate::secret::Redactor::global().learn_all(runnable.iter().map(|r| &r.token));
     (runnable, bots.skipped())
 }
 
