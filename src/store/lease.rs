@@ -35,11 +35,42 @@ const KEY_SALT: i64 = 0x0B07_0000_0000_0000;
 
 /// Where leases are taken.
 pub enum Leases {
-    /// Locks on (or, off Linux, beside) the SQLite database at `db`.
+    /// Locks on (or, off Linux, beside) the SQLite database at `db`; on
+    /// Linux every bot's lock is a byte of one open file, so a thousand
+    /// bots hold one descriptor for their leases, not a thousand.
     Files {
         db: PathBuf,
+        open: std::sync::Mutex<Option<Arc<LockFile>>>,
     },
     Postgres(Arc<PgLeases>),
+}
+
+/// An open lock file and the leases held on it by this process.
+pub struct LockFile {
+    file: File,
+    identity: FileIdentity,
+    /// The lock bytes held through this open file: a second lease on a
+    /// byte in this process must fail as one in another process does (a
+    /// lock never conflicts with its own open file description).
+    held: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// When the path was last found to name this file: every bot checks
+    /// its lease each second, and a thousand bots must not mean a thousand
+    /// `stat`s a second.
+    named_at: std::sync::Mutex<Option<Instant>>,
+}
+
+impl LockFile {
+    /// True while the path still names this file (checked at most every
+    /// [`ALIVE_REUSE`]).
+    fn is_named(&self) -> bool {
+        let mut named_at = self.named_at.lock().unwrap_or_else(|e| e.into_inner());
+        if named_at.is_some_and(|at| at.elapsed() < ALIVE_REUSE) {
+            return true;
+        }
+        let named = self.identity.check().is_ok();
+        *named_at = named.then(Instant::now);
+        named
+    }
 }
 
 /// The process's lease connection to PostgreSQL.
@@ -54,9 +85,8 @@ pub struct PgLeases {
 
 /// A lease on one bot, held until released or the process ends.
 pub enum Lease {
-    /// The open file holding the lock (closing it releases the lock) and
-    /// which file it is.
-    File { file: File, identity: FileIdentity },
+    /// A lock on the shared lock file, released when dropped.
+    File(FileLease),
     Postgres {
         leases: Arc<PgLeases>,
         key: i64,
@@ -71,7 +101,10 @@ impl Leases {
     /// When a PostgreSQL URL cannot be parsed.
     pub fn for_store(spec: &StoreSpec) -> Result<Leases, StoreError> {
         match spec {
-            StoreSpec::Sqlite(path) => Ok(Leases::Files { db: path.clone() }),
+            StoreSpec::Sqlite(path) => Ok(Leases::Files {
+                db: path.clone(),
+                open: std::sync::Mutex::new(None),
+            }),
             StoreSpec::Postgres(url) => Ok(Leases::Postgres(Arc::new(PgLeases {
                 options: pg_options(url)?,
                 conn: Mutex::new((None, 0)),
@@ -86,14 +119,70 @@ impl Leases {
     /// When the store cannot be reached.
     pub async fn try_acquire(&self, bot_id: &str) -> Result<Option<Lease>, StoreError> {
         match self {
-            Leases::Files { db } => file_lease(db, bot_id),
+            Leases::Files { db, open } => file_lease(db, open, bot_id),
             Leases::Postgres(leases) => leases.try_acquire(lock_key(bot_id)).await,
         }
     }
 }
 
+/// A bot's lock on a [`LockFile`]; dropping it releases the lock.
+pub struct FileLease {
+    file: Arc<LockFile>,
+    byte: i64,
+}
+
+impl Drop for FileLease {
+    fn drop(&mut self) {
+        unlock(&self.file.file, self.byte);
+        self.file
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.byte);
+    }
+}
+
 /// Takes the file lease of `bot_id` for the database at `db`, if free.
-fn file_lease(db: &Path, bot_id: &str) -> Result<Option<Lease>, StoreError> {
+fn file_lease(
+    db: &Path,
+    open: &std::sync::Mutex<Option<Arc<LockFile>>>,
+    bot_id: &str,
+) -> Result<Option<Lease>, StoreError> {
+    let file = lock_file(db, open, bot_id)?;
+    let byte = lock_byte(bot_id);
+    let mut held = file.held.lock().unwrap_or_else(|e| e.into_inner());
+    if held.contains(&byte) {
+        return Ok(None);
+    }
+    match try_lock(&file.file, byte) {
+        Ok(true) => {
+            held.insert(byte);
+            drop(held);
+            Ok(Some(Lease::File(FileLease { file, byte })))
+        }
+        Ok(false) => Ok(None),
+        Err(e) => Err(StoreError::Query(format!(
+            "cannot lock the lease file {}: {e}",
+            file.identity.path.display()
+        ))),
+    }
+}
+
+/// The lock file to take `bot_id`'s lease on: on Linux the one kept open,
+/// opened again when its path names another file now (leases taken on the
+/// old one are lost, and new ones must be on the file others see).
+fn lock_file(
+    db: &Path,
+    open: &std::sync::Mutex<Option<Arc<LockFile>>>,
+    bot_id: &str,
+) -> Result<Arc<LockFile>, StoreError> {
+    let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+    if cfg!(target_os = "linux")
+        && let Some(file) = open.as_ref()
+        && file.identity.check().is_ok()
+    {
+        return Ok(file.clone());
+    }
     let (path, file) = open_lock_file(db, bot_id)?;
     let identity = FileIdentity::of_open(&file, &path).map_err(|e| {
         StoreError::Query(format!(
@@ -104,14 +193,16 @@ fn file_lease(db: &Path, bot_id: &str) -> Result<Option<Lease>, StoreError> {
     // A file deleted or replaced between the open and now would give a
     // lock nobody else can see.
     identity.check()?;
-    match try_lock(&file, bot_id) {
-        Ok(true) => Ok(Some(Lease::File { file, identity })),
-        Ok(false) => Ok(None),
-        Err(e) => Err(StoreError::Query(format!(
-            "cannot lock the lease file {}: {e}",
-            path.display()
-        ))),
+    let file = Arc::new(LockFile {
+        file,
+        identity,
+        held: std::sync::Mutex::new(std::collections::HashSet::new()),
+        named_at: std::sync::Mutex::new(None),
+    });
+    if cfg!(target_os = "linux") {
+        *open = Some(file.clone());
     }
+    Ok(file)
 }
 
 /// The database file itself: the store created it, and a missing one means
@@ -153,7 +244,6 @@ fn open_lock_file(db: &Path, bot_id: &str) -> Result<(PathBuf, File), StoreError
 
 /// Where a bot's byte lies in the database file: 2 TiB plus 40 bits of its
 /// key, far past SQLite's own lock bytes (at 1 GiB) and any real file.
-#[cfg(target_os = "linux")]
 fn lock_byte(bot_id: &str) -> i64 {
     const BASE: i64 = 1 << 41;
     BASE + (lock_key(bot_id) & ((1 << 40) - 1))
@@ -161,38 +251,56 @@ fn lock_byte(bot_id: &str) -> i64 {
 
 /// Takes the bot's byte with an open-file-description lock: it belongs to
 /// this open file, not to the process, so SQLite closing its own
-/// descriptors of the file (which drops POSIX record locks) leaves it, and
-/// a second lease in the same process conflicts like one in another.
+/// descriptors of the file (which drops POSIX record locks) leaves it.
 #[cfg(target_os = "linux")]
-fn try_lock(file: &File, bot_id: &str) -> std::io::Result<bool> {
+fn try_lock(file: &File, byte: i64) -> std::io::Result<bool> {
+    match ofd_lock(file, byte, libc::F_WRLCK) {
+        Ok(()) => Ok(true),
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Gives the bot's byte back (the lock file stays open for the others).
+#[cfg(target_os = "linux")]
+fn unlock(file: &File, byte: i64) {
+    if let Err(err) = ofd_lock(file, byte, libc::F_UNLCK) {
+        tracing::warn!(error = %err, "cannot release a lease lock; it goes when botvisor exits");
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn ofd_lock(file: &File, byte: i64, kind: libc::c_int) -> std::io::Result<()> {
     use std::os::fd::AsRawFd as _;
     // SAFETY: `flock` is a plain C struct for which all zeroes is valid.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_type = kind as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock.l_start = lock_byte(bot_id);
+    lock.l_start = byte;
     lock.l_len = 1;
     // SAFETY: the descriptor is open for the call (borrowed from `file`)
     // and `lock` is a valid, initialised struct that outlives it.
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &raw const lock) };
     if rc == 0 {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EAGAIN | libc::EACCES) => Ok(false),
-        _ => Err(err),
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
+/// Off Linux: the whole lease file of one bot, opened for that bot alone.
 #[cfg(not(target_os = "linux"))]
-fn try_lock(file: &File, _bot_id: &str) -> std::io::Result<bool> {
+fn try_lock(file: &File, _byte: i64) -> std::io::Result<bool> {
     match file.try_lock() {
         Ok(()) => Ok(true),
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
+
+/// Off Linux the lock goes with the bot's own lease file when it closes.
+#[cfg(not(target_os = "linux"))]
+fn unlock(_file: &File, _byte: i64) {}
 
 impl PgLeases {
     // A std mutex: held for one read or write, never across an await.
@@ -235,10 +343,12 @@ impl PgLeases {
             }
             Ok(Err(err)) => {
                 guard.0 = None;
+                self.set_answered(None);
                 Err(err.into())
             }
             Err(_) => {
                 guard.0 = None;
+                self.set_answered(None);
                 Err(StoreError::Query("timed out taking a lease".to_owned()))
             }
         }
@@ -252,10 +362,15 @@ impl Lease {
     /// lock, while its connection answers.
     pub async fn is_held(&self) -> bool {
         match self {
-            Lease::File { identity, .. } => identity.check().is_ok(),
+            Lease::File(lease) => lease.file.is_named(),
             Lease::Postgres {
                 leases, generation, ..
             } => {
+                // Without the connection's lock: a thousand bots check
+                // each second, and must not queue behind one another.
+                if leases.answered_recently(*generation) {
+                    return true;
+                }
                 let mut guard = leases.conn.lock().await;
                 if guard.1 != *generation {
                     return false;
@@ -287,7 +402,7 @@ impl Lease {
     /// Gives the lease back, so another process can take the bot at once.
     pub async fn release(self) {
         match self {
-            Lease::File { file, .. } => drop(file),
+            Lease::File(lease) => drop(lease),
             Lease::Postgres {
                 leases,
                 key,
@@ -306,6 +421,7 @@ impl Lease {
                         Ok(Ok(_))
                     ) {
                         guard.0 = None;
+                        leases.set_answered(None);
                     }
                 }
             }
@@ -354,6 +470,19 @@ mod tests {
         );
     }
 
+    /// True once `lease` is found lost: the path is looked at again after
+    /// [`ALIVE_REUSE`] at most.
+    async fn lost_soon(lease: &Lease) -> bool {
+        let deadline = Instant::now() + ALIVE_REUSE * 5;
+        while Instant::now() < deadline {
+            if !lease.is_held().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     #[tokio::test]
     async fn deleting_files_cannot_hand_a_held_lease_to_another_instance() {
         let dir = tempfile::tempdir().expect("a temporary folder");
@@ -390,12 +519,12 @@ mod tests {
         // be taken on a store that is gone.
         drop(store);
         std::fs::remove_file(&db).expect("delete the database");
-        assert!(!first.is_held().await, "a deleted file holds no lease");
+        assert!(lost_soon(&first).await, "a deleted file holds no lease");
         assert!(second_instance.try_acquire("42").await.is_err());
 
         // A new database at the path (a restore): the old lease is not on it.
         let _new_store = crate::store::Store::open(&spec).await.expect("reopen");
-        assert!(!first.is_held().await, "a replaced file holds no lease");
+        assert!(lost_soon(&first).await, "a replaced file holds no lease");
         assert!(
             second_instance
                 .try_acquire("42")
@@ -404,6 +533,41 @@ mod tests {
                 .is_some(),
             "the new file is free"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_hundred_file_leases_hold_one_descriptor() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let spec = StoreSpec::Sqlite(dir.path().join("botvisor.db"));
+        let _store = crate::store::Store::open(&spec).await.expect("open");
+        let leases = Leases::for_store(&spec).expect("leases");
+        let first = leases.try_acquire("1").await.expect("try").expect("free");
+        // Other tests open files meanwhile: count this folder's only.
+        let open_here = || {
+            std::fs::read_dir("/proc/self/fd")
+                .expect("list descriptors")
+                .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .filter(|target| target == &dir.path().join("botvisor.db"))
+                .count()
+        };
+        let before = open_here();
+        let mut held = vec![first];
+        for bot in 2..=100 {
+            let lease = leases.try_acquire(&bot.to_string()).await.expect("try");
+            held.push(lease.expect("free"));
+        }
+        assert_eq!(open_here(), before, "a lease opened a descriptor");
+        for lease in &held {
+            assert!(lease.is_held().await);
+        }
+        // A released bot is free again; the others stay held.
+        let fifty = held.remove(49);
+        assert!(leases.try_acquire("50").await.expect("try").is_none());
+        fifty.release().await;
+        let other = Leases::for_store(&spec).expect("leases");
+        assert!(other.try_acquire("50").await.expect("try").is_some());
+        assert!(other.try_acquire("51").await.expect("try").is_none());
     }
 
     #[test]
