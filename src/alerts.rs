@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::outbox::{OutMessage, Outbox};
 use crate::secret::Redactor;
-use crate::status::{BotStatus, Incident, StatusBoard, WorkerState};
+use crate::status::{BotIncidents, Incident, StatusBoard, WorkerState};
 
 /// How often the board is read.
 const TICK: Duration = Duration::from_secs(1);
@@ -93,7 +93,7 @@ type Open = BTreeMap<(String, Incident), String>;
 /// fails again and again is one alert, not one per retry.
 /// A bot in standby is left out: another instance runs it and reports its
 /// incidents, so several instances on one store alert once.
-fn open_incidents(bots: &[BotStatus]) -> Open {
+fn open_incidents(bots: &[BotIncidents]) -> Open {
     bots.iter()
         .filter(|bot| bot.state != WorkerState::Standby)
         .flat_map(|bot| {
@@ -107,7 +107,7 @@ fn open_incidents(bots: &[BotStatus]) -> Open {
 /// The bots whose incidents this instance reports. A bot in standby counts
 /// as absent: its incidents end silently here (the instance that runs it
 /// reports them).
-fn present(bots: &[BotStatus]) -> Vec<String> {
+fn present(bots: &[BotIncidents]) -> Vec<String> {
     bots.iter()
         .filter(|b| b.state != WorkerState::Standby)
         .map(|b| b.name.clone())
@@ -172,7 +172,7 @@ pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: Canc
             () = stop.cancelled() => return,
             () = tokio::time::sleep(TICK) => {}
         }
-        let bots = board.snapshot();
+        let bots = board.incidents_at(Instant::now());
         let present = present(&bots);
         let now = open_incidents(&bots);
         let changes = diff(&open, &now, &present);
@@ -286,7 +286,7 @@ mod tests {
                 // start does not restart the period.
                 status.clear_at(Incident::StoreDown, now);
             }
-            let seen = open_incidents(&board.snapshot_at(now));
+            let seen = open_incidents(&board.incidents_at(now));
             for change in diff(&open, &seen, &present) {
                 changes.push((second, change.text()));
             }
@@ -313,7 +313,7 @@ mod tests {
         let mut open = Open::new();
         let mut texts = Vec::new();
         let mut look = |open: &mut Open| {
-            let bots = board.snapshot();
+            let bots = board.incidents_at(Instant::now());
             let seen = open_incidents(&bots);
             for change in diff(open, &seen, &present(&bots)) {
                 texts.push(change.text());
