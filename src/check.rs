@@ -409,6 +409,7 @@ pub fn check(config: &Config, env: &Environment, mode: Mode) -> Report {
                 .into_iter()
                 .map(|w| format!("warning: {}", w.render(&config.path))),
         );
+        warnings.extend(descriptor_warning(config).map(|w| format!("warning: {w}")));
     }
     let mut problems = startup.skipped.clone();
     problems.extend(startup.errors.iter().cloned());
@@ -431,6 +432,20 @@ pub fn check(config: &Config, env: &Environment, mode: Mode) -> Report {
         summary,
         passes: startup.passes(),
     }
+}
+
+/// Whether the enabled bots need more file descriptors than the process
+/// may open (checked by `check` and at start).
+pub fn descriptor_warning(config: &Config) -> Option<String> {
+    let enabled = config.bots.iter().filter(|b| b.enabled);
+    let programs = enabled
+        .clone()
+        .filter(|b| matches!(b.kind, crate::config::KindSettings::Process(_)))
+        .count();
+    crate::limits::descriptor_warning(
+        crate::limits::descriptors_needed(enabled.count(), programs),
+        crate::limits::descriptor_hard_limit(),
+    )
 }
 
 /// What `check`'s token column shows: the variable, or `file:<name>`.

@@ -509,6 +509,23 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateOnlyLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncidentOnlyLabels {
+    incident: String,
+}
+
+/// Up to this many bots, `/metrics` has every bot's series; past it, only
+/// those of the bots that are not fine (not running, an open incident, a
+/// message waiting in the outbox), beside the counts by state and by
+/// incident that it always has: 10,000 bots would be over 200,000 lines
+/// a scrape, nearly all of them saying "running, nothing new".
+pub const METRICS_EVERY_BOT_UP_TO: usize = 1_000;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     bot: String,
     method: String,
@@ -644,7 +661,36 @@ pub fn render_metrics(board: &StatusBoard) -> String {
         "Enabled bots that cannot run (a token variable is not set)",
         not_running.clone(),
     );
-    for bot in board.snapshot() {
+    let by_state = Family::<StateOnlyLabels, Gauge>::default();
+    let by_incident = Family::<IncidentOnlyLabels, Gauge>::default();
+    registry.register("bots", "Bots in each state", by_state.clone());
+    registry.register(
+        "bots_with_incident",
+        "Bots with each incident open",
+        by_incident.clone(),
+    );
+    let bots = board.snapshot();
+    for s in STATES {
+        let count = bots.iter().filter(|b| b.state == s).count();
+        by_state
+            .get_or_create(&StateOnlyLabels {
+                state: s.name().to_owned(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    for i in INCIDENTS {
+        let count = bots.iter().filter(|b| b.incidents.contains_key(&i)).count();
+        by_incident
+            .get_or_create(&IncidentOnlyLabels {
+                incident: i.name().to_owned(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    let every_bot = bots.len() <= METRICS_EVERY_BOT_UP_TO;
+    let fine = |bot: &crate::status::BotStatus| {
+        bot.state == WorkerState::Running && bot.incidents.is_empty() && bot.outbox.pending == 0
+    };
+    for bot in bots.into_iter().filter(|b| every_bot || !fine(b)) {
         let labels = BotLabels {
             bot: bot.name.clone(),
         };
@@ -745,4 +791,66 @@ async fn metrics(State(board): State<StatusBoard>) -> Response {
         render_metrics(&board),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::StatusSender;
+
+    /// A board of `n` running bots, `b0` … .
+    fn board(n: usize) -> (StatusBoard, Vec<StatusSender>) {
+        let board = StatusBoard::default();
+        let senders = (0..n)
+            .map(|i| {
+                let name = format!("b{i}");
+                let (status, rx) = StatusSender::new(&name, "echo");
+                board.insert(&name, rx);
+                status.set(WorkerState::Running, "polling", None);
+                status
+            })
+            .collect();
+        (board, senders)
+    }
+
+    fn series_of(text: &str, bot: &str) -> usize {
+        let label = format!("bot=\"{bot}\"");
+        text.lines().filter(|l| l.contains(&label)).count()
+    }
+
+    #[test]
+    fn every_bot_has_its_series_up_to_the_threshold() {
+        let (board, _senders) = board(3);
+        let text = render_metrics(&board);
+        assert!(series_of(&text, "b2") > 10, "{text}");
+        assert!(
+            text.contains("botvisor_bots{state=\"running\"} 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn past_the_threshold_only_bots_that_are_not_fine_have_series() {
+        let (board, senders) = board(METRICS_EVERY_BOT_UP_TO + 1);
+        senders[7].set(WorkerState::Parked, "keeps failing", None);
+        senders[9].raise(Incident::Conflict, "409s for 10m");
+        let text = render_metrics(&board);
+        assert_eq!(series_of(&text, "b0"), 0);
+        assert!(series_of(&text, "b7") > 10);
+        assert!(
+            text.contains("botvisor_bot_state{bot=\"b7\",state=\"parked\"} 1"),
+            "b7"
+        );
+        assert!(series_of(&text, "b9") > 10);
+        assert!(
+            text.contains(&format!(
+                "botvisor_bots{{state=\"running\"}} {}",
+                METRICS_EVERY_BOT_UP_TO
+            )),
+            "the count by state"
+        );
+        assert!(text.contains("botvisor_bots{state=\"parked\"} 1"));
+        assert!(text.contains("botvisor_bots_with_incident{incident=\"conflict\"} 1"));
+        assert!(text.lines().count() < 200, "{} lines", text.lines().count());
+    }
 }

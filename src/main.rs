@@ -319,6 +319,9 @@ fn daemon(config: Config, env: Environment) -> ExitCode {
     if let Some(limit) = botvisor::limits::raise_fd_limit() {
         tracing::debug!(limit, "file descriptor limit");
     }
+    if let Some(warning) = botvisor::check::descriptor_warning(&config) {
+        tracing::warn!("{warning}");
+    }
     let outcome = runtime.block_on(async {
         let signals = botvisor::signals::listen()
             .map_err(|err| (EXIT_FAILURE, format!("cannot listen for signals: {err}")))?;

@@ -398,6 +398,58 @@ async fn check_warns_about_legal_but_dangerous_settings() {
     );
 }
 
+#[tokio::test]
+async fn check_says_when_the_bots_need_more_descriptors_than_allowed() {
+    let bots: String = (0..100)
+        .map(|i| format!("[bot.b{i}]\nkind = \"echo\"\ntoken_env = \"B{i}\"\n"))
+        .collect();
+    let dir = ConfigDir::new(&bots);
+    let path = dir.path.to_str().expect("utf-8 path");
+    let tokens: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("B{i}"), format!("{}:token-of-b{i}", 1000 + i)))
+        .collect();
+    let vars: Vec<(&str, &str)> = tokens
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let check = |hard: libc::rlim_t| {
+        let mut command = common::command(&["check", "--config", path], &vars);
+        // SAFETY: setrlimit is async-signal-safe, and the closure touches
+        // nothing else between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: hard,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        command
+    };
+    // 100 bots and what botvisor keeps for itself: about 228.
+    let out = check(200).output().await.expect("check ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a warning does not fail the check"
+    );
+    assert!(
+        stdout.contains(
+            "warning: the enabled bots need about 228 file descriptors, and this process may open at most 200"
+        ),
+        "{stdout}"
+    );
+    let out = check(1024).output().await.expect("check ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("file descriptors"), "{stdout}");
+}
+
 /// Input that used to panic or read without end (issue 13, item 7).
 #[tokio::test]
 async fn hostile_input_is_refused_without_a_panic() {

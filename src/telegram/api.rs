@@ -295,8 +295,15 @@ pub fn network_cause(err: &reqwest::Error) -> String {
     } else {
         "the request failed"
     };
-    if cause.is_empty() {
+    // First, so that the excerpt keeps it: a bot that cannot open a
+    // socket says why in its state.
+    let what = if crate::limits::out_of_descriptors(err) {
+        format!("out of file descriptors (raise `ulimit -n`, systemd's LimitNOFILE); {what}")
+    } else {
         what.to_owned()
+    };
+    if cause.is_empty() {
+        what
     } else {
         excerpt(&format!("{what}: {cause}"))
     }
