@@ -19,12 +19,29 @@ use crate::footprint::SETTLE;
 /// many as the shipped 30 s timeout gives).
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
+/// From this many bots on, the shipped 25 s poll timeout, as an operator
+/// with many bots would run them (and the idle window is one such round).
+const MANY: usize = 1_000;
+
+/// Commands answered, one at a time, by bots picked at random while all
+/// the others idle.
+const PICKED: usize = 20;
+
 /// One run with `n` bots: [start-up s, RSS MB, CPU s per idle minute,
-/// SIGTERM to exit ms].
+/// SIGTERM to exit ms], and from [`MANY`] bots on the median ms a command
+/// to a bot picked at random waits for its answer.
 pub async fn run(n: usize) -> Vec<f64> {
+    // The fake holds a long poll per bot: more sockets than the usual soft
+    // limit of this process.
+    raise_fd_limit();
     let tg = FakeTelegram::start().await.expect("start the fake");
     let echoes = Echoes::register(&tg, n);
-    let config = echoes.config(&fleet::unpaced(&tg, "10s", "warn"), |_| String::new());
+    let (poll, idle_window) = if n >= MANY {
+        ("25s", Duration::from_secs(25))
+    } else {
+        ("10s", IDLE_WINDOW)
+    };
+    let config = echoes.config(&fleet::unpaced(&tg, poll, "warn"), |_| String::new());
     let mut daemon = Daemon::start(&config, &echoes.env);
     let mut last = daemon.spawned;
     for token in &echoes.tokens {
@@ -43,7 +60,7 @@ pub async fn run(n: usize) -> Vec<f64> {
             .count()
     };
     let before = polls();
-    let cpu = daemon.idle_cpu_per_minute(IDLE_WINDOW).await;
+    let cpu = daemon.idle_cpu_per_minute(idle_window).await;
     let rss = daemon.rss() as f64 / 1e6;
     // Idle means idle: one long-poll round per bot (two at the window's
     // edges), no spinning.
@@ -52,23 +69,77 @@ pub async fn run(n: usize) -> Vec<f64> {
         during <= 2 * n,
         "{during} getUpdates of {n} idle bots in 10 s"
     );
-    // Every bot still answers, once.
+    // A bot picked at random answers while the others idle.
     let user = User::new(42, "Deneme");
+    let mut picked_ms = Vec::new();
+    if n >= MANY {
+        use rand::Rng as _;
+        let picks: Vec<usize> = {
+            let mut rng = rand::rng();
+            (0..PICKED).map(|_| rng.random_range(0..n)).collect()
+        };
+        for pick in picks {
+            let token = &echoes.tokens[pick];
+            let before = tg.sent_messages(token).len();
+            let start = std::time::Instant::now();
+            tg.inject_message(token, &Chat::private(&user), &user, "picked");
+            tg.wait_for_sent(token, before + 1, LIMIT)
+                .await
+                .expect("the picked bot answers");
+            picked_ms.push(ms(start.elapsed()));
+        }
+        picked_ms.sort_by(f64::total_cmp);
+    }
+    // Every bot still answers, once (more for those picked above).
+    let answered: Vec<usize> = echoes
+        .tokens
+        .iter()
+        .map(|token| tg.sent_messages(token).len())
+        .collect();
     for token in &echoes.tokens {
         tg.inject_message(token, &Chat::private(&user), &user, "ping");
     }
-    for token in &echoes.tokens {
+    for (token, before) in echoes.tokens.iter().zip(&answered) {
         let sent = tg
-            .wait_for_sent(token, 1, LIMIT)
+            .wait_for_sent(token, before + 1, LIMIT)
             .await
             .expect("every bot answers");
-        assert_eq!(sent[0].text, "ping");
+        assert_eq!(sent[*before].text, "ping");
     }
     let (stop, _) = daemon.terminate().await;
     daemon.assert_no_errors();
-    for token in &echoes.tokens {
-        assert_eq!(tg.sent_messages(token).len(), 1, "one answer per bot");
-        assert_eq!(tg.requests_of(token, "getMe").len(), 1, "no restart");
+    // One pass over the request log: thousands of bots.
+    let mut connects = std::collections::HashMap::<String, usize>::new();
+    for request in tg.requests().iter().filter(|r| r.method == "getme") {
+        *connects.entry(request.token.clone()).or_default() += 1;
     }
-    vec![startup, rss, cpu, ms(stop)]
+    for (token, before) in echoes.tokens.iter().zip(&answered) {
+        assert_eq!(
+            tg.sent_messages(token).len(),
+            before + 1,
+            "one answer per bot"
+        );
+        assert_eq!(connects.get(token), Some(&1), "no restart");
+    }
+    let mut figures = vec![startup, rss, cpu, ms(stop)];
+    if n >= MANY {
+        figures.push(picked_ms.get(PICKED / 2).copied().unwrap_or(f64::NAN));
+    }
+    figures
+}
+
+/// Raises this process's soft limit on open files to the hard one.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit read and write one `rlimit` through valid
+    // pointers to a local.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
+        }
+    }
 }
