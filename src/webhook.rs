@@ -181,6 +181,80 @@ impl fmt::Debug for Webhooks {
 struct Shared {
     bots: Mutex<HashMap<String, Slot>>,
     stopping: AtomicBool,
+    scan: Mutex<Scan>,
+}
+
+/// The one scan of the store for updates other instances stored, for
+/// every webhook session here: one query a second whatever the number of
+/// bots, and a bot's session reads its own inbox only when the scan found
+/// rows for it.
+#[derive(Default)]
+struct Scan {
+    store: Option<Store>,
+    /// By the bot's Telegram id: its session's wake-up.
+    sessions: HashMap<String, Arc<tokio::sync::Notify>>,
+    running: bool,
+}
+
+/// How often the shared scan looks for updates other instances stored.
+pub const SCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// A webhook session's place in the shared scan; leaving it is dropping it.
+pub struct ScanTicket {
+    shared: Arc<Shared>,
+    bot_id: String,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl ScanTicket {
+    /// Resolves when the store holds updates for this bot (or the scan
+    /// failed, so that the session reads, fails and says why).
+    pub async fn found(&self) {
+        self.wake.notified().await;
+    }
+}
+
+impl Drop for ScanTicket {
+    fn drop(&mut self) {
+        let mut scan = lock(&self.shared.scan);
+        if scan
+            .sessions
+            .get(&self.bot_id)
+            .is_some_and(|wake| Arc::ptr_eq(wake, &self.wake))
+        {
+            scan.sessions.remove(&self.bot_id);
+        }
+    }
+}
+
+/// The scan's loop: ends when no session is left in it.
+async fn scan_loop(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(SCAN_EVERY).await;
+        let store = {
+            let mut scan = lock(&shared.scan);
+            if scan.sessions.is_empty() {
+                scan.running = false;
+                return;
+            }
+            scan.store.clone()
+        };
+        let Some(store) = store else { continue };
+        let found = store.bots_with_inbox().await;
+        let scan = lock(&shared.scan);
+        match found {
+            Ok(bots) => {
+                for bot_id in bots {
+                    if let Some(wake) = scan.sessions.get(&bot_id) {
+                        wake.notify_one();
+                    }
+                }
+            }
+            // Every session reads its own inbox, and ends as a store
+            // outage if that fails too.
+            Err(_) => scan.sessions.values().for_each(|wake| wake.notify_one()),
+        }
+    }
 }
 
 struct Slot {
@@ -224,6 +298,24 @@ impl Webhooks {
     pub fn store_in(&self, name: &str, store: Store, bot_id: String) {
         if let Some(slot) = lock(&self.shared.bots).get_mut(name) {
             slot.store = Some((store, bot_id));
+        }
+    }
+
+    /// A webhook session of bot `bot_id` is told when `store` holds updates
+    /// for it (stored by other instances), until the ticket is dropped.
+    pub fn scan_for(&self, store: Store, bot_id: &str) -> ScanTicket {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut scan = lock(&self.shared.scan);
+        scan.sessions.insert(bot_id.to_owned(), wake.clone());
+        scan.store.get_or_insert(store);
+        if !scan.running {
+            scan.running = true;
+            tokio::spawn(scan_loop(self.shared.clone()));
+        }
+        ScanTicket {
+            shared: self.shared.clone(),
+            bot_id: bot_id.to_owned(),
+            wake,
         }
     }
 

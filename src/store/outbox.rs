@@ -116,6 +116,23 @@ impl Store {
             .collect())
     }
 
+    /// The bots whose inbox holds updates (for the webhook sessions' one
+    /// shared scan).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn bots_with_inbox(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        const SQL: &str = "SELECT DISTINCT bot_id FROM inbox";
+        Ok(on_pool!(self, |pool| sqlx::query(SQL)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| row.get::<String, _>(0))
+            .collect()))
+    }
+
     /// Stores one webhook update in `bot_id`'s inbox outside any session
     /// (this instance does not run the bot now, or not yet): the session
     /// that holds the bot's lease finds it there. An update already stored,

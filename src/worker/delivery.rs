@@ -27,10 +27,6 @@ use crate::telegram::BotHandle;
 use crate::telegram::polling::Delivered;
 use crate::webhook::{Secret, Target};
 
-/// How often an instance that holds a webhook bot looks for updates other
-/// instances stored for it.
-const SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The update types the webhook asks for: the kind's, or those a process
 /// bot's program asked for in its last `getUpdates` (types this version
 /// does not know are left out; none given is Telegram's default set).
@@ -101,12 +97,15 @@ impl Worker {
         );
         let progress = kept.progress.clone();
         let sink = outbox.sink();
-        // Telegram's view, now and then; updates another instance stored
-        // for this bot, every second.
-        let mut check = tokio::time::interval(info_every(self.poll_timeout));
+        // Telegram's view: at once, then every period from a point drawn
+        // in the second period, so that thousands of bots started together
+        // do not all ask in the same second; updates another instance
+        // stored for this bot, when the one shared scan finds some.
+        let every = info_every(self.poll_timeout);
+        let mut check = tokio::time::interval(every);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut scan = tokio::time::interval(SCAN_EVERY);
-        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut staggered = false;
+        let scan = self.webhooks.scan_for(self.store.clone(), bot_id);
         loop {
             if let Some(end) = consumer.ended(self) {
                 return end;
@@ -131,6 +130,11 @@ impl Worker {
                     continue;
                 }
                 _ = check.tick() => {
+                    if !staggered {
+                        staggered = true;
+                        let spread = every.mul_f64(rand::random::<f64>());
+                        check.reset_at(tokio::time::Instant::now() + every + spread);
+                    }
                     match self.check_webhook(bot, &types, target, set_at).await {
                         Ok(true) => set_at = std::time::SystemTime::now(),
                         Ok(false) => {}
@@ -138,7 +142,7 @@ impl Worker {
                     }
                     continue;
                 }
-                _ = scan.tick() => {
+                () = scan.found() => {
                     match self.store.inbox_rows(bot_id).await {
                         Ok(rows) => consumer.resume(rows, &progress, &sink),
                         Err(err) => {
