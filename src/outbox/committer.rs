@@ -192,7 +192,9 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            let close = self.commit(std::mem::take(&mut buffer)).await;
+            // Boxed: the store's transaction is a 15 KB future, held only
+            // while it runs rather than in every bot's committer all along.
+            let close = Box::pin(self.commit(std::mem::take(&mut buffer))).await;
             if let Some(close) = close {
                 self.log_cap_drops(true);
                 let _ = close.send(());

@@ -121,9 +121,7 @@ impl Store {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn bots_with_inbox(
-        &self,
-    ) -> Result<std::collections::HashSet<String>, StoreError> {
+    pub async fn bots_with_inbox(&self) -> Result<std::collections::HashSet<String>, StoreError> {
         const SQL: &str = "SELECT DISTINCT bot_id FROM inbox";
         Ok(on_pool!(self, |pool| sqlx::query(SQL)
             .fetch_all(pool)

@@ -126,7 +126,9 @@ impl Consumer {
                             event = events.recv() => event,
                         };
                         match event {
-                            Some(event) => kind.chat_event(&ctx, event).await,
+                            // Boxed: the store's writes make a 15 KB
+                            // future, held only while an event is recorded.
+                            Some(event) => Box::pin(kind.chat_event(&ctx, event)).await,
                             None => return,
                         }
                     }

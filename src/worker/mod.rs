@@ -140,7 +140,10 @@ impl Worker {
             self.status
                 .set(WorkerState::Starting, "connecting to Telegram", None);
             let started = Instant::now();
-            let end = AssertUnwindSafe(self.session(&bot, &kind, &mut kept))
+            // Boxed, as the session boxes its opening: the worker's task
+            // holds a few KB while it runs, not the 15 KB of the store's
+            // transactions on the way in (issue 22: 10,000 bots).
+            let end = AssertUnwindSafe(Box::pin(self.session(&bot, &kind, &mut kept)))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|panic| {

@@ -62,7 +62,7 @@ impl Worker {
             bot_id,
             mut outbox,
             inbox,
-        } = match self.open(bot, kept).await {
+        } = match Box::pin(self.open(bot, kept)).await {
             Ok(opened) => opened,
             Err(end) => return end,
         };

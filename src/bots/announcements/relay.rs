@@ -56,7 +56,7 @@ impl Announcements {
             // are one transaction) and is simply done again.
             let checked = tokio::select! {
                 () = stop.cancelled() => return,
-                checked = self.check(ctx, &mut selector_empty) => checked,
+                checked = Box::pin(self.check(ctx, &mut selector_empty)) => checked,
             };
             let wait = match checked {
                 Ok(()) => {
