@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod bots;
 pub mod check;
 pub mod config;
+pub mod fleet;
 pub mod gateway;
 pub mod http;
 pub mod limits;
