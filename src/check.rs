@@ -384,7 +384,9 @@ pub fn check(config: &Config, env: &Environment, mode: Mode) -> Report {
                     "SAME TOKEN as another bot".to_owned()
                 }
                 Outcome::Skipped(reason)
-                    if bot.token_file.is_some() && !reason.contains("does not hold") =>
+                    if bot.token_file.is_some()
+                        && reason.contains("the token file")
+                        && !reason.contains("does not hold") =>
                 {
                     "token file NOT READABLE".to_owned()
                 }
@@ -662,6 +664,17 @@ mod tests {
             report.lines[0].contains("file:q.token"),
             "{:?}",
             report.lines
+        );
+        // A FIFO is refused at once rather than read (it would block).
+        std::fs::remove_file(&file).expect("remove");
+        let fifo = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).expect("a path");
+        // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let found = bots(&config, &env);
+        assert!(
+            matches!(&found.bots[0].1, Outcome::Skipped(reason) if reason.contains("not a regular file")),
+            "{:?}",
+            found.bots[0].1
         );
         std::fs::remove_file(&file).expect("remove");
         let found = bots(&config, &env);

@@ -688,7 +688,10 @@ pub fn render_metrics(board: &StatusBoard) -> String {
     }
     let every_bot = bots.len() <= METRICS_EVERY_BOT_UP_TO;
     let fine = |bot: &crate::status::BotStatus| {
-        bot.state == WorkerState::Running && bot.incidents.is_empty() && bot.outbox.pending == 0
+        // A bot in standby runs on another instance, which reports it.
+        matches!(bot.state, WorkerState::Running | WorkerState::Standby)
+            && bot.incidents.is_empty()
+            && bot.outbox.pending == 0
     };
     for bot in bots.into_iter().filter(|b| every_bot || !fine(b)) {
         let labels = BotLabels {
@@ -834,8 +837,11 @@ mod tests {
         let (board, senders) = board(METRICS_EVERY_BOT_UP_TO + 1);
         senders[7].set(WorkerState::Parked, "keeps failing", None);
         senders[9].raise(Incident::Conflict, "409s for 10m");
+        // Another instance runs it, and reports it.
+        senders[3].set(WorkerState::Standby, "another instance holds it", None);
         let text = render_metrics(&board);
         assert_eq!(series_of(&text, "b0"), 0);
+        assert_eq!(series_of(&text, "b3"), 0);
         assert!(series_of(&text, "b7") > 10);
         assert!(
             text.contains("botvisor_bot_state{bot=\"b7\",state=\"parked\"} 1"),
@@ -845,7 +851,7 @@ mod tests {
         assert!(
             text.contains(&format!(
                 "botvisor_bots{{state=\"running\"}} {}",
-                METRICS_EVERY_BOT_UP_TO
+                METRICS_EVERY_BOT_UP_TO - 1
             )),
             "the count by state"
         );

@@ -88,10 +88,12 @@ pub struct Redactor {
 struct Known {
     tokens: Vec<Arc<str>>,
     seen: std::collections::HashSet<Arc<str>>,
-    /// Every form to find, over the decoded text; `None` when a token was
-    /// learned since it was built (it is built again at the next use, so
-    /// learning n tokens one after another costs one build, not n).
+    /// Every form to find, over the decoded text.
     finder: Option<Arc<AhoCorasick>>,
+    /// A token was learned since the finder was built: it is built again
+    /// at the next use, so learning n tokens one after another costs one
+    /// build, not n.
+    stale: bool,
 }
 
 impl Known {
@@ -102,13 +104,14 @@ impl Known {
         }
         self.seen.insert(token.clone());
         self.tokens.push(token.clone());
-        self.finder = None;
+        self.stale = true;
         true
     }
 
     /// The finder over every learned token, built now if it is stale.
     fn finder(&mut self) -> Option<Arc<AhoCorasick>> {
-        if self.finder.is_none() && !self.tokens.is_empty() {
+        if self.stale {
+            self.stale = false;
             let mut forms: Vec<&str> = Vec::with_capacity(self.tokens.len() * 2);
             for token in &self.tokens {
                 forms.push(token);
@@ -119,11 +122,13 @@ impl Known {
                 }
             }
             // Leftmost-longest: `<id>:<secret>` wins over the secret alone.
-            self.finder = AhoCorasick::builder()
+            // A build that fails (too large) keeps the one before.
+            if let Ok(finder) = AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
                 .build(&forms)
-                .ok()
-                .map(Arc::new);
+            {
+                self.finder = Some(Arc::new(finder));
+            }
         }
         self.finder.clone()
     }
@@ -164,7 +169,7 @@ impl Redactor {
     fn finder(&self) -> Option<Arc<AhoCorasick>> {
         {
             let known = self.known.read().unwrap_or_else(|e| e.into_inner());
-            if known.finder.is_some() || known.tokens.is_empty() {
+            if !known.stale {
                 return known.finder.clone();
             }
         }

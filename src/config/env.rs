@@ -149,6 +149,13 @@ impl Environment {
 /// path such as `/dev/zero` must not be read without end).
 fn read_token_file(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Read as _;
+    // A regular file only: opening a FIFO would block the supervisor.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
     let mut text = String::new();
     std::fs::File::open(path)?
         .take(4096)

@@ -513,9 +513,12 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
         include_files(&mut check, &supervisor_ok, path, span, value, &mut bots);
     }
 
-    // One name, one bot, whichever file defines it.
-    for (i, bot) in bots.iter().enumerate() {
-        if let Some(first) = bots[..i].iter().find(|b| b.name == bot.name) {
+    // One name, one bot, whichever file defines it (a map: thousands of
+    // bots are checked at each SIGHUP).
+    let mut by_name: std::collections::HashMap<&str, &BotConfig> =
+        std::collections::HashMap::with_capacity(bots.len());
+    for bot in &bots {
+        if let Some(first) = by_name.get(bot.name.as_str()).copied() {
             let there = first.file.as_deref().unwrap_or(path).display().to_string();
             check.problems.push(Problem {
                 at: bot.at,
@@ -526,19 +529,21 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
                     bot.name, first.at
                 ),
             });
+        } else {
+            by_name.insert(bot.name.as_str(), bot);
         }
     }
 
     // Two running bots with one token would end each other's long polls.
-    for (i, bot) in bots.iter().enumerate().filter(|(_, b)| b.enabled) {
-        if let Some(first) = bots[..i].iter().find(|b| {
-            b.enabled
-                && if bot.token_file.is_some() {
-                    b.token_file == bot.token_file
-                } else {
-                    b.token_file.is_none() && b.token_env == bot.token_env
-                }
-        }) {
+    // By the file, or by the variable for a bot without a file.
+    let mut by_token: std::collections::HashMap<(Option<&Path>, &str), &BotConfig> =
+        std::collections::HashMap::with_capacity(bots.len());
+    for bot in bots.iter().filter(|b| b.enabled) {
+        let key = match bot.token_file.as_deref() {
+            Some(file) => (Some(file), ""),
+            None => (None, bot.token_env.as_str()),
+        };
+        if let Some(first) = by_token.get(&key).copied() {
             check.problems.push(Problem {
                 at: bot.token_env_at,
                 file: bot.file.clone(),
@@ -549,6 +554,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
                     first.name
                 ),
             });
+        } else {
+            by_token.insert(key, bot);
         }
     }
 
@@ -1114,11 +1121,21 @@ fn include_files(
                 );
                 return;
             }
-            if file == config_path {
+            if same_file(&file, config_path) {
                 continue;
             }
             include_file(check, supervisor, &file, bots);
         }
+    }
+}
+
+/// Whether two paths name one file (`./supervisor.toml` and
+/// `supervisor.toml`, a symlink), so the config never includes itself.
+pub(super) fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => a == b,
     }
 }
 

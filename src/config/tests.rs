@@ -786,6 +786,22 @@ fn included_files_add_bots_with_their_own_positions() {
     );
     std::fs::remove_file(bots_d.join("30-bad.toml")).expect("remove");
 
+    // A pattern that names the config itself (`*.toml` beside it, however
+    // the path is spelled) skips it.
+    std::fs::write(&path, "include = [\"*.toml\", \"bots.d/*.toml\"]\n").expect("write");
+    let config = Config::load(&path).expect("the config does not include itself");
+    assert_eq!(config.bots.len(), 2);
+    // `--config supervisor.toml` names it `supervisor.toml`, the pattern
+    // `./supervisor.toml`: one file (the tests run in the package's folder).
+    assert!(super::raw::same_file(
+        Path::new("./Cargo.toml"),
+        Path::new("Cargo.toml")
+    ));
+    assert!(!super::raw::same_file(
+        Path::new("Cargo.toml"),
+        Path::new("README.md")
+    ));
+
     // Patterns that name nothing usable, and a table with both token keys.
     for (text, expected) in [
         (
