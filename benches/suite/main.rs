@@ -13,7 +13,7 @@
 //! - `BOTVISOR_BENCH_ONLY=a,b`: only these scenarios (`capacity`, `idle`,
 //!   `burst`, `steady`, `scale-1`, `scale-10`, `scale-100`, `scale-500`,
 //!   `scale-1000`, `scale-10000`,
-//!   `shutdown`, `shutdown-in-flight`, `reload`, `conflict`, `takeover`,
+//!   `shutdown`, `shutdown-in-flight`, `reload`, `reload-10000`, `conflict`, `takeover`,
 //!   `broadcast`, `startup`, `busy-group`, `deep-page`, `gateway-burst`,
 //!   `gateway-capacity`, `gateway-busy-group`, `gateway-burst-limits`,
 //!   `gateway-footprint`); a name also selects the scenarios named after it
@@ -166,34 +166,8 @@ fn scenarios() -> Vec<Scenario> {
             once: false,
             run: Box::new(|| Box::pin(shutdown::in_flight())),
         },
-        Scenario {
-            name: "reload",
-            number: "5",
-            measures: vec![
-                measure(
-                    "SIGHUP, 1 of 100 bots changed: it polls again",
-                    "ms",
-                    AtMost(500.0, "≤ 500"),
-                ),
-                measure(
-                    "SIGHUP: reconnects or dropped polls of the other 99",
-                    "count",
-                    AtMost(0.0, "0"),
-                ),
-                measure(
-                    "SIGHUP: other 99, slowest reply in the 0.5 s before",
-                    "ms",
-                    None,
-                ),
-                measure(
-                    "SIGHUP: other 99, slowest reply in the 1.5 s after",
-                    "ms",
-                    AtMost(100.0, "≤ 100 (no pause)"),
-                ),
-            ],
-            once: false,
-            run: Box::new(|| Box::pin(reload::run())),
-        },
+        reload_scenario(100),
+        reload_scenario(10_000),
         Scenario {
             name: "conflict",
             number: "6",
@@ -427,6 +401,44 @@ fn scenarios() -> Vec<Scenario> {
             run: Box::new(|| Box::pin(gateway::footprint())),
         },
     ]
+}
+
+fn reload_scenario(n: usize) -> Scenario {
+    use Target::{AtMost, None};
+    let (polls, after) = if n > 100 {
+        (AtMost(20.0, "≤ 20"), AtMost(100.0, "≤ 100 (no pause)"))
+    } else {
+        (AtMost(500.0, "≤ 500"), AtMost(100.0, "≤ 100 (no pause)"))
+    };
+    let others = n - 1;
+    Scenario {
+        name: if n > 100 { "reload-10000" } else { "reload" },
+        number: if n > 100 { "22" } else { "5" },
+        measures: vec![
+            measure(
+                format!("SIGHUP, 1 of {n} bots changed: it polls again"),
+                "ms",
+                polls,
+            ),
+            measure(
+                format!("SIGHUP: reconnects or dropped polls of the other {others}"),
+                "count",
+                AtMost(0.0, "0"),
+            ),
+            measure(
+                format!("SIGHUP: other {others}, slowest reply in the 0.5 s before"),
+                "ms",
+                None,
+            ),
+            measure(
+                format!("SIGHUP: other {others}, slowest reply in the 1.5 s after"),
+                "ms",
+                after,
+            ),
+        ],
+        once: n > 100,
+        run: Box::new(move || Box::pin(reload::run(n))),
+    }
 }
 
 fn scale_scenario(n: usize) -> Scenario {

@@ -129,7 +129,7 @@ pub async fn run(n: usize) -> Vec<f64> {
 }
 
 /// Raises this process's soft limit on open files to the hard one.
-fn raise_fd_limit() {
+pub fn raise_fd_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
