@@ -91,6 +91,9 @@ impl Bots {
 /// variable holds something token-shaped that no earlier bot uses.
 pub fn bots(config: &Config, env: &Environment) -> Bots {
     let mut out: Vec<(BotConfig, Outcome)> = Vec::new();
+    // The bots that run so far, by token: a map, as thousands of bots are
+    // checked at each start and SIGHUP.
+    let mut running: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for bot in &config.bots {
         let outcome = if !bot.enabled {
             Outcome::Disabled
@@ -103,18 +106,17 @@ pub fn bots(config: &Config, env: &Environment) -> Bots {
                     bot.token_source()
                 )),
                 // Two workers with one token would end each other's long polls.
-                Ok(token) => match out
-                    .iter()
-                    .find(|(_, outcome)| matches!(outcome, Outcome::Runs(other) if *other == token))
-                {
-                    Some((first, _)) => Outcome::Skipped(format!(
-                        "{} holds the same token as bot {}",
+                Ok(token) => match running.get(token.expose()) {
+                    Some(first) => Outcome::Skipped(format!(
+                        "{} holds the same token as bot {first}",
                         bot.token_source(),
-                        first.name
                     )),
                     None => match webhook_target(config, bot, env) {
                         Some(Err(reason)) => Outcome::Skipped(reason),
-                        _ => Outcome::Runs(token),
+                        _ => {
+                            running.insert(token.expose().to_owned(), bot.name.clone());
+                            Outcome::Runs(token)
+                        }
                     },
                 },
             }

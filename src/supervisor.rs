@@ -148,8 +148,10 @@ fn plan_reload(
             Some(_) => plan.unchanged.push(name.clone()),
         }
     }
+    let names: std::collections::HashSet<&str> =
+        wanted.iter().map(|b| b.config.name.as_str()).collect();
     for name in running.keys() {
-        if !wanted.iter().any(|b| &b.config.name == name) {
+        if !names.contains(name.as_str()) {
             plan.removed.push(name.clone());
         }
     }

@@ -117,9 +117,7 @@ pub async fn run(bots: usize) -> Vec<f64> {
     for request in requests.iter().filter(|r| r.token != *changed_token) {
         match request.method.as_str() {
             "getme" => *connects.entry(request.token.as_str()).or_default() += 1,
-            "getupdates"
-                if !matches!(request.outcome, Outcome::Pending | Outcome::Status(200)) =>
-            {
+            "getupdates" if !matches!(request.outcome, Outcome::Pending | Outcome::Status(200)) => {
                 disturbed += 1;
             }
             _ => {}

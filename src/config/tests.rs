@@ -274,6 +274,19 @@ fn the_shipped_config_is_the_departments_two_bots() {
 }
 
 #[test]
+fn the_checker_finds_the_same_positions_by_its_line_index() {
+    let text = "[bot.ı]\nkind = \"echo\"\n\n# ünïcode\ntoken_env = \"A\"\n\nlast";
+    let checker = super::raw::Checker::new(text, None);
+    for offset in 0..=text.len() + 2 {
+        assert_eq!(
+            checker.at(offset..offset),
+            Location::of_offset(text, offset),
+            "offset {offset}"
+        );
+    }
+}
+
+#[test]
 fn locations_count_characters_not_bytes() {
     let text = "ı = 1\nab";
     assert_eq!(
