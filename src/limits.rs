@@ -14,19 +14,13 @@
 ///
 /// Call it once at start, before any bot opens a connection.
 pub fn raise_fd_limit() -> Option<libc::rlim_t> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let limit = match nofile() {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the file descriptor limit");
+            return None;
+        }
     };
-    // SAFETY: getrlimit writes one `rlimit` through a valid pointer to a
-    // local.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
-        tracing::warn!(
-            error = %std::io::Error::last_os_error(),
-            "cannot read the file descriptor limit"
-        );
-        return None;
-    }
     let before = limit.rlim_cur;
     if before >= limit.rlim_max {
         return Some(before);
@@ -74,15 +68,7 @@ mod tests {
     use super::*;
 
     fn limits() -> (libc::rlim_t, libc::rlim_t) {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: as in `raise_fd_limit`.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) },
-            0
-        );
+        let limit = nofile().expect("the limit can be read");
         (limit.rlim_cur, limit.rlim_max)
     }
 
@@ -131,18 +117,24 @@ pub fn descriptors_needed(bots: usize, programs: usize) -> u64 {
 /// The hard limit on open descriptors: what [`raise_fd_limit`] takes the
 /// soft one up to. `None` when it cannot be read or is unlimited.
 pub fn descriptor_hard_limit() -> Option<u64> {
+    nofile()
+        .ok()
+        .map(|limit| limit.rlim_max)
+        .filter(|hard| *hard != libc::RLIM_INFINITY)
+}
+
+/// The process's `RLIMIT_NOFILE`, soft and hard.
+fn nofile() -> std::io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one `rlimit` through a valid pointer to a
     // local.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0
-        || limit.rlim_max == libc::RLIM_INFINITY
-    {
-        return None;
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    Some(limit.rlim_max)
+    Ok(limit)
 }
 
 /// A sentence for `check` and the start when `needed` descriptors exceed

@@ -25,7 +25,7 @@ const SIGHUP_AFTER: Duration = Duration::from_millis(500);
 /// of the other 99; their slowest answer before the SIGHUP, ms; their
 /// slowest answer after it, ms].
 pub async fn run(bots: usize) -> Vec<f64> {
-    crate::scale::raise_fd_limit();
+    botvisor::limits::raise_fd_limit();
     let tg = FakeTelegram::start().await.expect("start the fake");
     let echoes = Echoes::register(&tg, bots);
     let supervisor = fleet::supervisor(&tg, "30s", "warn");

@@ -33,7 +33,7 @@ const PICKED: usize = 20;
 pub async fn run(n: usize) -> Vec<f64> {
     // The fake holds a long poll per bot: more sockets than the usual soft
     // limit of this process.
-    raise_fd_limit();
+    botvisor::limits::raise_fd_limit();
     let tg = FakeTelegram::start().await.expect("start the fake");
     let echoes = Echoes::register(&tg, n);
     let (poll, idle_window) = if n >= MANY {
@@ -126,20 +126,4 @@ pub async fn run(n: usize) -> Vec<f64> {
         figures.push(picked_ms.get(PICKED / 2).copied().unwrap_or(f64::NAN));
     }
     figures
-}
-
-/// Raises this process's soft limit on open files to the hard one.
-pub fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: get/setrlimit read and write one `rlimit` through valid
-    // pointers to a local.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
-        }
-    }
 }
