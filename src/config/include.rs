@@ -28,9 +28,9 @@ pub fn expand(config_path: &Path, pattern: &str) -> Result<Vec<PathBuf>, String>
             "{shown}: wildcards are allowed in the file name only, not in folders"
         ));
     }
-    if glob::Pattern::new(name).is_err() {
+    let Ok(pattern) = glob::Pattern::new(name) else {
         return Err(format!("{shown}: not a pattern (an unclosed `[`?)"));
-    }
+    };
     if !name.contains(['*', '?', '[']) {
         return if full.is_file() {
             Ok(vec![full])
@@ -54,7 +54,7 @@ pub fn expand(config_path: &Path, pattern: &str) -> Result<Vec<PathBuf>, String>
         .filter_map(|entry| {
             let file = entry.file_name();
             let file = file.to_str()?;
-            matches(name, file).then(|| entry.path())
+            pattern.matches_with(file, OPTIONS).then(|| entry.path())
         })
         .filter(|path| path.is_file())
         .collect();
@@ -62,15 +62,18 @@ pub fn expand(config_path: &Path, pattern: &str) -> Result<Vec<PathBuf>, String>
     Ok(files)
 }
 
-/// Whether file `name` matches `pattern` (`*`, `?`, `[…]` as a shell
-/// has them; a leading `.` only matched by a leading `.`).
+/// How a file name matches: `*`, `?`, `[…]` as a shell has them; a
+/// leading `.` only matched by a leading `.`.
+const OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
+
+/// Whether file `name` matches `pattern`.
+#[cfg(test)]
 fn matches(pattern: &str, name: &str) -> bool {
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: true,
-    };
-    glob::Pattern::new(pattern).is_ok_and(|p| p.matches_with(name, options))
+    glob::Pattern::new(pattern).is_ok_and(|p| p.matches_with(name, OPTIONS))
 }
 
 #[cfg(test)]
