@@ -34,6 +34,9 @@ pub struct Limits {
     pub per_group_per_minute: Option<usize>,
     /// The shortest gap between two messages of the bot.
     pub global_gap: Option<Duration>,
+    /// Messages of the bot in any second: the spacing lets a late send be
+    /// followed closer than the gap, so the window is kept too.
+    pub per_bot_per_second: Option<usize>,
 }
 
 impl Limits {
@@ -42,6 +45,7 @@ impl Limits {
         per_chat_gap: None,
         per_group_per_minute: None,
         global_gap: None,
+        per_bot_per_second: None,
     };
 
     pub fn from_settings(settings: &OutboxSettings) -> Limits {
@@ -56,6 +60,8 @@ impl Limits {
             per_group_per_minute: (settings.per_group_per_minute > 0)
                 .then(|| usize::try_from(settings.per_group_per_minute).unwrap_or(usize::MAX)),
             global_gap: gap(settings.per_bot_per_second, GLOBAL_MARGIN),
+            per_bot_per_second: (settings.per_bot_per_second > 0)
+                .then(|| usize::try_from(settings.per_bot_per_second).unwrap_or(usize::MAX)),
         }
     }
 }
@@ -74,6 +80,8 @@ struct ChatPace {
 pub struct Pacer {
     limits: Limits,
     global_next: Option<Instant>,
+    /// When the bot's last `per_bot_per_second` messages went.
+    recent: VecDeque<Instant>,
     paused_until: Option<Instant>,
     chats: HashMap<i64, ChatPace>,
 }
@@ -83,6 +91,7 @@ impl Pacer {
         Pacer {
             limits,
             global_next: None,
+            recent: VecDeque::new(),
             paused_until: None,
             chats: HashMap::new(),
         }
@@ -90,7 +99,15 @@ impl Pacer {
 
     /// The earliest any message of the bot may go (not before `now`).
     pub fn global_next(&self, now: Instant) -> Instant {
-        [self.global_next, self.paused_until]
+        // No second holds more than the bot's share, however late the
+        // sends before were.
+        let window = self.limits.per_bot_per_second.and_then(|n| {
+            let first = self.recent.len().checked_sub(n)?;
+            self.recent
+                .get(first)
+                .map(|at| *at + SECOND + GLOBAL_MARGIN)
+        });
+        [self.global_next, self.paused_until, window]
             .into_iter()
             .flatten()
             .fold(now, Instant::max)
@@ -136,6 +153,14 @@ impl Pacer {
                 _ => at,
             };
             self.global_next = Some(base + gap * weight);
+        }
+        if let Some(n) = self.limits.per_bot_per_second {
+            for _ in 0..weight.min(u32::try_from(n).unwrap_or(u32::MAX)) {
+                self.recent.push_back(at);
+            }
+            while self.recent.len() > n {
+                self.recent.pop_front();
+            }
         }
         if self.limits.per_chat_gap.is_none() && self.limits.per_group_per_minute.is_none() {
             return;
@@ -268,5 +293,25 @@ mod tests {
             [1050, 2100, 3150, 4200, 5250, 6300, 7350, 8400, 9450, 10500]
         );
         assert_eq!(times[10], 60_050, "{times:?}");
+    }
+
+    #[test]
+    fn late_sends_never_put_more_than_the_share_in_one_second() {
+        let mut pacer = Pacer::new(telegram());
+        let start = Instant::now();
+        // The first send goes 30 ms late (less than a gap); every later one
+        // on its slot.
+        let mut first = None;
+        for chat in 0..30 {
+            let at =
+                pacer.global_next(start) + Duration::from_millis(if chat == 0 { 30 } else { 0 });
+            first.get_or_insert(at);
+            pacer.record(chat, at);
+        }
+        let first = first.expect("sent");
+        assert!(
+            pacer.global_next(start) >= first + SECOND,
+            "the 31st would share a second with the first"
+        );
     }
 }
