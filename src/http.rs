@@ -49,7 +49,7 @@ use crate::status::{BotStatus, Incident, StatusBoard, WorkerState};
 use crate::webhook::{Answer, Webhooks};
 
 /// Every state, for the one-hot `botvisor_bot_state` gauge.
-const STATES: [WorkerState; 8] = [
+const STATES: [WorkerState; 9] = [
     WorkerState::Starting,
     WorkerState::Running,
     WorkerState::Standby,
@@ -57,6 +57,7 @@ const STATES: [WorkerState; 8] = [
     WorkerState::BackingOff,
     WorkerState::Parked,
     WorkerState::Stopping,
+    WorkerState::Handover,
     WorkerState::Stopped,
 ];
 const INCIDENTS: [Incident; 5] = [
@@ -481,6 +482,44 @@ fn bot_json(bot: &BotStatus) -> serde_json::Value {
     })
 }
 
+/// The fleet's part of `/status`: each instance with its bots (name, lease
+/// generation, seconds held) and the bots moving between instances.
+fn fleet_json(fleet: &crate::status::FleetStatus) -> serde_json::Value {
+    let instances: Vec<serde_json::Value> = fleet
+        .instances
+        .iter()
+        .map(|instance| {
+            let bots: Vec<serde_json::Value> = instance
+                .bots
+                .iter()
+                .map(|(name, generation, age_ms)| {
+                    serde_json::json!({
+                        "name": name,
+                        "generation": generation,
+                        "held_seconds": age_ms / 1000,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "id": instance.id,
+                "host": instance.host,
+                "this": instance.id == fleet.me,
+                "weight": instance.weight,
+                "share": instance.share,
+                "heard_seconds_ago": instance.silent_ms.max(0) as f64 / 1000.0,
+                "bots": bots,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "instance": fleet.me,
+        "instances": instances,
+        "moving": fleet.moving,
+        "handovers": fleet.handovers,
+        "fencing_refusals": fleet.fencing_refusals,
+    })
+}
+
 async fn status(State(board): State<StatusBoard>) -> Response {
     let bots: Vec<serde_json::Value> = board.snapshot().iter().map(bot_json).collect();
     let not_running: Vec<serde_json::Value> = board
@@ -493,6 +532,7 @@ async fn status(State(board): State<StatusBoard>) -> Response {
         "stopping": board.is_stopping(),
         "bots": bots,
         "not_running": not_running,
+        "fleet": board.fleet().map(|fleet| fleet_json(&fleet)),
     });
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
@@ -774,6 +814,48 @@ pub fn render_metrics(board: &StatusBoard) -> String {
         }
     }
     not_running.set(i64::try_from(board.not_running().len()).unwrap_or(i64::MAX));
+    if let Some(fleet) = board.fleet() {
+        let gauge = |value: usize| {
+            let g = Gauge::<i64>::default();
+            g.set(i64::try_from(value).unwrap_or(i64::MAX));
+            g
+        };
+        let counter = |value: u64| {
+            let c = Counter::<u64>::default();
+            c.inc_by(value);
+            c
+        };
+        let held = fleet
+            .instances
+            .iter()
+            .find(|i| i.id == fleet.me)
+            .map_or(0, |i| i.bots.len());
+        registry.register(
+            "fleet_instances",
+            "Instances of the fleet heard from within the lease TTL",
+            gauge(fleet.instances.len()),
+        );
+        registry.register(
+            "fleet_bots_held",
+            "Bots whose lease this instance holds",
+            gauge(held),
+        );
+        registry.register(
+            "fleet_bots_moving",
+            "Bots between instances: released, expired, or being handed over",
+            gauge(fleet.moving.len()),
+        );
+        registry.register(
+            "fleet_handovers",
+            "Bots this instance handed over to another instance",
+            counter(fleet.handovers),
+        );
+        registry.register(
+            "fleet_fencing_refusals",
+            "Sends and writes this instance refused because it no longer held the bot's lease",
+            counter(fleet.fencing_refusals),
+        );
+    }
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
         // Writing to a String cannot fail; keep the endpoint answering.

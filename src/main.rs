@@ -92,6 +92,10 @@ enum Command {
     /// chat with them in the terminal: no tokens, no network, a throwaway
     /// store.
     Sandbox,
+    /// Print the fleet on the PostgreSQL store (`DATABASE_URL` or
+    /// `store`): each instance with the bots it holds, their lease
+    /// generation and age, and the bots moving between instances.
+    Fleet,
 }
 
 fn main() -> ExitCode {
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
                 Some(Command::AnnouncementsPreview { bot }) => {
                     announcements_preview(&config, bot.as_deref())
                 }
+                Some(Command::Fleet) => fleet(&config, &env),
                 // Handled above; listed so a new command cannot fall
                 // through to the daemon unnoticed.
                 Some(Command::Sandbox) => sandbox(config),
@@ -255,6 +260,43 @@ fn announcements_preview(config: &Config, name: Option<&str>) -> ExitCode {
         Ok(text) if text.contains(NOTHING_FOUND) => print_out(&text, EXIT_FAILURE),
         Ok(text) => print_out(&text, EXIT_OK),
         Err(err) => fail(EXIT_FAILURE, &err.to_string()),
+    }
+}
+
+fn fleet(config: &Config, env: &Environment) -> ExitCode {
+    let url = match config.store_spec(env) {
+        Ok(botvisor::store::StoreSpec::Postgres(url)) => url,
+        Ok(botvisor::store::StoreSpec::Sqlite(_)) => {
+            return fail(
+                EXIT_USAGE,
+                "the store is SQLite: one instance holds every bot; a fleet needs PostgreSQL \
+                 (DATABASE_URL or `store`)",
+            );
+        }
+        Err(err) => return fail(EXIT_CONFIG, &err),
+    };
+    // This config's names for the bots whose token is set here.
+    let bots: botvisor::fleet::FleetBots = config
+        .bots
+        .iter()
+        .filter(|bot| bot.enabled)
+        .filter_map(|bot| {
+            let token = env.token_of(bot).ok()?;
+            Some((token.bot_id()?.to_owned(), bot.name.clone()))
+        })
+        .collect();
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let report = runtime.block_on(botvisor::fleet::report(
+        &url,
+        config.supervisor.fleet.lease_ttl,
+        &bots,
+    ));
+    match report {
+        Ok(text) => print_out(text.trim_end(), EXIT_OK),
+        Err(err) => fail(EXIT_FAILURE, &Redactor::global().redact(&err.to_string())),
     }
 }
 

@@ -68,6 +68,9 @@ pub enum WorkerState {
     Parked,
     /// Finishing the handlers that were running when the stop came.
     Stopping,
+    /// Handing the bot over to another instance of the fleet: no longer
+    /// polling, its outbox draining; never `running` on two instances.
+    Handover,
     Stopped,
 }
 
@@ -81,6 +84,7 @@ impl WorkerState {
             WorkerState::BackingOff => "backing_off",
             WorkerState::Parked => "parked",
             WorkerState::Stopping => "stopping",
+            WorkerState::Handover => "handover",
             WorkerState::Stopped => "stopped",
         }
     }
@@ -889,6 +893,37 @@ struct Board {
     stopping: bool,
     /// `[supervisor] operators`: who may ask for `/durum`.
     operators: Vec<i64>,
+    /// The fleet as this instance last saw it (PostgreSQL stores only).
+    fleet: Option<FleetStatus>,
+}
+
+/// The fleet as one instance sees it: what `/status` and `/metrics` show.
+/// Bots are named by this config's names (a bot not in it by `id:<n>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetStatus {
+    /// This instance's id.
+    pub me: String,
+    pub instances: Vec<FleetInstance>,
+    /// Bots between holders: released, expired, or asked to move.
+    pub moving: Vec<String>,
+    /// Bots this instance hands over, counted since the start.
+    pub handovers: u64,
+    /// Sends and writes refused for a lease no longer held.
+    pub fencing_refusals: u64,
+}
+
+/// One instance of the fleet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetInstance {
+    pub id: String,
+    pub host: String,
+    pub weight: u32,
+    /// How many bots its weight gives it.
+    pub share: usize,
+    /// Milliseconds since its last heartbeat.
+    pub silent_ms: i64,
+    /// The bots it holds: name, lease generation, milliseconds since taken.
+    pub bots: Vec<(String, i64, i64)>,
 }
 
 impl fmt::Debug for StatusBoard {
@@ -976,6 +1011,15 @@ impl StatusBoard {
     /// True when user `id` is an operator.
     pub fn is_operator(&self, id: i64) -> bool {
         self.read().operators.contains(&id)
+    }
+
+    /// The fleet as last seen, when the store is shared.
+    pub fn fleet(&self) -> Option<FleetStatus> {
+        self.read().fleet.clone()
+    }
+
+    pub(crate) fn set_fleet(&self, fleet: FleetStatus) {
+        self.write().fleet = Some(fleet);
     }
 
     pub(crate) fn set_operators(&self, operators: &[i64]) {

@@ -28,7 +28,7 @@ use crate::outbox::Outbox;
 use crate::secret::Token;
 use crate::signals::Signal;
 use crate::status::{StatusBoard, StatusSender, WorkerState};
-use crate::store::{Leases, Store, StoreError};
+use crate::store::{InstanceInfo, Leases, Store, StoreError};
 use crate::telegram;
 use crate::webhook::Webhooks;
 use crate::worker::Worker;
@@ -75,6 +75,16 @@ struct Runnable {
     token: Token,
     /// For a webhook bot, where its updates arrive.
     webhook: Option<crate::webhook::Target>,
+}
+
+/// The bots the fleet shares: Telegram bot id (a token's first part) → name.
+fn fleet_bots(bots: &[Runnable]) -> crate::fleet::FleetBots {
+    bots.iter()
+        .filter_map(|bot| {
+            let id = bot.token.bot_id()?;
+            Some((id.to_owned(), bot.config.name.clone()))
+        })
+        .collect()
 }
 
 /// Splits the enabled bots into those that can run and, by name, the
@@ -191,6 +201,8 @@ struct Supervisor {
     host: Option<ProcessHost>,
     /// Where uploads of process bots wait.
     spool: PathBuf,
+    /// The bots the fleet shares (PostgreSQL stores), by Telegram bot id.
+    fleet_bots: Option<watch::Sender<crate::fleet::FleetBots>>,
 }
 
 /// Runs every runnable bot until `signals` asks for a shutdown, then stops
@@ -234,7 +246,15 @@ pub async fn run_with_board(
     let client = telegram::http_client(config.supervisor.poll_timeout)?;
     let spec = config.store_spec(&env).map_err(RunError::StoreConfig)?;
     let store = Store::open(&spec).await?;
-    let leases = Arc::new(Leases::for_store(&spec)?);
+    let fleet_settings = &config.supervisor.fleet;
+    let host_name = crate::fleet::host_name(env.var("DYNO").as_deref());
+    let me = InstanceInfo {
+        id: crate::fleet::instance_id(&host_name),
+        host: host_name,
+        started_at: crate::store::relay::now_millis(),
+        weight: fleet_settings.weight,
+    };
+    let leases = Arc::new(Leases::for_store(&spec, me, fleet_settings.lease_ttl)?);
     info!(store = %spec.describe(), "store open");
     let spool = spool_dir(&config, &spec);
     let services_stop = CancellationToken::new();
@@ -259,7 +279,19 @@ pub async fn run_with_board(
         webhooks: Webhooks::default(),
         host,
         spool,
+        fleet_bots: None,
     };
+    let fleet = supervisor.leases.fleet().cloned().map(|leases| {
+        let (bots, watching) = watch::channel(fleet_bots(&runnable));
+        supervisor.fleet_bots = Some(bots);
+        info!(
+            instance = %leases.me().id,
+            weight = leases.me().weight,
+            lease_ttl = %crate::status::short(leases.ttl()),
+            "sharing the bots with the other instances on this store"
+        );
+        (leases, watching)
+    });
     for bot in runnable {
         supervisor.start(bot);
     }
@@ -277,6 +309,20 @@ pub async fn run_with_board(
         alerts::run(supervisor.board.clone(), route, supervisor.services.clone())
             .instrument(tracing::info_span!("alerts")),
     );
+    if let Some((leases, bots)) = fleet {
+        // It leaves the fleet when the shutdown starts, and renews the
+        // leases of draining bots until the workers have stopped.
+        services.spawn(
+            crate::fleet::run(
+                leases,
+                bots,
+                supervisor.board.clone(),
+                supervisor.root.clone(),
+                supervisor.services.clone(),
+            )
+            .instrument(tracing::info_span!("fleet")),
+        );
+    }
     services.close();
     info!(bots = supervisor.workers.len(), "botvisor is running");
     notify_systemd(sd_notify::NotifyState::Ready);
@@ -528,6 +574,10 @@ impl Supervisor {
         }
         self.board.set_not_running(missing.into_iter().collect());
         self.board.set_operators(&self.config.supervisor.operators);
+        if let Some(bots) = &self.fleet_bots {
+            let running: Vec<Runnable> = self.workers.values().map(|e| e.bot.clone()).collect();
+            bots.send_replace(fleet_bots(&running));
+        }
         self.route_alerts();
         info!("reload: {}", plan.summary());
     }

@@ -258,6 +258,28 @@ pub struct SupervisorSettings {
     pub webhook: Option<WebhookSettings>,
     /// Where process bots reach botvisor's Bot API gateway.
     pub gateway: GatewaySettings,
+    /// How this instance shares the bots with others on one PostgreSQL.
+    pub fleet: FleetSettings,
+}
+
+/// The `[supervisor.fleet]` table: instances on one PostgreSQL store share
+/// the bots by weight; each bot's lease lasts `lease_ttl`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// This instance's share relative to the others' (0 holds no bot).
+    pub weight: u32,
+    /// How long a lease lasts unrenewed: how long a dead instance's bots
+    /// wait for another instance.
+    pub lease_ttl: Duration,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        FleetSettings {
+            weight: 1,
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The `[supervisor.webhook]` table.
@@ -382,6 +404,7 @@ impl Default for SupervisorSettings {
             outbox: OutboxSettings::default(),
             webhook: None,
             gateway: GatewaySettings::default(),
+            fleet: FleetSettings::default(),
         }
     }
 }

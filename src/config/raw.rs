@@ -57,6 +57,7 @@ const DURATION_KEYS: &[&str] = &[
     "slow_for",
     "check_every",
     "request_timeout",
+    "lease_ttl",
 ];
 
 /// No setting needs a longer duration, and much longer ones overflow the
@@ -95,6 +96,14 @@ struct RawSupervisor {
     outbox: Option<RawOutbox>,
     webhook: Option<Spanned<RawWebhook>>,
     gateway: Option<super::process::RawGateway>,
+    fleet: Option<RawFleet>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawFleet {
+    weight: Option<Spanned<i64>>,
+    lease_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -839,6 +848,9 @@ fn supervisor_settings(
     if let Some(gateway) = &raw.gateway {
         settings.gateway = super::process::gateway(check, gateway, path);
     }
+    if let Some(fleet) = &raw.fleet {
+        settings.fleet = fleet_settings(check, fleet);
+    }
     if let Some(store_env) = &raw.store_env {
         if ENV_NAME.is_match(store_env.get_ref()) {
             settings.store_env = store_env.get_ref().clone();
@@ -1444,4 +1456,38 @@ fn faq_settings(
         content,
         content_file: raw.content_file.map(|f| resolve(path, f.get_ref())),
     }))
+}
+
+/// The `[supervisor.fleet]` table.
+fn fleet_settings(check: &mut Checker<'_>, raw: &RawFleet) -> super::FleetSettings {
+    let default = super::FleetSettings::default();
+    let mut settings = super::FleetSettings {
+        weight: default.weight,
+        lease_ttl: check.duration(
+            "supervisor.fleet.lease_ttl",
+            &raw.lease_ttl,
+            default.lease_ttl,
+        ),
+    };
+    if let Some(weight) = &raw.weight {
+        match u32::try_from(*weight.get_ref()) {
+            Ok(value) if value <= 1000 => settings.weight = value,
+            _ => check.report(
+                weight.span(),
+                "supervisor.fleet.weight",
+                "must be a whole number from 0 (this instance holds no bot) to 1000",
+            ),
+        }
+    }
+    if let Some(ttl) = &raw.lease_ttl
+        && !(Duration::from_secs(3)..=Duration::from_secs(300)).contains(&settings.lease_ttl)
+    {
+        check.report(
+            ttl.span(),
+            "supervisor.fleet.lease_ttl",
+            "must be from 3s to 5m: a bot of an instance that died waits this long for another",
+        );
+        settings.lease_ttl = default.lease_ttl;
+    }
+    settings
 }

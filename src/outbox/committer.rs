@@ -129,9 +129,17 @@ pub(crate) struct Committer {
     mark_handled: bool,
     /// Who waits for which message's answer.
     waiters: Arc<Waiters>,
+    /// The lease every commit checks, on a fleet store.
+    fence: Option<crate::store::Fence>,
 }
 
 impl Committer {
+    /// Every commit checks `fence` in its transaction.
+    pub(crate) fn fenced(mut self, fence: Option<crate::store::Fence>) -> Committer {
+        self.fence = fence;
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: Store,
@@ -172,6 +180,7 @@ impl Committer {
             total: loaded.len(),
             queued,
             cap_drops: HashMap::new(),
+            fence: None,
             bad,
             mark_handled,
             waiters,
@@ -283,7 +292,11 @@ impl Committer {
             commit.marks = handled.clone();
         }
         commit.offset = offset;
-        match self.store.commit_outbox(&self.bot_id, &commit).await {
+        match self
+            .store
+            .commit_outbox(&self.bot_id, &commit, self.fence.as_ref())
+            .await
+        {
             Ok(()) => {
                 // The sender has them before anyone learns the offset moved.
                 if !items.is_empty() {

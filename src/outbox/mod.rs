@@ -415,6 +415,7 @@ impl Outbox {
         bot_id: String,
         journal: Arc<dyn UpdateJournal>,
         mark_handled: bool,
+        fence: Option<crate::store::Fence>,
     ) -> Result<Session, StoreError> {
         let rows = store.outbox_rows(&bot_id).await?;
         let settings = self.shared.settings.clone();
@@ -445,7 +446,8 @@ impl Outbox {
             bad,
             mark_handled,
             waiters.clone(),
-        );
+        )
+        .fenced(fence.clone());
         let committer = tokio::spawn(committer.run(jobs_rx).in_current_span());
         let sender = sender::Sender::new(
             bot,
@@ -456,7 +458,8 @@ impl Outbox {
             },
             events_tx,
             waiters,
-        );
+        )
+        .fenced(fence);
         {
             let mut volatile = lock(&self.shared.volatile);
             let parked: Vec<Item> = volatile.parked.drain(..).collect();

@@ -86,6 +86,10 @@ pub(crate) struct Sender {
     /// The last 429 for a chat: (when, which chat).
     last_429: Option<(Instant, i64)>,
     last_tidy: Instant,
+    /// The lease checked before each send, on a fleet store.
+    fence: Option<crate::store::Fence>,
+    /// A send was refused for a lost lease (said once).
+    fenced: bool,
 }
 
 /// An item's place in the bot's order.
@@ -120,7 +124,15 @@ impl Sender {
             next_order: 1,
             last_429: None,
             last_tidy: Instant::now(),
+            fence: None,
+            fenced: false,
         }
+    }
+
+    /// Checks `fence` before each send.
+    pub(crate) fn fenced(mut self, fence: Option<crate::store::Fence>) -> Sender {
+        self.fence = fence;
+        self
     }
 
     /// Sends until `stop`; then briefly sends what may go at once and
@@ -272,6 +284,22 @@ impl Sender {
             if at > now {
                 return Some(at);
             }
+            if let Some(fence) = &self.fence
+                && !fence.is_valid()
+            {
+                // Another instance may hold the bot now: nothing more is
+                // sent; the message stays stored for the holder.
+                if !self.fenced {
+                    self.fenced = true;
+                    fence.refused();
+                    warn!(
+                        generation = fence.generation(),
+                        "lost the lease on this bot: sending nothing more for it"
+                    );
+                }
+                return None;
+            }
+
             let global = self.pacer.global_next(now);
             if global > now {
                 return Some(global);

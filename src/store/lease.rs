@@ -1,9 +1,8 @@
 //! Leases: exactly one botvisor process polls a bot, however many run.
 //!
-//! With PostgreSQL a lease is an advisory lock held on one connection kept
-//! for leases alone (one per process, not per bot, so a hundred bots do not
-//! need a hundred connections); PostgreSQL frees every lock of a process
-//! whose connection closes, including a process killed with `kill -9`. With
+//! With PostgreSQL a lease is a row of the fleet's lease table, with a
+//! fencing generation and an expiry (`store::fleet`): a process killed with
+//! `kill -9` loses its bots when their leases expire. With
 //! SQLite a lease is an OS lock the OS frees when the process ends. On Linux
 //! it is an open-file-description lock on one byte of the database file
 //! itself (far past any byte SQLite locks, one byte per bot), so no lease
@@ -17,20 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Row};
-use tokio::sync::Mutex;
+use super::fleet::{Fence, InstanceInfo, PgLeases};
+use super::{FileIdentity, StoreError, StoreSpec};
 
-use super::{FileIdentity, StoreError, StoreSpec, pg_options};
-
-/// How long a lease query may take before the lease counts as lost.
-const LEASE_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// A lease connection that answered this recently counts as alive without
-/// another query: every bot checks its lease each second, and 500 bots
-/// must not mean 500 queries a second on the one lease connection.
+/// A path that was found to name the lock file this recently is not
+/// looked at again: every bot checks its lease each second, and 500 bots
+/// must not mean 500 `stat`s a second.
 const ALIVE_REUSE: Duration = Duration::from_millis(900);
-/// Mixed into every advisory lock key, so botvisor's keys are unlikely to
-/// meet another application's on a shared database.
+/// Mixed into every bot's lock key.
 const KEY_SALT: i64 = 0x0B07_0000_0000_0000;
 
 /// Where leases are taken.
@@ -73,24 +66,15 @@ impl LockFile {
     }
 }
 
-/// The process's lease connection to PostgreSQL.
-pub struct PgLeases {
-    options: PgConnectOptions,
-    /// The connection and its generation: a lease taken on an older
-    /// generation was lost with that connection.
-    conn: Mutex<(Option<PgConnection>, u64)>,
-    /// When the connection of a generation last answered.
-    alive_at: std::sync::Mutex<Option<(u64, Instant)>>,
-}
-
 /// A lease on one bot, held until released or the process ends.
 pub enum Lease {
     /// A lock on the shared lock file, released when dropped.
     File(FileLease),
+    /// A row of the fleet's lease table (`store::fleet`).
     Postgres {
         leases: Arc<PgLeases>,
-        key: i64,
-        generation: u64,
+        bot_id: String,
+        generation: i64,
     },
 }
 
@@ -99,17 +83,27 @@ impl Leases {
     ///
     /// # Errors
     /// When a PostgreSQL URL cannot be parsed.
-    pub fn for_store(spec: &StoreSpec) -> Result<Leases, StoreError> {
+    pub fn for_store(
+        spec: &StoreSpec,
+        me: InstanceInfo,
+        ttl: Duration,
+    ) -> Result<Leases, StoreError> {
         match spec {
             StoreSpec::Sqlite(path) => Ok(Leases::Files {
                 db: path.clone(),
                 open: std::sync::Mutex::new(None),
             }),
-            StoreSpec::Postgres(url) => Ok(Leases::Postgres(Arc::new(PgLeases {
-                options: pg_options(url)?,
-                conn: Mutex::new((None, 0)),
-                alive_at: std::sync::Mutex::new(None),
-            }))),
+            StoreSpec::Postgres(url) => {
+                Ok(Leases::Postgres(Arc::new(PgLeases::new(url, me, ttl)?)))
+            }
+        }
+    }
+
+    /// The fleet's leases, when the store is PostgreSQL.
+    pub fn fleet(&self) -> Option<&Arc<PgLeases>> {
+        match self {
+            Leases::Postgres(leases) => Some(leases),
+            Leases::Files { .. } => None,
         }
     }
 
@@ -120,7 +114,16 @@ impl Leases {
     pub async fn try_acquire(&self, bot_id: &str) -> Result<Option<Lease>, StoreError> {
         match self {
             Leases::Files { db, open } => file_lease(db, open, bot_id),
-            Leases::Postgres(leases) => leases.try_acquire(lock_key(bot_id)).await,
+            Leases::Postgres(leases) => {
+                Ok(leases
+                    .try_take(bot_id)
+                    .await?
+                    .map(|generation| Lease::Postgres {
+                        leases: leases.clone(),
+                        bot_id: bot_id.to_owned(),
+                        generation,
+                    }))
+            }
         }
     }
 }
@@ -302,100 +305,60 @@ fn try_lock(file: &File, _byte: i64) -> std::io::Result<bool> {
 #[cfg(not(target_os = "linux"))]
 fn unlock(_file: &File, _byte: i64) {}
 
-impl PgLeases {
-    // A std mutex: held for one read or write, never across an await.
-    fn answered_recently(&self, generation: u64) -> bool {
-        let alive_at = self.alive_at.lock().unwrap_or_else(|e| e.into_inner());
-        alive_at.is_some_and(|(gen_, at)| gen_ == generation && at.elapsed() < ALIVE_REUSE)
-    }
-
-    fn set_answered(&self, alive_at: Option<(u64, Instant)>) {
-        *self.alive_at.lock().unwrap_or_else(|e| e.into_inner()) = alive_at;
-    }
-
-    async fn try_acquire(self: &Arc<Self>, key: i64) -> Result<Option<Lease>, StoreError> {
-        let mut guard = self.conn.lock().await;
-        if guard.0.is_none() {
-            let conn = tokio::time::timeout(
-                LEASE_QUERY_TIMEOUT,
-                PgConnection::connect_with(&self.options),
-            )
-            .await
-            .map_err(|_| StoreError::Query("timed out connecting for a lease".to_owned()))??;
-            guard.0 = Some(conn);
-            guard.1 += 1;
-        }
-        let generation = guard.1;
-        let Some(conn) = guard.0.as_mut() else {
-            return Ok(None);
-        };
-        let query = sqlx::query("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(conn);
-        match tokio::time::timeout(LEASE_QUERY_TIMEOUT, query).await {
-            Ok(Ok(row)) => {
-                let taken: bool = row.try_get(0)?;
-                Ok(taken.then(|| Lease::Postgres {
-                    leases: self.clone(),
-                    key,
-                    generation,
-                }))
-            }
-            Ok(Err(err)) => {
-                guard.0 = None;
-                self.set_answered(None);
-                Err(err.into())
-            }
-            Err(_) => {
-                guard.0 = None;
-                self.set_answered(None);
-                Err(StoreError::Query("timed out taking a lease".to_owned()))
-            }
-        }
-    }
-}
-
 impl Lease {
     /// True while the lease is still held: for a file lock, while its path
     /// still names the file locked (a deleted or replaced file is a lost
-    /// lease: another instance could lock the new one); for an advisory
-    /// lock, while its connection answers.
+    /// lease: another instance could lock the new one); for a fleet lease,
+    /// while its last renewal is recent enough (no query: see
+    /// `store::fleet`).
     pub async fn is_held(&self) -> bool {
         match self {
             Lease::File(lease) => lease.file.is_named(),
             Lease::Postgres {
-                leases, generation, ..
-            } => {
-                // Without the connection's lock: a thousand bots check
-                // each second, and must not queue behind one another.
-                if leases.answered_recently(*generation) {
-                    return true;
-                }
-                let mut guard = leases.conn.lock().await;
-                if guard.1 != *generation {
-                    return false;
-                }
-                let Some(conn) = guard.0.as_mut() else {
-                    return false;
-                };
-                if leases.answered_recently(*generation) {
-                    return true;
-                }
-                let alive = matches!(
-                    tokio::time::timeout(
-                        LEASE_QUERY_TIMEOUT,
-                        sqlx::query("SELECT 1").execute(conn)
-                    )
-                    .await,
-                    Ok(Ok(_))
-                );
-                leases.set_answered(alive.then(|| (*generation, Instant::now())));
-                if !alive {
-                    // Every lease on this connection is gone with it.
-                    guard.0 = None;
-                }
-                alive
-            }
+                leases,
+                bot_id,
+                generation,
+            } => leases.holds(bot_id, *generation),
+        }
+    }
+
+    /// True when the fleet asked for this bot to be handed over (never for
+    /// a file lease: SQLite has no fleet).
+    pub fn handover_wanted(&self) -> bool {
+        match self {
+            Lease::File(_) => false,
+            Lease::Postgres {
+                leases,
+                bot_id,
+                generation,
+            } => leases.handover_wanted(bot_id, *generation),
+        }
+    }
+
+    /// What writes and sends for the bot check, when the lease is fenced
+    /// (PostgreSQL); a file lease needs none: one host, one lock.
+    pub fn fence(&self) -> Option<Fence> {
+        match self {
+            Lease::File(_) => None,
+            Lease::Postgres {
+                leases,
+                bot_id,
+                generation,
+            } => Some(Fence::new(leases.clone(), bot_id, *generation)),
+        }
+    }
+
+    /// Gives a fleet lease back without giving up the value (a handover,
+    /// while the session's tasks may still hold a clone); a file lease is
+    /// released when dropped.
+    pub async fn release_shared(&self) {
+        if let Lease::Postgres {
+            leases,
+            bot_id,
+            generation,
+        } = self
+        {
+            leases.release(bot_id, *generation).await;
         }
     }
 
@@ -405,31 +368,14 @@ impl Lease {
             Lease::File(lease) => drop(lease),
             Lease::Postgres {
                 leases,
-                key,
+                bot_id,
                 generation,
-            } => {
-                let mut guard = leases.conn.lock().await;
-                if guard.1 != generation {
-                    return;
-                }
-                if let Some(conn) = guard.0.as_mut() {
-                    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
-                        .bind(key)
-                        .execute(conn);
-                    if !matches!(
-                        tokio::time::timeout(LEASE_QUERY_TIMEOUT, unlock).await,
-                        Ok(Ok(_))
-                    ) {
-                        guard.0 = None;
-                        leases.set_answered(None);
-                    }
-                }
-            }
+            } => leases.release(&bot_id, generation).await,
         }
     }
 }
 
-/// The advisory lock key of a bot: its numeric Telegram id, salted; any
+/// The lock key of a bot (its byte in the SQLite file): its numeric Telegram id, salted; any
 /// other id is hashed (FNV-1a).
 fn lock_key(bot_id: &str) -> i64 {
     let id = bot_id.parse::<i64>().unwrap_or_else(|_| {
@@ -447,12 +393,22 @@ fn lock_key(bot_id: &str) -> i64 {
 mod tests {
     use super::*;
 
+    fn test_instance() -> InstanceInfo {
+        InstanceInfo {
+            id: "test".to_owned(),
+            host: "test".to_owned(),
+            started_at: 0,
+            weight: 1,
+        }
+    }
+
     #[tokio::test]
     async fn a_file_lease_excludes_a_second_holder_until_released() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let spec = StoreSpec::Sqlite(dir.path().join("botvisor.db"));
         let _store = crate::store::Store::open(&spec).await.expect("open");
-        let leases = Leases::for_store(&spec).expect("leases");
+        let leases =
+            Leases::for_store(&spec, test_instance(), Duration::from_secs(10)).expect("leases");
         let first = leases.try_acquire("42").await.expect("try").expect("free");
         assert!(first.is_held().await);
         assert!(
@@ -489,8 +445,10 @@ mod tests {
         let db = dir.path().join("botvisor.db");
         let spec = StoreSpec::Sqlite(db.clone());
         let store = crate::store::Store::open(&spec).await.expect("open");
-        let first_instance = Leases::for_store(&spec).expect("leases");
-        let second_instance = Leases::for_store(&spec).expect("leases");
+        let first_instance =
+            Leases::for_store(&spec, test_instance(), Duration::from_secs(10)).expect("leases");
+        let second_instance =
+            Leases::for_store(&spec, test_instance(), Duration::from_secs(10)).expect("leases");
         let first = first_instance
             .try_acquire("42")
             .await
@@ -541,7 +499,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let spec = StoreSpec::Sqlite(dir.path().join("botvisor.db"));
         let _store = crate::store::Store::open(&spec).await.expect("open");
-        let leases = Leases::for_store(&spec).expect("leases");
+        let leases =
+            Leases::for_store(&spec, test_instance(), Duration::from_secs(10)).expect("leases");
         let first = leases.try_acquire("1").await.expect("try").expect("free");
         // Other tests open files meanwhile: count this folder's only.
         let open_here = || {
@@ -565,7 +524,8 @@ mod tests {
         let fifty = held.remove(49);
         assert!(leases.try_acquire("50").await.expect("try").is_none());
         fifty.release().await;
-        let other = Leases::for_store(&spec).expect("leases");
+        let other =
+            Leases::for_store(&spec, test_instance(), Duration::from_secs(10)).expect("leases");
         assert!(other.try_acquire("50").await.expect("try").is_some());
         assert!(other.try_acquire("51").await.expect("try").is_none());
     }

@@ -16,6 +16,7 @@
 //! word: [`Store::health`] compares the path's device and inode with the
 //! ones opened, so the loss is noticed at the next check.
 
+pub mod fleet;
 pub mod lease;
 pub mod outbox;
 pub mod relay;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use fleet::{Fence, FleetView, InstanceInfo, InstanceRow, LeaseRow, PgLeases};
 pub use lease::{Lease, Leases};
 pub use outbox::{InboxRow, OutboxCommit, OutboxRow};
 pub use relay::{Announcement, NewAnnouncement, Subscription};
@@ -106,6 +108,12 @@ pub enum StoreError {
         "the store's file {path} was {how} while botvisor runs; restart botvisor to use the new file"
     )]
     FileGone { path: String, how: &'static str },
+    /// A fenced write for a bot whose lease this instance no longer holds
+    /// at that generation: nothing was written.
+    #[error(
+        "this instance no longer holds the bot (lease generation {generation}); nothing was stored for it"
+    )]
+    Fenced { generation: i64 },
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -201,10 +201,14 @@ impl Store {
     ///
     /// # Errors
     /// When the store fails; nothing is written then.
+    /// With a `fence`, the commit first checks in the same transaction that
+    /// the lease is still this instance's at that generation;
+    /// [`StoreError::Fenced`] when not.
     pub async fn commit_outbox(
         &self,
         bot_id: &str,
         commit: &OutboxCommit,
+        fence: Option<&super::Fence>,
     ) -> Result<(), StoreError> {
         const OFFSET: &str = "INSERT INTO bot_offsets (bot_id, next_offset, updated_at) VALUES ($1, $2, $3) \
                               ON CONFLICT (bot_id) DO UPDATE SET next_offset = excluded.next_offset, \
@@ -222,6 +226,20 @@ impl Store {
         let now_ms = crate::outbox::now_ms();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            if let Some(fence) = fence {
+                let held = sqlx::query(super::fleet::FENCE_CHECK)
+                    .bind(bot_id)
+                    .bind(fence.holder())
+                    .bind(fence.generation())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if held.is_none() {
+                    fence.refused();
+                    return Err(StoreError::Fenced {
+                        generation: fence.generation(),
+                    });
+                }
+            }
             for chunk in commit.received.chunks(CHUNK) {
                 let sql = values_sql(
                     "INSERT INTO inbox (bot_id, update_id, body, received_at) VALUES ",
@@ -398,6 +416,7 @@ mod tests {
                     offset: Some(23),
                     ..OutboxCommit::default()
                 },
+                None,
             )
             .await
             .expect("commit");
@@ -420,6 +439,7 @@ mod tests {
                     migrations: vec![(450 % 7, -100)],
                     ..OutboxCommit::default()
                 },
+                None,
             )
             .await
             .expect("commit");
@@ -438,6 +458,7 @@ mod tests {
                     offset: Some(31),
                     ..OutboxCommit::default()
                 },
+                None,
             )
             .await;
         assert!(failed.is_err());

@@ -33,6 +33,9 @@ pub enum SessionEnd {
     Wait(Duration, String),
     /// The store failed: back off, not counted.
     StoreDown(String),
+    /// The fleet gave the bot to another instance and the lease went back:
+    /// stand by at once, not counted.
+    HandedOver,
 }
 
 /// How long the next wait is.
@@ -95,6 +98,14 @@ pub fn decide(
             delay: Delay::Exactly(wait),
             restarted: false,
             reset_backoff: false,
+            store_down: false,
+        },
+        SessionEnd::HandedOver => Decision {
+            state: WorkerState::Standby,
+            reason: "handed over to another instance".to_owned(),
+            delay: Delay::Exactly(Duration::ZERO),
+            restarted: false,
+            reset_backoff: true,
             store_down: false,
         },
         SessionEnd::Outage(reason) => backing_off(reason, false, false),

@@ -1,6 +1,7 @@
 //! The session guard: a task that checks once a second that the worker
 //! still holds its bot's lease and that no `getUpdates` has gone unanswered
-//! past `watchdog_after`, and ends the session at once when either fails.
+//! past `watchdog_after`, and ends the session at once when either fails,
+//! or gracefully when the fleet hands the bot to another instance.
 //! It is an owned value: dropping it stops the task.
 
 use std::sync::Arc;
@@ -25,10 +26,16 @@ pub enum Tripped {
     LeaseLost,
     /// A `getUpdates` went unanswered past the limit.
     PollStalled,
+    /// The fleet gives the bot to another instance: the session ends as at
+    /// a stop (the outbox drains, the offset is confirmed), then the lease
+    /// is released.
+    Handover,
 }
 
 struct Shared {
+    lease: Option<Arc<Lease>>,
     lease_lost: AtomicBool,
+    handover: AtomicBool,
     stalled: AtomicBool,
     epoch: Instant,
     /// When the outstanding getUpdates was sent, in ms since `epoch`.
@@ -50,7 +57,9 @@ impl SessionGuard {
         watchdog_after: Duration,
     ) -> SessionGuard {
         let shared = Arc::new(Shared {
+            lease,
             lease_lost: AtomicBool::new(false),
+            handover: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             epoch: Instant::now(),
             poll_sent: AtomicU64::new(NOT_POLLING),
@@ -67,12 +76,17 @@ impl SessionGuard {
                             () = session.cancelled() => return,
                             () = tokio::time::sleep(CHECK_EVERY) => {}
                         }
-                        if let Some(lease) = &lease
-                            && !lease.is_held().await
-                        {
-                            shared.lease_lost.store(true, Ordering::SeqCst);
-                            session.cancel();
-                            return;
+                        if let Some(lease) = &shared.lease {
+                            if !lease.is_held().await {
+                                shared.lease_lost.store(true, Ordering::SeqCst);
+                                session.cancel();
+                                return;
+                            }
+                            if lease.handover_wanted() {
+                                shared.handover.store(true, Ordering::SeqCst);
+                                session.cancel();
+                                return;
+                            }
                         }
                         let sent = shared.poll_sent.load(Ordering::SeqCst);
                         if sent == NOT_POLLING {
@@ -104,6 +118,20 @@ impl SessionGuard {
         }
     }
 
+    /// True while the lease is held; when not, the session counts as
+    /// having lost it. Checked before each poll, so a process woken from a
+    /// pause never polls a bot that is no longer its own.
+    pub async fn lease_held(&self) -> bool {
+        let Some(lease) = &self.shared.lease else {
+            return true;
+        };
+        if lease.is_held().await {
+            return true;
+        }
+        self.shared.lease_lost.store(true, Ordering::SeqCst);
+        false
+    }
+
     /// A `getUpdates` was sent now.
     pub fn polling(&self) {
         let sent =
@@ -122,6 +150,8 @@ impl SessionGuard {
             Some(Tripped::LeaseLost)
         } else if self.shared.stalled.load(Ordering::SeqCst) {
             Some(Tripped::PollStalled)
+        } else if self.shared.handover.load(Ordering::SeqCst) {
+            Some(Tripped::Handover)
         } else {
             None
         }

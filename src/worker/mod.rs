@@ -185,13 +185,12 @@ impl Worker {
         if let (Some(gate), Some(host)) = (kept.gate.take(), &self.host) {
             host.gateway.close(&gate);
         }
-        if let Some(lease) = kept
-            .lease
-            .take()
-            .and_then(|lease| Arc::try_unwrap(lease).ok())
-        {
+        if let Some(lease) = kept.lease.take() {
             // After the last poll: the next instance may take over at once.
-            lease.release().await;
+            match Arc::try_unwrap(lease) {
+                Ok(lease) => lease.release().await,
+                Err(shared) => shared.release_shared().await,
+            }
         }
         if self.webhook.is_some() {
             self.webhooks.unregister(&self.config.name);

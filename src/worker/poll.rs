@@ -115,6 +115,9 @@ impl Worker {
                 }
             }
             wait_until = None;
+            if !guard.lease_held().await {
+                return SessionEnd::Stopped;
+            }
             let offset = progress.with(|ledger| ledger.offset());
             guard.polling();
             // Cancel-safe: an abandoned poll loses nothing; the offset only

@@ -192,6 +192,7 @@ impl Worker {
                 bot_id.clone(),
                 kept.progress.clone(),
                 webhook,
+                kept.lease.as_ref().and_then(|lease| lease.fence()),
             )
             .await
             .map_err(|err| {
@@ -255,10 +256,19 @@ impl Worker {
                 None,
             );
         }
-        // A program stops with its bot, a park, or a lost lease; an outage
-        // or a store failure is botvisor's own, and the program waits.
+        let handover = end == SessionEnd::Stopped && tripped == Some(Tripped::Handover);
+        if handover {
+            self.status.set(
+                WorkerState::Handover,
+                "handing the bot over to another instance: finishing its handlers and sends",
+                None,
+            );
+        }
+        // A program stops with its bot, a park, a lost lease or a handover;
+        // an outage or a store failure is botvisor's own, and the program
+        // waits.
         let stop_program = matches!(end, SessionEnd::Stopped | SessionEnd::Park(_))
-            || tripped == Some(Tripped::LeaseLost);
+            || matches!(tripped, Some(Tripped::LeaseLost | Tripped::Handover));
         consumer.finish(self, self.stop_grace, stop_program).await;
         if let Some(outbox) = outbox {
             outbox.stop().await;
@@ -283,10 +293,20 @@ impl Worker {
                         .to_owned(),
                 );
             }
-            None => {}
+            Some(Tripped::Handover) | None => {}
         }
         if end == SessionEnd::Stopped && !webhook {
             self.confirm(&mut kept.poller, offset).await;
+        }
+        if handover {
+            // After the last confirmation: the taker starts from the
+            // offset stored by the last commit.
+            if let Some(lease) = kept.lease.take() {
+                lease.release_shared().await;
+            }
+            kept.loaded = false;
+            info!("handed the bot over to another instance");
+            return SessionEnd::HandedOver;
         }
         end
     }
@@ -300,6 +320,7 @@ impl Worker {
             }
             kept.lease = None;
         }
+        let mut wanted = self.leases.fleet().map(|fleet| fleet.wanted_changed());
         loop {
             match self.leases.try_acquire(bot_id).await {
                 Ok(Some(lease)) => {
@@ -317,8 +338,19 @@ impl Worker {
                         "another botvisor instance holds this bot; waiting to take over",
                         None,
                     );
-                    if !self.sleep(LEASE_RETRY).await {
-                        return Err(SessionEnd::Stopped);
+                    // A fleet's new plan is looked at at once.
+                    let plan_changed = async {
+                        match wanted.as_mut() {
+                            Some(wanted) => {
+                                let _ = wanted.changed().await;
+                            }
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return Err(SessionEnd::Stopped),
+                        () = tokio::time::sleep(LEASE_RETRY) => {}
+                        () = plan_changed => {}
                     }
                 }
                 Err(err) => {
