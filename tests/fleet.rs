@@ -302,6 +302,125 @@ async fn a_rolling_restart_neither_loses_nor_repeats_a_reply() {
     db.drop_database().await;
 }
 
+/// A TCP proxy to PostgreSQL that the test can cut: every connection
+/// through it is dropped and new ones are closed at once, until restored.
+struct StoreLink {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Cancelled to drop every connection open now.
+    open: std::sync::Arc<std::sync::Mutex<tokio_util::sync::CancellationToken>>,
+}
+
+impl StoreLink {
+    async fn start(target: std::net::SocketAddr) -> StoreLink {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("an address").port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let (cut_flag, open_conns) = (cut.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if cut_flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let stop = open_conns.lock().expect("the lock").clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        StoreLink { port, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut open = self.open.lock().expect("the lock");
+        open.cancel();
+        *open = tokio_util::sync::CancellationToken::new();
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_store_unreachable_for_a_while_neither_doubles_nor_loses_and_the_shares_return() {
+    let Some(db) = TestDatabase::create("a_store_unreachable").await else {
+        return;
+    };
+    // The instances reach the database through a link the test cuts.
+    let mut url = url::Url::parse(&db.url).expect("a URL");
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let target: std::net::SocketAddr =
+        tokio::net::lookup_host((host.as_str(), url.port().unwrap_or(5432)))
+            .await
+            .expect("resolve the database")
+            .next()
+            .expect("an address");
+    let link = StoreLink::start(target).await;
+    url.set_host(Some("127.0.0.1")).expect("a host");
+    url.set_port(Some(link.port)).expect("a port");
+    let mut fleet = Fleet::new(&db, 4).await;
+    for (key, value) in &mut fleet.vars {
+        if key == "DATABASE_URL" {
+            *value = url.to_string();
+        }
+    }
+    let (mut first, a) = fleet.start().await;
+    let (mut second, b) = fleet.start().await;
+    wait_for_spread(&[&a, &b], 4, 2, 2).await;
+    fleet.send_round();
+    fleet.assert_each_answered_once().await;
+
+    // Unreachable for four lease periods: the leases lapse, every bot
+    // stops, none runs on two instances; what comes meanwhile waits.
+    link.cut();
+    let cut = Instant::now();
+    let outage = TTL * 4;
+    let mut rounds = 0;
+    while cut.elapsed() < outage {
+        for (bot, on) in running(&[&a, &b]).await {
+            assert!(on.len() <= 1, "{bot} runs on {on:?} during the outage");
+        }
+        if rounds < 3 {
+            fleet.send_round();
+            rounds += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stopped = running(&[&a, &b]).await;
+    assert!(
+        stopped.values().all(Vec::is_empty),
+        "bots still polling without their leases: {stopped:?}"
+    );
+    link.restore();
+    let back = Instant::now();
+    wait_for_spread(&[&a, &b], 4, 2, 2).await;
+    let took = back.elapsed();
+    eprintln!("the store back: shares again after {took:?}");
+    assert!(took <= TTL * 2 + Duration::from_secs(3), "took {took:?}");
+    fleet.send_round();
+    fleet.assert_each_answered_once().await;
+    assert_eq!(fleet.conflicts(), 0, "two instances polled one bot");
+
+    first.stop_cleanly().await;
+    second.stop_cleanly().await;
+    db.drop_database().await;
+}
+
 #[tokio::test]
 async fn a_paused_instance_sends_and_stores_nothing_for_the_bots_it_lost() {
     let Some(db) = TestDatabase::create("a_paused_instance").await else {
@@ -341,5 +460,74 @@ async fn a_paused_instance_sends_and_stores_nothing_for_the_bots_it_lost() {
 
     paused.stop_cleanly().await;
     other.stop_cleanly().await;
+    db.drop_database().await;
+}
+
+/// Fencing in the store: once another instance took the bot, every write
+/// under the old lease is refused inside its own transaction, and nothing
+/// of it is stored; the new holder's writes go through.
+#[tokio::test]
+async fn a_write_under_a_lost_lease_is_refused_in_its_transaction() {
+    use botvisor::store::{
+        BotStore, InstanceInfo, Leases, OutboxCommit, Store, StoreError, StoreSpec,
+    };
+    use sqlx::{Connection, Executor};
+    let Some(db) = TestDatabase::create("a_write_under_a_lost_lease").await else {
+        return;
+    };
+    let spec = StoreSpec::Postgres(db.url.clone());
+    let store = Store::open(&spec).await.expect("open the store");
+    let instance = |id: &str| InstanceInfo {
+        id: id.to_owned(),
+        host: "test".to_owned(),
+        started_at: 0,
+        weight: 1,
+    };
+    let a = Leases::for_store(&spec, instance("a"), TTL).expect("leases");
+    let b = Leases::for_store(&spec, instance("b"), TTL).expect("leases");
+    for leases in [&a, &b] {
+        let wanted = std::collections::HashSet::from(["77".to_owned()]);
+        leases.fleet().expect("a fleet store").set_plan(wanted, &[]);
+    }
+    let lease_a = a.try_acquire("77").await.expect("try").expect("free");
+    assert!(b.try_acquire("77").await.expect("try").is_none(), "a holds it");
+    let bot_a = BotStore::new(store.clone(), "77".to_owned(), lease_a.fence());
+    assert!(bot_a.subscribe(-100).await.expect("a writes while it holds"));
+
+    // a's lease runs out unrenewed (a paused past the TTL); b takes it.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    conn.execute("UPDATE bot_leases SET expires_at = 0 WHERE bot_id = '77'")
+        .await
+        .expect("expire the lease");
+    let lease_b = b.try_acquire("77").await.expect("try").expect("expired: free");
+    let fence_b = lease_b.fence().expect("fenced");
+    assert_eq!(fence_b.generation(), 2, "the generation only grows");
+
+    let refused = bot_a.subscribe(-200).await.expect_err("a no longer holds it");
+    assert!(
+        matches!(refused, StoreError::Fenced { generation: 1 }),
+        "{refused}"
+    );
+    let commit = OutboxCommit {
+        offset: Some(5),
+        ..OutboxCommit::default()
+    };
+    assert!(matches!(
+        bot_a.commit(&commit).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(store.offset("77").await.expect("read"), None, "nothing stored");
+
+    let bot_b = BotStore::new(store.clone(), "77".to_owned(), Some(fence_b));
+    assert!(bot_b.subscribe(-300).await.expect("b writes"));
+    let chats: Vec<i64> = bot_b
+        .subscriptions()
+        .await
+        .expect("read")
+        .iter()
+        .map(|s| s.chat_id)
+        .collect();
+    assert_eq!(chats, [-100, -300]);
+    drop(conn);
     db.drop_database().await;
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{ChatEvent, OutMessage, Sink};
 use crate::status::{StatusBoard, StatusSender};
-use crate::store::Store;
+use crate::store::BotStore;
 use crate::telegram::BotHandle;
 
 /// What a handler knows about the bot it runs for.
@@ -32,7 +32,8 @@ pub struct Context {
     pub username: String,
     /// The bot's Telegram id, its key in the store.
     pub bot_id: String,
-    pub store: Store,
+    /// The bot's store, fenced by the session's lease.
+    pub store: BotStore,
     /// The bot's status, for the kind to raise and clear its incidents.
     pub status: StatusSender,
     /// Every bot's status, and who may ask for it with `/durum`.

@@ -27,7 +27,7 @@ use super::{
     Answer, Body, Item, MAX_QUEUED, OutMessage, OutboxStats, UpdateJournal, Waiters, now_ms,
 };
 use crate::config::OutboxSettings;
-use crate::store::{InboxRow, OutboxCommit, OutboxRow, Store};
+use crate::store::{BotStore, InboxRow, OutboxCommit, OutboxRow};
 use crate::telegram::api::Refusal;
 
 /// Jobs taken into one commit at most.
@@ -110,8 +110,8 @@ struct CapDrops {
 }
 
 pub(crate) struct Committer {
-    store: Store,
-    bot_id: String,
+    /// The bot's store, fenced by the session's lease.
+    store: BotStore,
     journal: Arc<dyn UpdateJournal>,
     settings: OutboxSettings,
     stats: Arc<OutboxStats>,
@@ -129,21 +129,12 @@ pub(crate) struct Committer {
     mark_handled: bool,
     /// Who waits for which message's answer.
     waiters: Arc<Waiters>,
-    /// The lease every commit checks, on a fleet store.
-    fence: Option<crate::store::Fence>,
 }
 
 impl Committer {
-    /// Every commit checks `fence` in its transaction.
-    pub(crate) fn fenced(mut self, fence: Option<crate::store::Fence>) -> Committer {
-        self.fence = fence;
-        self
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        store: Store,
-        bot_id: String,
+        store: BotStore,
         journal: Arc<dyn UpdateJournal>,
         settings: OutboxSettings,
         stats: Arc<OutboxStats>,
@@ -169,7 +160,6 @@ impl Committer {
         }
         Committer {
             store,
-            bot_id,
             journal,
             settings,
             stats,
@@ -180,7 +170,6 @@ impl Committer {
             total: loaded.len(),
             queued,
             cap_drops: HashMap::new(),
-            fence: None,
             bad,
             mark_handled,
             waiters,
@@ -292,11 +281,7 @@ impl Committer {
             commit.marks = handled.clone();
         }
         commit.offset = offset;
-        match self
-            .store
-            .commit_outbox(&self.bot_id, &commit, self.fence.as_ref())
-            .await
-        {
+        match self.store.commit(&commit).await {
             Ok(()) => {
                 // The sender has them before anyone learns the offset moved.
                 if !items.is_empty() {

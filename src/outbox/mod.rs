@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, warn};
 
 use crate::config::OutboxSettings;
-use crate::store::{InboxRow, Store, StoreError};
+use crate::store::{BotStore, InboxRow, StoreError};
 use crate::telegram::BotHandle;
 use crate::telegram::api::Refusal;
 use crate::telegram::call::Call;
@@ -411,13 +411,12 @@ impl Outbox {
     pub async fn start(
         &self,
         bot: BotHandle,
-        store: Store,
-        bot_id: String,
+        store: BotStore,
         journal: Arc<dyn UpdateJournal>,
         mark_handled: bool,
         fence: Option<crate::store::Fence>,
     ) -> Result<Session, StoreError> {
-        let rows = store.outbox_rows(&bot_id).await?;
+        let rows = store.store().outbox_rows(store.bot_id()).await?;
         let settings = self.shared.settings.clone();
         let stats = self.shared.stats.clone();
         let stats_for_start = stats.clone();
@@ -432,7 +431,6 @@ impl Outbox {
         let next_seq = rows.last().map_or(1, |row| row.seq.saturating_add(1));
         let committer = committer::Committer::new(
             store,
-            bot_id,
             journal,
             settings.clone(),
             stats.clone(),
@@ -446,8 +444,7 @@ impl Outbox {
             bad,
             mark_handled,
             waiters.clone(),
-        )
-        .fenced(fence.clone());
+        );
         let committer = tokio::spawn(committer.run(jobs_rx).in_current_span());
         let sender = sender::Sender::new(
             bot,

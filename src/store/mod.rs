@@ -16,6 +16,7 @@
 //! word: [`Store::health`] compares the path's device and inode with the
 //! ones opened, so the loss is noticed at the next check.
 
+pub mod bot;
 pub mod fleet;
 pub mod lease;
 pub mod outbox;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use bot::BotStore;
 pub use fleet::{Fence, FleetView, InstanceInfo, InstanceRow, LeaseRow, PgLeases};
 pub use lease::{Lease, Leases};
 pub use outbox::{InboxRow, OutboxCommit, OutboxRow};
@@ -223,6 +225,30 @@ macro_rules! on_pool_impl {
     };
 }
 pub(crate) use on_pool_impl as on_pool;
+
+/// In a transaction `tx` for bot `bot_id`: with a fence, checks that the
+/// lease row still names this instance at its generation (`FOR SHARE`, so
+/// a take waits for the commit), and returns [`StoreError::Fenced`] when
+/// not; without one (SQLite, one host), nothing.
+macro_rules! check_fence_impl {
+    ($tx:expr, $bot_id:expr, $fence:expr) => {
+        if let Some(fence) = $fence {
+            let held = sqlx::query($crate::store::fleet::FENCE_CHECK)
+                .bind($bot_id)
+                .bind(fence.holder())
+                .bind(fence.generation())
+                .fetch_optional(&mut *$tx)
+                .await?;
+            if held.is_none() {
+                fence.refused();
+                return Err(StoreError::Fenced {
+                    generation: fence.generation(),
+                });
+            }
+        }
+    };
+}
+pub(crate) use check_fence_impl as check_fence;
 
 fn now_secs() -> i64 {
     SystemTime::now()

@@ -226,20 +226,7 @@ impl Store {
         let now_ms = crate::outbox::now_ms();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            if let Some(fence) = fence {
-                let held = sqlx::query(super::fleet::FENCE_CHECK)
-                    .bind(bot_id)
-                    .bind(fence.holder())
-                    .bind(fence.generation())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if held.is_none() {
-                    fence.refused();
-                    return Err(StoreError::Fenced {
-                        generation: fence.generation(),
-                    });
-                }
-            }
+            super::check_fence!(tx, bot_id, fence);
             for chunk in commit.received.chunks(CHUNK) {
                 let sql = values_sql(
                     "INSERT INTO inbox (bot_id, update_id, body, received_at) VALUES ",

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::Row;
 
-use super::{Store, StoreError, on_pool};
+use super::{Fence, Store, StoreError, check_fence, on_pool};
 
 /// An announcement waiting to be delivered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,16 +54,27 @@ impl Store {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn subscribe(&self, bot_id: &str, chat_id: i64) -> Result<bool, StoreError> {
+    pub async fn subscribe(
+        &self,
+        bot_id: &str,
+        chat_id: i64,
+        fence: Option<&Fence>,
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "INSERT INTO subscriptions (bot_id, chat_id, since) VALUES ($1, $2, $3) \
                            ON CONFLICT (bot_id, chat_id) DO NOTHING";
-        let added = on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(bot_id)
-            .bind(chat_id)
-            .bind(now_millis())
-            .execute(pool)
-            .await?
-            .rows_affected());
+        let added = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            check_fence!(tx, bot_id, fence);
+            let added = sqlx::query(SQL)
+                .bind(bot_id)
+                .bind(chat_id)
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            added
+        });
         Ok(added == 1)
     }
 
@@ -71,14 +82,25 @@ impl Store {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn unsubscribe(&self, bot_id: &str, chat_id: i64) -> Result<bool, StoreError> {
+    pub async fn unsubscribe(
+        &self,
+        bot_id: &str,
+        chat_id: i64,
+        fence: Option<&Fence>,
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "DELETE FROM subscriptions WHERE bot_id = $1 AND chat_id = $2";
-        let removed = on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(bot_id)
-            .bind(chat_id)
-            .execute(pool)
-            .await?
-            .rows_affected());
+        let removed = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            check_fence!(tx, bot_id, fence);
+            let removed = sqlx::query(SQL)
+                .bind(bot_id)
+                .bind(chat_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            removed
+        });
         Ok(removed > 0)
     }
 
@@ -106,7 +128,13 @@ impl Store {
     ///
     /// # Errors
     /// When the store fails; nothing is written then.
-    pub async fn move_chat(&self, bot_id: &str, old: i64, new: i64) -> Result<(), StoreError> {
+    pub async fn move_chat(
+        &self,
+        bot_id: &str,
+        old: i64,
+        new: i64,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
         // The new id may be subscribed already: then the old row goes.
         const SUBSCRIPTION: &str = "UPDATE subscriptions SET chat_id = $3 WHERE bot_id = $1 AND chat_id = $2 \
                                     AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE bot_id = $1 AND chat_id = $3)";
@@ -118,6 +146,7 @@ impl Store {
         const DROP_DELIVERIES: &str = "DELETE FROM deliveries WHERE bot_id = $1 AND chat_id = $2";
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            check_fence!(tx, bot_id, fence);
             sqlx::query(SUBSCRIPTION)
                 .bind(bot_id)
                 .bind(old)
@@ -169,6 +198,7 @@ impl Store {
         &self,
         bot_id: &str,
         items: &[NewAnnouncement],
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         const NEXT: &str = "SELECT COALESCE(MAX(seq), 0) FROM announcements WHERE bot_id = $1";
         const INSERT: &str = "INSERT INTO announcements (bot_id, announcement_id, seq, link, message, first_seen, pending) \
@@ -179,6 +209,7 @@ impl Store {
         let now = now_millis();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            check_fence!(tx, bot_id, fence);
             let last: i64 = sqlx::query(NEXT)
                 .bind(bot_id)
                 .fetch_one(&mut *tx)
@@ -307,6 +338,7 @@ impl Store {
         bot_id: &str,
         keep: i64,
         listed: &HashSet<String>,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         const OLD: &str = "SELECT announcement_id FROM announcements WHERE bot_id = $1 AND pending = $2 AND seq <= \
                            (SELECT COALESCE(MAX(seq), 0) FROM announcements WHERE bot_id = $1) - $3";
@@ -314,6 +346,7 @@ impl Store {
             "DELETE FROM announcements WHERE bot_id = $1 AND announcement_id = $2 AND pending = $3";
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            check_fence!(tx, bot_id, fence);
             let old: Vec<String> = sqlx::query(OLD)
                 .bind(bot_id)
                 .bind(false)
@@ -356,12 +389,12 @@ mod tests {
         let store = Store::open(&StoreSpec::Sqlite(dir.path().join("relay.db")))
             .await
             .expect("open");
-        assert!(store.subscribe("7", -100).await.expect("subscribe"));
+        assert!(store.subscribe("7", -100, None).await.expect("subscribe"));
         assert!(
-            !store.subscribe("7", -100).await.expect("again"),
+            !store.subscribe("7", -100, None).await.expect("again"),
             "already subscribed"
         );
-        assert!(store.subscribe("7", 5).await.expect("subscribe"));
+        assert!(store.subscribe("7", 5, None).await.expect("subscribe"));
         assert_eq!(store.subscriptions("7").await.expect("list").len(), 2);
         assert!(
             store
@@ -379,6 +412,7 @@ mod tests {
                     new("b", Some("DUYURU: b")),
                     new("c", Some("DUYURU: c")),
                 ],
+                None,
             )
             .await
             .expect("record");
@@ -395,7 +429,10 @@ mod tests {
             .mark_delivered("7", "b", -100)
             .await
             .expect("twice is fine");
-        store.move_chat("7", -100, -1009).await.expect("migrate");
+        store
+            .move_chat("7", -100, -1009, None)
+            .await
+            .expect("migrate");
         assert_eq!(
             store.delivered_to("7", "b").await.expect("read"),
             HashSet::from([-1009])
@@ -411,13 +448,13 @@ mod tests {
 
         // Migrating into an id that is subscribed already, with deliveries on
         // both: one subscription and one delivery remain.
-        assert!(store.subscribe("7", -2000).await.expect("subscribe"));
+        assert!(store.subscribe("7", -2000, None).await.expect("subscribe"));
         store
             .mark_delivered("7", "b", -2000)
             .await
             .expect("deliver");
         store
-            .move_chat("7", -1009, -2000)
+            .move_chat("7", -1009, -2000, None)
             .await
             .expect("migrate into a subscribed id");
         let chats: Vec<i64> = store
@@ -443,13 +480,16 @@ mod tests {
             1
         );
         assert!(store.delivered_to("7", "b").await.expect("read").is_empty());
-        assert!(store.unsubscribe("7", 5).await.expect("unsubscribe"));
-        assert!(!store.unsubscribe("7", 5).await.expect("again"), "was off");
+        assert!(store.unsubscribe("7", 5, None).await.expect("unsubscribe"));
+        assert!(
+            !store.unsubscribe("7", 5, None).await.expect("again"),
+            "was off"
+        );
 
         store.finish_announcement("7", "c").await.expect("finish");
         let listed = HashSet::from(["a".to_owned()]);
         store
-            .prune_announcements("7", 1, &listed)
+            .prune_announcements("7", 1, &listed, None)
             .await
             .expect("prune");
         let seen = store.seen_announcements("7").await.expect("seen");
@@ -459,7 +499,7 @@ mod tests {
             "the newest is kept, and what the site still lists"
         );
         store
-            .prune_announcements("7", 1, &HashSet::new())
+            .prune_announcements("7", 1, &HashSet::new(), None)
             .await
             .expect("prune");
         let seen = store.seen_announcements("7").await.expect("seen");
@@ -476,12 +516,12 @@ mod tests {
         let ids: Vec<String> = (1..=1100).map(|i| i.to_string()).collect();
         let items: Vec<NewAnnouncement> = ids.iter().map(|id| new(id, None)).collect();
         store
-            .record_announcements("7", &items)
+            .record_announcements("7", &items, None)
             .await
             .expect("record");
         let listed: HashSet<String> = ids.iter().cloned().collect();
         store
-            .prune_announcements("7", 1000, &listed)
+            .prune_announcements("7", 1000, &listed, None)
             .await
             .expect("prune");
         assert_eq!(
@@ -493,7 +533,7 @@ mod tests {
         // down to the newest 1,000.
         let newest: HashSet<String> = ids[600..].iter().cloned().collect();
         store
-            .prune_announcements("7", 1000, &newest)
+            .prune_announcements("7", 1000, &newest, None)
             .await
             .expect("prune");
         let seen = store.seen_announcements("7").await.expect("seen");

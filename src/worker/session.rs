@@ -22,7 +22,7 @@ use super::{Kept, Worker};
 use crate::bots::{Context, Kind};
 use crate::outbox;
 use crate::status::{Incident, WorkerState, short};
-use crate::store::{InboxRow, StoreError};
+use crate::store::{BotStore, InboxRow, StoreError};
 use crate::telegram::api::{self, CallError, network_cause};
 use crate::telegram::{self, BotHandle, ErrorClass};
 
@@ -44,6 +44,8 @@ struct Opened {
     /// `getMe`'s answer as it came, for a process bot's gateway.
     me_raw: Arc<[u8]>,
     bot_id: String,
+    /// The bot's store, fenced by the lease taken.
+    store: BotStore,
     outbox: outbox::Session,
     /// Updates received before, not yet handled.
     inbox: Vec<InboxRow>,
@@ -60,6 +62,7 @@ impl Worker {
             me,
             me_raw,
             bot_id,
+            store,
             mut outbox,
             inbox,
         } = match Box::pin(self.open(bot, kept)).await {
@@ -70,7 +73,7 @@ impl Worker {
             bot: bot.clone(),
             username: me.username().to_owned(),
             bot_id: bot_id.clone(),
-            store: self.store.clone(),
+            store,
             status: self.status.clone(),
             board: self.board.clone(),
             outbox: outbox.sink(),
@@ -184,15 +187,16 @@ impl Worker {
             }
             kept.loaded = true;
         }
+        let fence = kept.lease.as_ref().and_then(|lease| lease.fence());
+        let store = BotStore::new(self.store.clone(), bot_id.clone(), fence.clone());
         let outbox = self
             .outbox
             .start(
                 bot.clone(),
-                self.store.clone(),
-                bot_id.clone(),
+                store.clone(),
                 kept.progress.clone(),
                 webhook,
-                kept.lease.as_ref().and_then(|lease| lease.fence()),
+                fence,
             )
             .await
             .map_err(|err| {
@@ -219,6 +223,7 @@ impl Worker {
             me,
             me_raw,
             bot_id,
+            store,
             outbox,
             inbox,
         })

@@ -159,7 +159,7 @@ impl Announcements {
     pub async fn chat_event(&self, ctx: &Context, event: ChatEvent) {
         match event {
             ChatEvent::Refused { chat } if !self.settings.extra_chats.contains(&chat) => {
-                match ctx.store.unsubscribe(&ctx.bot_id, chat).await {
+                match ctx.store.unsubscribe(chat).await {
                     Ok(true) => info!(
                         chat,
                         "a chat blocked or removed the bot; it is unsubscribed"
@@ -172,7 +172,7 @@ impl Announcements {
             }
             ChatEvent::Refused { .. } => {}
             ChatEvent::Migrated { from, to } => {
-                if let Err(err) = ctx.store.move_chat(&ctx.bot_id, from, to).await {
+                if let Err(err) = ctx.store.move_chat(from, to).await {
                     warn!(from, to, error = %err, "could not move a migrated group's subscription");
                 }
             }
@@ -209,9 +209,9 @@ impl Announcements {
     async fn switch(&self, ctx: &Context, message: &Message, on: bool) -> String {
         let chat = message.chat.id.0;
         let result = if on {
-            ctx.store.subscribe(&ctx.bot_id, chat).await
+            ctx.store.subscribe(chat).await
         } else {
-            ctx.store.unsubscribe(&ctx.bot_id, chat).await
+            ctx.store.unsubscribe(chat).await
         };
         match (result, on) {
             (Ok(true), true) => {
@@ -247,7 +247,7 @@ impl Announcements {
                 return BOT_ADMINS_ONLY.to_owned();
             }
             let chat = message.chat.id.0;
-            return match ctx.store.subscriptions(&ctx.bot_id).await {
+            return match ctx.store.subscriptions().await {
                 Ok(subscriptions)
                     if subscriptions.iter().any(|s| s.chat_id == chat)
                         || self.settings.extra_chats.contains(&chat) =>
@@ -261,7 +261,7 @@ impl Announcements {
                 }
             };
         }
-        match ctx.store.subscriptions(&ctx.bot_id).await {
+        match ctx.store.subscriptions().await {
             Ok(subscriptions) => {
                 let mut text = format!(
                     "Duyuruların açık olduğu sohbetler ({}):",

@@ -135,7 +135,7 @@ impl Announcements {
             self.alert(ctx, "Duyuru botu: duyuru listesi yeniden okunabiliyor.")
                 .await;
         }
-        let seen = ctx.store.seen_announcements(&ctx.bot_id).await?;
+        let seen = ctx.store.seen_announcements().await?;
         // The site lists the newest first; relay the oldest first.
         let oldest_first: Vec<&Listed> = listed.iter().rev().collect();
         if seen.is_empty() {
@@ -147,7 +147,7 @@ impl Announcements {
                     message: None,
                 })
                 .collect();
-            ctx.store.record_announcements(&ctx.bot_id, &items).await?;
+            ctx.store.record_announcements(&items).await?;
             info!(
                 count = items.len(),
                 "first check: the listed announcements are marked as seen; nothing is sent"
@@ -196,12 +196,10 @@ impl Announcements {
                 }
             }
         }
-        ctx.store.record_announcements(&ctx.bot_id, &items).await?;
+        ctx.store.record_announcements(&items).await?;
         let listed_ids: HashSet<String> = listed.iter().map(|l| l.id.clone()).collect();
         let keep = i64::try_from(SEEN_KEPT.max(listed.len())).unwrap_or(i64::MAX);
-        ctx.store
-            .prune_announcements(&ctx.bot_id, keep, &listed_ids)
-            .await?;
+        ctx.store.prune_announcements(keep, &listed_ids).await?;
         for item in &items {
             match &item.message {
                 Some(_) => info!(announcement = %item.id, link = %item.link, "a new announcement"),
@@ -317,17 +315,14 @@ impl Announcements {
     /// Queues every pending announcement for the chats that have not had
     /// it, each as one broadcast that also ends the announcement.
     async fn deliver(&self, ctx: &Context) -> Result<(), OutboxError> {
-        let pending = ctx.store.pending_announcements(&ctx.bot_id).await?;
+        let pending = ctx.store.pending_announcements().await?;
         if pending.is_empty() {
             return Ok(());
         }
-        let subscriptions = ctx.store.subscriptions(&ctx.bot_id).await?;
+        let subscriptions = ctx.store.subscriptions().await?;
         for announcement in pending {
             // Chats an earlier botvisor (before the outbox) delivered to.
-            let delivered = ctx
-                .store
-                .delivered_to(&ctx.bot_id, &announcement.id)
-                .await?;
+            let delivered = ctx.store.delivered_to(&announcement.id).await?;
             let mut unique = HashSet::new();
             let messages: Vec<OutMessage> = subscriptions
                 .iter()
