@@ -490,20 +490,35 @@ async fn a_write_under_a_lost_lease_is_refused_in_its_transaction() {
         leases.fleet().expect("a fleet store").set_plan(wanted, &[]);
     }
     let lease_a = a.try_acquire("77").await.expect("try").expect("free");
-    assert!(b.try_acquire("77").await.expect("try").is_none(), "a holds it");
+    assert!(
+        b.try_acquire("77").await.expect("try").is_none(),
+        "a holds it"
+    );
     let bot_a = BotStore::new(store.clone(), "77".to_owned(), lease_a.fence());
-    assert!(bot_a.subscribe(-100).await.expect("a writes while it holds"));
+    assert!(
+        bot_a
+            .subscribe(-100)
+            .await
+            .expect("a writes while it holds")
+    );
 
     // a's lease runs out unrenewed (a paused past the TTL); b takes it.
     let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
     conn.execute("UPDATE bot_leases SET expires_at = 0 WHERE bot_id = '77'")
         .await
         .expect("expire the lease");
-    let lease_b = b.try_acquire("77").await.expect("try").expect("expired: free");
+    let lease_b = b
+        .try_acquire("77")
+        .await
+        .expect("try")
+        .expect("expired: free");
     let fence_b = lease_b.fence().expect("fenced");
     assert_eq!(fence_b.generation(), 2, "the generation only grows");
 
-    let refused = bot_a.subscribe(-200).await.expect_err("a no longer holds it");
+    let refused = bot_a
+        .subscribe(-200)
+        .await
+        .expect_err("a no longer holds it");
     assert!(
         matches!(refused, StoreError::Fenced { generation: 1 }),
         "{refused}"
@@ -516,7 +531,11 @@ async fn a_write_under_a_lost_lease_is_refused_in_its_transaction() {
         bot_a.commit(&commit).await,
         Err(StoreError::Fenced { .. })
     ));
-    assert_eq!(store.offset("77").await.expect("read"), None, "nothing stored");
+    assert_eq!(
+        store.offset("77").await.expect("read"),
+        None,
+        "nothing stored"
+    );
 
     let bot_b = BotStore::new(store.clone(), "77".to_owned(), Some(fence_b));
     assert!(bot_b.subscribe(-300).await.expect("b writes"));

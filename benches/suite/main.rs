@@ -16,10 +16,12 @@
 //!   `shutdown`, `shutdown-in-flight`, `reload`, `reload-10000`, `conflict`, `takeover`,
 //!   `broadcast`, `startup`, `busy-group`, `deep-page`, `gateway-burst`,
 //!   `gateway-capacity`, `gateway-busy-group`, `gateway-burst-limits`,
-//!   `gateway-footprint`); a name also selects the scenarios named after it
+//!   `gateway-footprint`, `fleet-3`); a name also selects the scenarios named after it
 //!   with a dash (`scale`: all six sizes; `gateway`: all five;
 //!   `gateway-burst` also `gateway-burst-limits`). `gateway-burst-limits`
 //!   (about two and a half minutes) runs once whatever the number of runs.
+//! - `BOTVISOR_BENCH_DATABASE_URL=postgres://…` (or `TEST_DATABASE_URL`):
+//!   the PostgreSQL server `fleet-3` creates its database on.
 //! - `BOTVISOR_BENCH_BIN=path`: benchmark this `botvisor` binary instead
 //!   of the one cargo built (to compare builds, e.g. other profiles).
 
@@ -33,6 +35,7 @@ mod faq;
 mod fleet;
 mod footprint;
 mod gateway;
+mod instances;
 mod program;
 mod ptb;
 // The tests' venv with python-telegram-bot; the suite uses only part of
@@ -195,6 +198,30 @@ fn scenarios() -> Vec<Scenario> {
             ],
             once: false,
             run: Box::new(|| Box::pin(conflict::takeover())),
+        },
+        Scenario {
+            name: "fleet-3",
+            number: "22",
+            measures: vec![
+                measure(
+                    "fleet-3, 300 bots, PostgreSQL, lease_ttl 10 s: a third instance joins → every instance within ±1 of its share",
+                    "s",
+                    AtMost(20.0, "≤ 20 (2 lease periods)"),
+                ),
+                measure(
+                    "fleet-3: the longest a moved bot ran nowhere (handover gap)",
+                    "s",
+                    AtMost(2.0, "≤ 2"),
+                ),
+                measure(
+                    "fleet-3: kill -9 of one → its bots running on the others",
+                    "s",
+                    AtMost(15.0, "≤ 15 (TTL + 5 s)"),
+                ),
+                measure("fleet-3: 409s", "count", AtMost(0.0, "0")),
+            ],
+            once: true,
+            run: Box::new(|| Box::pin(instances::fleet3())),
         },
         Scenario {
             name: "broadcast",
