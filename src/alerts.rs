@@ -107,11 +107,21 @@ fn open_incidents(bots: &[BotIncidents]) -> Open {
 /// The bots whose incidents this instance reports. A bot in standby counts
 /// as absent: its incidents end silently here (the instance that runs it
 /// reports them).
-fn present(bots: &[BotIncidents]) -> Vec<String> {
-    bots.iter()
-        .filter(|b| b.state != WorkerState::Standby)
-        .map(|b| b.name.clone())
-        .collect()
+/// Only the bots with an incident open matter: looked up by name, so a
+/// board of ten thousand quiet bots costs nothing here.
+fn present(board: &StatusBoard, open: &Open) -> Vec<String> {
+    let mut names: Vec<String> = open
+        .keys()
+        .map(|(bot, _)| bot)
+        .filter(|bot| {
+            board
+                .state_of(bot)
+                .is_some_and(|state| state != WorkerState::Standby)
+        })
+        .cloned()
+        .collect();
+    names.dedup();
+    names
 }
 
 /// The changes from `before` to `now`; bots no longer on the board
@@ -167,13 +177,21 @@ pub async fn run(board: StatusBoard, target: watch::Receiver<Target>, stop: Canc
         sent: VecDeque::new(),
         held_back: 0,
     };
+    // When the last look found no bot with an incident and none has been
+    // raised since, there is nothing to look at (ten thousand quiet bots).
+    let mut quiet_since: Option<u64> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(TICK) => {}
         }
+        let raised = crate::status::raised_count();
+        if quiet_since == Some(raised) {
+            continue;
+        }
         let bots = board.incidents_at(Instant::now());
-        let present = present(&bots);
+        quiet_since = bots.is_empty().then_some(raised);
+        let present = present(&board, &open);
         let now = open_incidents(&bots);
         let changes = diff(&open, &now, &present);
         open = now;
@@ -315,7 +333,7 @@ mod tests {
         let mut look = |open: &mut Open| {
             let bots = board.incidents_at(Instant::now());
             let seen = open_incidents(&bots);
-            for change in diff(open, &seen, &present(&bots)) {
+            for change in diff(open, &seen, &present(&board, open)) {
                 texts.push(change.text());
             }
             *open = seen;

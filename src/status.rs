@@ -611,6 +611,9 @@ impl StatusSender {
             status.incidents.insert(incident, detail);
             true
         });
+        // After the incident is in: a reader that sees the count moved
+        // sees the incident too.
+        RAISED.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Takes over the incidents a previous worker of the same bot left open
@@ -698,6 +701,10 @@ impl StatusSender {
                 status.reason.clone_from(&reason);
             }
         });
+        if state == WorkerState::Parked {
+            // A park is an incident: raised after it is in, as `raise` does.
+            RAISED.fetch_add(1, Ordering::SeqCst);
+        }
         if !changed {
             return;
         }
@@ -878,6 +885,16 @@ pub struct BotIncidents {
     pub incidents: BTreeMap<Incident, String>,
 }
 
+/// Incidents raised in this process, ever: while no bot has an incident, a
+/// reader that saw this unchanged knows none has one now (only a raise
+/// opens one), without reading every bot.
+static RAISED: AtomicU64 = AtomicU64::new(0);
+
+/// How many incidents have been raised in this process.
+pub(crate) fn raised_count() -> u64 {
+    RAISED.load(Ordering::SeqCst)
+}
+
 /// Every worker's status, readable from outside the supervisor.
 #[derive(Clone, Default)]
 pub struct StatusBoard {
@@ -956,22 +973,26 @@ impl StatusBoard {
             .collect()
     }
 
-    /// Each bot's name, state and open incidents as of `now`, without the
-    /// rest of its status: what the alerts look at every second, cheap at
-    /// thousands of bots.
+    /// The name, state and open incidents as of `now` of each bot with an
+    /// incident, without the rest of its status: what the alerts look at
+    /// every second, cheap at thousands of bots.
     pub(crate) fn incidents_at(&self, now: Instant) -> Vec<BotIncidents> {
         let board = self.read();
         board
             .bots
             .iter()
-            .map(|(name, rx)| {
+            .filter_map(|(name, rx)| {
                 let status = rx.borrow();
+                // A quiet bot costs no copy: thousands are read each second.
+                if status.incidents.is_empty() {
+                    return None;
+                }
                 let settled = |incident: &Incident| {
                     status.healthy_since.get(incident).is_some_and(|since| {
                         now.saturating_duration_since(*since) >= incident.settle()
                     })
                 };
-                BotIncidents {
+                Some(BotIncidents {
                     name: name.clone(),
                     state: status.state,
                     incidents: status
@@ -980,9 +1001,14 @@ impl StatusBoard {
                         .filter(|(incident, _)| !settled(incident))
                         .map(|(incident, detail)| (*incident, detail.clone()))
                         .collect(),
-                }
+                })
             })
             .collect()
+    }
+
+    /// Bot `name`'s state, if it is on the board.
+    pub(crate) fn state_of(&self, name: &str) -> Option<WorkerState> {
+        self.read().bots.get(name).map(|rx| rx.borrow().state)
     }
 
     /// The incidents open for bot `name`.

@@ -203,6 +203,8 @@ struct Supervisor {
     spool: PathBuf,
     /// The bots the fleet shares (PostgreSQL stores), by Telegram bot id.
     fleet_bots: Option<watch::Sender<crate::fleet::FleetBots>>,
+    /// Every session's guard, checked by one task.
+    guards: crate::worker::Guards,
 }
 
 /// Runs every runnable bot until `signals` asks for a shutdown, then stops
@@ -280,6 +282,7 @@ pub async fn run_with_board(
         host,
         spool,
         fleet_bots: None,
+        guards: crate::worker::Guards::default(),
     };
     let fleet = supervisor.leases.fleet().cloned().map(|leases| {
         let (bots, watching) = watch::channel(fleet_bots(&runnable));
@@ -309,6 +312,8 @@ pub async fn run_with_board(
         alerts::run(supervisor.board.clone(), route, supervisor.services.clone())
             .instrument(tracing::info_span!("alerts")),
     );
+    // After the workers: a draining session's lease is still watched.
+    services.spawn(supervisor.guards.clone().run(supervisor.services.clone()));
     if let Some((leases, bots)) = fleet {
         // It leaves the fleet when the shutdown starts, and renews the
         // leases of draining bots until the workers have stopped.
@@ -438,6 +443,7 @@ impl Supervisor {
             webhooks: self.webhooks.clone(),
             webhook: bot.webhook.clone(),
             host: self.host.clone(),
+            guards: self.guards.clone(),
         };
         let done = stopped.clone().drop_guard();
         let span = tracing::info_span!("bot", bot = %name);

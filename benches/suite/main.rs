@@ -16,7 +16,7 @@
 //!   `shutdown`, `shutdown-in-flight`, `reload`, `reload-10000`, `conflict`, `takeover`,
 //!   `broadcast`, `startup`, `busy-group`, `deep-page`, `gateway-burst`,
 //!   `gateway-capacity`, `gateway-busy-group`, `gateway-burst-limits`,
-//!   `gateway-footprint`, `fleet-3`); a name also selects the scenarios named after it
+//!   `gateway-footprint`, `fleet-3`, `scale-10000-webhook`); a name also selects the scenarios named after it
 //!   with a dash (`scale`: all six sizes; `gateway`: all five;
 //!   `gateway-burst` also `gateway-burst-limits`). `gateway-burst-limits`
 //!   (about two and a half minutes) runs once whatever the number of runs.
@@ -52,6 +52,7 @@ mod shutdown;
 #[path = "../../tests/common/site.rs"]
 mod site;
 mod table;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -198,6 +199,30 @@ fn scenarios() -> Vec<Scenario> {
             ],
             once: false,
             run: Box::new(|| Box::pin(conflict::takeover())),
+        },
+        Scenario {
+            name: "scale-10000-webhook",
+            number: "22",
+            measures: vec![
+                measure(
+                    "scale, 10,000 webhook bots: start-up to every bot's setWebhook",
+                    "s",
+                    Target::None,
+                ),
+                measure("scale, 10,000 webhook bots: RSS", "MB", Target::None),
+                measure(
+                    "scale, 10,000 webhook bots: CPU time per idle minute",
+                    "s/min",
+                    AtMost(0.6, "≤ 0.6 (1 % of a core)"),
+                ),
+                measure(
+                    "scale, 10,000 webhook bots: a command to a bot picked at random answered",
+                    "ms",
+                    Target::None,
+                ),
+            ],
+            once: true,
+            run: Box::new(|| Box::pin(webhooks::run())),
         },
         Scenario {
             name: "fleet-3",

@@ -46,22 +46,33 @@ pub struct LockFile {
     /// byte in this process must fail as one in another process does (a
     /// lock never conflicts with its own open file description).
     held: std::sync::Mutex<std::collections::HashSet<i64>>,
-    /// When the path was last found to name this file: every bot checks
-    /// its lease each second, and a thousand bots must not mean a thousand
-    /// `stat`s a second.
-    named_at: std::sync::Mutex<Option<Instant>>,
+    /// When the path was last found to name this file, in ms since
+    /// `opened` (0: not yet, or not named): every bot checks its lease each
+    /// second, and a thousand bots must not mean a thousand `stat`s (or
+    /// lock waits) a second.
+    named_at: std::sync::atomic::AtomicU64,
+    opened: Instant,
 }
 
 impl LockFile {
     /// True while the path still names this file (checked at most every
     /// [`ALIVE_REUSE`]).
     fn is_named(&self) -> bool {
-        let mut named_at = self.named_at.lock().unwrap_or_else(|e| e.into_inner());
-        if named_at.is_some_and(|at| at.elapsed() < ALIVE_REUSE) {
+        use std::sync::atomic::Ordering;
+        let since_open = |at: Instant| {
+            u64::try_from(at.saturating_duration_since(self.opened).as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1)
+        };
+        let now = since_open(Instant::now());
+        let named_at = self.named_at.load(Ordering::Relaxed);
+        let reuse = u64::try_from(ALIVE_REUSE.as_millis()).unwrap_or(u64::MAX);
+        if named_at != 0 && now.saturating_sub(named_at) < reuse {
             return true;
         }
         let named = self.identity.check().is_ok();
-        *named_at = named.then(Instant::now);
+        self.named_at
+            .store(if named { now } else { 0 }, Ordering::Relaxed);
         named
     }
 }
@@ -200,7 +211,8 @@ fn lock_file(
         file,
         identity,
         held: std::sync::Mutex::new(std::collections::HashSet::new()),
-        named_at: std::sync::Mutex::new(None),
+        named_at: std::sync::atomic::AtomicU64::new(0),
+        opened: Instant::now(),
     });
     if cfg!(target_os = "linux") {
         *open = Some(file.clone());
@@ -312,6 +324,12 @@ impl Lease {
     /// while its last renewal is recent enough (no query: see
     /// `store::fleet`).
     pub async fn is_held(&self) -> bool {
+        self.is_held_now()
+    }
+
+    /// [`is_held`](Self::is_held), which needs no wait: a file's identity is
+    /// looked at at most every 900 ms, a fleet lease is in memory.
+    pub fn is_held_now(&self) -> bool {
         match self {
             Lease::File(lease) => lease.file.is_named(),
             Lease::Postgres {

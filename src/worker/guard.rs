@@ -1,15 +1,16 @@
-//! The session guard: a task that checks once a second that the worker
-//! still holds its bot's lease and that no `getUpdates` has gone unanswered
-//! past `watchdog_after`, and ends the session at once when either fails,
-//! or gracefully when the fleet hands the bot to another instance.
-//! It is an owned value: dropping it stops the task.
+//! The session guard: once a second (one task, `Guards`, for every
+//! session) it checks that the worker still holds its bot's lease and that
+//! no `getUpdates` has gone unanswered past `watchdog_after`, and ends the
+//! session at once when either fails, or gracefully when the fleet hands
+//! the bot to another instance. It is an owned value: dropping it stops
+//! the watching.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::{CancellationToken, DropGuard};
-use tracing::{Instrument, error};
+use tokio_util::sync::CancellationToken;
+use tracing::error;
 
 use crate::status::short;
 use crate::store::Lease;
@@ -40,18 +41,111 @@ struct Shared {
     epoch: Instant,
     /// When the outstanding getUpdates was sent, in ms since `epoch`.
     poll_sent: AtomicU64,
+    /// The session to end when the guard trips.
+    session: CancellationToken,
+    watchdog_after: Duration,
+    /// The bot's span, for the watchdog's line.
+    span: tracing::Span,
 }
 
-/// Watches a session; cancels `session` when it trips.
+/// Every running session's guard, checked once a second by one task
+/// ([`Guards::run`]): ten thousand bots are one wake-up a second, not ten
+/// thousand timers.
+#[derive(Clone, Default)]
+pub struct Guards {
+    watched: Arc<std::sync::Mutex<Vec<Weak<Shared>>>>,
+}
+
+impl Guards {
+    /// Checks every guard each second until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(CHECK_EVERY) => {}
+            }
+            self.check_all();
+        }
+    }
+
+    fn check_all(&self) {
+        let now = Instant::now();
+        // One pass under the lock, no copy: a look is a few atomic reads.
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|watched| match watched.upgrade() {
+                Some(shared) => {
+                    shared.check(now);
+                    true
+                }
+                None => false,
+            });
+    }
+
+    fn watch(&self, shared: &Arc<Shared>) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(shared));
+    }
+}
+
+impl Shared {
+    /// One look at `now`: the lease, a handover, the poll clock. A session
+    /// that has ended already is left alone (asked only when something
+    /// trips: the token's check takes a lock).
+    fn check(&self, now: Instant) {
+        let ended = || self.session.is_cancelled();
+        if let Some(lease) = &self.lease {
+            if !lease.is_held_now() {
+                if !ended() {
+                    self.lease_lost.store(true, Ordering::SeqCst);
+                    self.session.cancel();
+                }
+                return;
+            }
+            if lease.handover_wanted() {
+                if !ended() {
+                    self.handover.store(true, Ordering::SeqCst);
+                    self.session.cancel();
+                }
+                return;
+            }
+        }
+        let sent = self.poll_sent.load(Ordering::SeqCst);
+        if sent == NOT_POLLING {
+            return;
+        }
+        let waited = now
+            .saturating_duration_since(self.epoch)
+            .saturating_sub(Duration::from_millis(sent));
+        if waited >= self.watchdog_after && !ended() {
+            self.stalled.store(true, Ordering::SeqCst);
+            self.span.in_scope(|| {
+                error!(
+                    waited = %short(waited),
+                    "watchdog: getUpdates has not answered for {} (watchdog_after is {}); restarting the worker",
+                    short(waited),
+                    short(self.watchdog_after)
+                );
+            });
+            self.session.cancel();
+        }
+    }
+}
+
+/// Watches a session; cancels `session` when it trips. Dropping it stops
+/// the watching.
 pub struct SessionGuard {
     shared: Arc<Shared>,
-    _stop: DropGuard,
 }
 
 impl SessionGuard {
-    /// Starts watching: `lease` (when the store has leases) and polls longer
-    /// than `watchdog_after`.
+    /// Starts watching, among `guards`: `lease` (when the store has
+    /// leases) and polls longer than `watchdog_after`.
     pub fn start(
+        guards: &Guards,
         session: CancellationToken,
         lease: Option<Arc<Lease>>,
         watchdog_after: Duration,
@@ -63,59 +157,12 @@ impl SessionGuard {
             stalled: AtomicBool::new(false),
             epoch: Instant::now(),
             poll_sent: AtomicU64::new(NOT_POLLING),
+            session,
+            watchdog_after,
+            span: tracing::Span::current(),
         });
-        let stop = CancellationToken::new();
-        {
-            let shared = shared.clone();
-            let stop = stop.clone();
-            tokio::spawn(
-                async move {
-                    loop {
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = session.cancelled() => return,
-                            () = tokio::time::sleep(CHECK_EVERY) => {}
-                        }
-                        if let Some(lease) = &shared.lease {
-                            if !lease.is_held().await {
-                                shared.lease_lost.store(true, Ordering::SeqCst);
-                                session.cancel();
-                                return;
-                            }
-                            if lease.handover_wanted() {
-                                shared.handover.store(true, Ordering::SeqCst);
-                                session.cancel();
-                                return;
-                            }
-                        }
-                        let sent = shared.poll_sent.load(Ordering::SeqCst);
-                        if sent == NOT_POLLING {
-                            continue;
-                        }
-                        let waited = shared
-                            .epoch
-                            .elapsed()
-                            .saturating_sub(Duration::from_millis(sent));
-                        if waited >= watchdog_after {
-                            shared.stalled.store(true, Ordering::SeqCst);
-                            error!(
-                                waited = %short(waited),
-                                "watchdog: getUpdates has not answered for {} (watchdog_after is {}); restarting the worker",
-                                short(waited),
-                                short(watchdog_after)
-                            );
-                            session.cancel();
-                            return;
-                        }
-                    }
-                }
-                .in_current_span(),
-            );
-        }
-        SessionGuard {
-            shared,
-            _stop: stop.drop_guard(),
-        }
+        guards.watch(&shared);
+        SessionGuard { shared }
     }
 
     /// True while the lease is held; when not, the session counts as
@@ -125,7 +172,7 @@ impl SessionGuard {
         let Some(lease) = &self.shared.lease else {
             return true;
         };
-        if lease.is_held().await {
+        if lease.is_held_now() {
             return true;
         }
         self.shared.lease_lost.store(true, Ordering::SeqCst);

@@ -39,6 +39,7 @@ use crate::telegram::BotHandle;
 use crate::telegram::polling::{Poller, Reading, update_names};
 use decide::{Delay, SessionEnd, decide};
 use dispatch::panic_message;
+pub use guard::Guards;
 use poll::ConflictLog;
 use progress::Progress;
 
@@ -68,6 +69,8 @@ pub struct Worker {
     pub webhook: Option<webhook::Target>,
     /// For a process bot: the gateway and the environment its program gets.
     pub host: Option<ProcessHost>,
+    /// Where the session's guard is checked, with every other one.
+    pub guards: Guards,
 }
 
 /// What a worker keeps across sessions.

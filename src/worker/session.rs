@@ -101,7 +101,12 @@ impl Worker {
         // when the lease is lost, or when a poll hangs.
         let session = self.cancel.child_token();
         let _end_session = session.clone().drop_guard();
-        let guard = SessionGuard::start(session.clone(), kept.lease.clone(), self.watchdog_after);
+        let guard = SessionGuard::start(
+            &self.guards,
+            session.clone(),
+            kept.lease.clone(),
+            self.watchdog_after,
+        );
         // What the last session received and did not handle goes first.
         kept.progress.with(|ledger| ledger.close_session());
         consumer.resume(inbox, &kept.progress, &outbox.sink());
