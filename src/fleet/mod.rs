@@ -68,6 +68,11 @@ pub async fn run(
         }
     }
     leases.set_plan(HashSet::new(), &[]);
+    // The draining bots' leases first: the last renewal may be most of a
+    // validity ago.
+    if let Err(err) = leases.renew().await {
+        warn!(error = %err, "renewing the leases of the bots still stopping failed");
+    }
     leases.leave().await;
     loop {
         tokio::select! {

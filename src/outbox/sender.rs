@@ -297,7 +297,8 @@ impl Sender {
                         "lost the lease on this bot: sending nothing more for it"
                     );
                 }
-                return None;
+                // Looked at again: a renewal may bring the lease back.
+                return Some(now + Duration::from_secs(1));
             }
 
             let global = self.pacer.global_next(now);

@@ -100,6 +100,8 @@ impl FleetView {
 #[derive(Clone, Debug)]
 struct Held {
     generation: i64,
+    /// When it was taken: a renewal sent before cannot have seen it.
+    taken: Instant,
     /// Past this the lease is not used, renewed or not.
     valid_until: Instant,
     /// The fleet asked for it to be handed over.
@@ -244,13 +246,25 @@ impl PgLeases {
     /// # Errors
     /// When the store fails; the leases then lapse at their validity.
     pub async fn renew(&self) -> Result<(), StoreError> {
-        if self.book().held.is_empty() {
+        // Only the leases in the book, at their generation: a row left
+        // ours by a failed release, or one whose lease a session gave up,
+        // must expire, not live on unused.
+        let (bots, generations): (Vec<String>, Vec<i64>) = self
+            .book()
+            .held
+            .iter()
+            .map(|(bot, held)| (bot.clone(), held.generation))
+            .unzip();
+        if bots.is_empty() {
             return Ok(());
         }
         let sent = Instant::now();
         let sql = format!(
             "UPDATE bot_leases SET expires_at = {NOW_MS} + $2 \
-             WHERE holder = $1 AND expires_at > {NOW_MS} RETURNING bot_id, generation"
+             FROM UNNEST($3::TEXT[], $4::BIGINT[]) AS mine(bot_id, generation) \
+             WHERE bot_leases.holder = $1 AND bot_leases.bot_id = mine.bot_id \
+             AND bot_leases.generation = mine.generation AND bot_leases.expires_at > {NOW_MS} \
+             RETURNING bot_leases.bot_id, bot_leases.generation"
         );
         let rows = self
             .timed(
@@ -258,6 +272,8 @@ impl PgLeases {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&self.me.id)
                     .bind(millis(self.ttl))
+                    .bind(&bots)
+                    .bind(&generations)
                     .fetch_all(&self.pool),
             )
             .await?;
@@ -270,6 +286,8 @@ impl PgLeases {
         for (bot, held) in &mut book.held {
             if renewed.get(bot) == Some(&held.generation) {
                 held.valid_until = held.valid_until.max(valid_until);
+            } else if held.taken >= sent {
+                // Taken while the renewal was on its way: not in its view.
             } else if held.valid_until > sent {
                 warn!(
                     bot_id = %bot,
@@ -436,6 +454,7 @@ impl PgLeases {
                 bot_id.to_owned(),
                 Held {
                     generation,
+                    taken: sent,
                     valid_until: sent + self.validity(),
                     handover: false,
                 },

@@ -179,6 +179,19 @@ impl Worker {
                 // A parked bot's program is held back too.
                 kind.stop_program(self.stop_grace).await;
             }
+            // Waiting, with the fleet asking for the bot elsewhere: it goes
+            // now, not after the wait (an instance that cannot reach
+            // Telegram must not keep its bots).
+            if kept
+                .lease
+                .as_ref()
+                .is_some_and(|lease| lease.handover_wanted())
+                && let Some(lease) = kept.lease.take()
+            {
+                lease.release_shared().await;
+                kept.loaded = false;
+                tracing::info!("handed the bot over to another instance while waiting");
+            }
             self.status.set(decision.state, decision.reason, Some(wait));
             if !self.sleep(wait).await {
                 break;

@@ -296,16 +296,24 @@ impl Worker {
             }
             Some(Tripped::LeaseLost) => {
                 // No last getUpdates: another instance may be polling already.
-                kept.lease = None;
+                // A fleet lease goes back at its generation (a no-op if
+                // another instance holds a newer one), so it is never
+                // renewed unused.
+                if let Some(lease) = kept.lease.take() {
+                    lease.release_shared().await;
+                }
                 kept.loaded = false;
                 return SessionEnd::StoreDown(
-                    "lost the lease on this bot (the store connection closed); stopped polling at once"
+                    "lost the lease on this bot (it lapsed, or the store no longer gives it to this instance); stopped polling at once"
                         .to_owned(),
                 );
             }
             Some(Tripped::Handover) | None => {}
         }
-        if end == SessionEnd::Stopped && !webhook {
+        // Only while the lease is still this instance's: the drain may have
+        // taken long enough for another to take the bot.
+        let still_held = kept.lease.as_ref().is_none_or(|lease| lease.is_held_now());
+        if end == SessionEnd::Stopped && !webhook && still_held {
             self.confirm(&mut kept.poller, offset).await;
         }
         if handover {
