@@ -92,12 +92,15 @@ async fn look(
     renewed_at: &mut Option<Instant>,
     board: &StatusBoard,
 ) -> Result<(), StoreError> {
-    leases.heartbeat().await?;
+    // The renewal first, timed from when it was sent: a slow or failing
+    // heartbeat must not cost the leases their renewal.
     let ttl = leases.ttl();
     if renewed_at.is_none_or(|at| at.elapsed() >= ttl / 3) {
+        let sent = Instant::now();
         leases.renew().await?;
-        *renewed_at = Some(Instant::now());
+        *renewed_at = Some(sent);
     }
+    leases.heartbeat().await?;
     let view = leases.view().await?;
     let me = leases.me().id.clone();
     let (plan, instances) = plan_for(&view, ttl, bots);
