@@ -139,6 +139,12 @@ pub fn plan_for(view: &FleetView, ttl: Duration, bots: &FleetBots) -> (Plan, Vec
     (plan(&instances, &ids, &holders), instances)
 }
 
+/// An instance's id or host as shown: written by another instance into the
+/// shared store, so bounded and sanitised like any text from outside.
+fn shown(text: &str) -> String {
+    crate::sanitize::excerpt(text, 120)
+}
+
 /// A bot's name here, or `id:<n>` for a bot this config does not have.
 pub fn name_of(bots: &FleetBots, bot_id: &str) -> String {
     bots.get(bot_id)
@@ -159,19 +165,24 @@ fn status_of(
         .instances
         .iter()
         .filter(|row| alive.contains(row.id.as_str()))
+        // Rows other instances wrote are text from outside: bounded and
+        // sanitised before they are shown.
         .map(|row| FleetInstance {
-            id: row.id.clone(),
-            host: row.host.clone(),
+            id: shown(&row.id),
+            host: shown(&row.host),
             weight: row.weight,
             share: plan.shares.get(&row.id).copied().unwrap_or(0),
             silent_ms: row.silent_ms,
             bots: Vec::new(),
         })
         .collect();
-    let index: BTreeMap<String, usize> = rows
+    // By the raw id (as the leases name it), in the rows' order.
+    let index: BTreeMap<&str, usize> = view
+        .instances
         .iter()
+        .filter(|row| alive.contains(row.id.as_str()))
         .enumerate()
-        .map(|(i, row)| (row.id.clone(), i))
+        .map(|(i, row)| (row.id.as_str(), i))
         .collect();
     let mut moving = Vec::new();
     for lease in &view.leases {
@@ -203,7 +214,7 @@ fn status_of(
     }
     moving.sort();
     FleetStatus {
-        me: leases.me().id.clone(),
+        me: shown(&leases.me().id),
         instances: rows,
         moving,
         handovers: leases.counters.handovers.load(Ordering::Relaxed),
@@ -300,13 +311,13 @@ fn render(status: &FleetStatus, view: &FleetView, plan: &Plan, bots: &FleetBots)
             }
             let lease = leases.get(id.as_str()).copied();
             let now = match lease.and_then(LeaseRow::live_holder) {
-                Some(holder) => format!("held by {holder}"),
+                Some(holder) => format!("held by {}", shown(holder)),
                 None => "free".to_owned(),
             };
             let to = plan
                 .holders
                 .get(id)
-                .map_or_else(|| "no instance".to_owned(), Clone::clone);
+                .map_or_else(|| "no instance".to_owned(), |to| shown(to));
             let _ = writeln!(out, "  {name:<24} {now}, going to {to}");
         }
     }
